@@ -1,0 +1,95 @@
+"""Shared benchmark plumbing: run a cartwheel command as a subprocess, time it and sample the
+peak resident memory of its whole process tree (Python driver + Spark JVM + Python workers)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+CARTWHEEL = [sys.executable, "-m", "jobs.cli"]
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import pyspark
+
+    return {
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "spark": pyspark.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total
+
+
+def run_measured(args: list[str], log_path: Path) -> dict[str, Any]:
+    """Run ``cartwheel <args>``; return wall seconds, peak tree RSS (MB) and the exit code."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    peak = 0
+    with open(log_path, "w") as log:
+        start = time.monotonic()
+        proc = subprocess.Popen([*CARTWHEEL, *args], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        ps = psutil.Process(proc.pid)
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, _tree_rss(ps))
+                done.wait(0.5)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        code = proc.wait()
+        done.set()
+        sampler.join()
+        wall = time.monotonic() - start
+    if code != 0:
+        tail = log_path.read_text()[-3000:]
+        raise RuntimeError(f"cartwheel {' '.join(args)} failed with exit code {code}:\n{tail}")
+    return {"wall_s": round(wall, 2), "peak_rss_mb": round(peak / 2**20, 1)}
+
+
+def rates(rows: int, wall_s: float) -> dict[str, float]:
+    cores = os.cpu_count() or 1
+    return {
+        "rows_per_s": round(rows / wall_s, 1),
+        "rows_per_s_per_core": round(rows / wall_s / cores, 1),
+    }
+
+
+def write_result(name: str, doc: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    from jobs.manifest import code_version
+
+    doc = {
+        "benchmark": name,
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "machine": machine(),
+        **doc,
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path

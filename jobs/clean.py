@@ -1,0 +1,247 @@
+"""cartwheel clean: raw logs for a date window -> clean events, quarantine, data-quality report.
+
+Reads ``raw/events/dt=...`` for ``--days`` days ending at ``--run-date`` (JSON lines or CSV,
+gzip or not) with an explicit all-string schema and the catalog; writes
+``clean/events/dt=.../`` and ``quarantine/events/dt=.../`` (Parquet), replacing exactly those
+days, ``reports/dt=<run-date>/clean_quality.json`` and ``_runs/<run-date>/clean.json``.
+Every raw line is kept, quarantined or filtered with a reason, and the manifest counts each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.common import format_counts, run_cli, staging_area
+from jobs.config import DatedStepConfig, opt
+from jobs.manifest import RunResult, StepRun
+from jobs.readers import (
+    date_window,
+    discover_raw_events,
+    first_unreadable_gzip,
+    naming_bad_files,
+    partition_name,
+    read_catalog,
+    read_raw_lines,
+)
+from jobs.storage import Storage, join
+from pipelines import clean as C
+from pipelines.errors import ConfigError, InputError
+
+log = logging.getLogger("cartwheel")
+ROWS_PER_FILE = 2_000_000
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CleanConfig(DatedStepConfig, C.CleanRules):
+    """Flags of ``cartwheel clean``: the window, and the cleaning rules."""
+
+    days: int = opt(1, help="number of days ending at --run-date to clean")
+    allow_missing_days: bool = opt(
+        False, help="skip days of the window that have no raw data instead of failing"
+    )
+
+    def validate(self) -> None:
+        DatedStepConfig.validate(self)
+        C.CleanRules.validate(self)
+        if self.days < 1:
+            raise ConfigError(f"invalid config value days={self.days!r}: must be >= 1")
+
+
+def _write_partitioned(df: DataFrame, path: str, rows_per_day: dict[dt.date, int]) -> None:
+    """Write by ``dt`` with about ROWS_PER_FILE rows per file, sorted for locality."""
+    files_per_day = max(1, math.ceil(max(rows_per_day.values(), default=0) / ROWS_PER_FILE))
+    # One task per (day, bucket) would mean thousands of tasks for a dataset of thousands of days;
+    # hash (dt, bucket) onto at most the shuffle-partition count: each task then writes several
+    # days in turn (sorted by dt), and a day's bucket still lands in exactly one file.
+    shuffle = int(df.sparkSession.conf.get("spark.sql.shuffle.partitions") or 200)
+    partitions = max(1, min(len(rows_per_day) * files_per_day, max(shuffle, files_per_day)))
+    bucket = F.pmod(
+        F.xxhash64(F.col("user_id") if "user_id" in df.columns else F.col("raw_record")),
+        F.lit(files_per_day),
+    )
+    (
+        df.repartition(partitions, F.col("dt"), bucket)
+        .sortWithinPartitions(*[c for c in ("dt", "user_id", "event_time") if c in df.columns])
+        .write.partitionBy("dt")
+        .parquet(path)
+    )
+
+
+def _summarise_dispositions(
+    rows: list[dict[str, Any]],
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """(per day: disposition -> rows, per file: lines/shaped)."""
+    per_day: dict[str, dict[str, int]] = {}
+    per_file: dict[str, dict[str, int]] = {}
+    for r in rows:
+        day = per_day.setdefault(r["dt"].isoformat(), {})
+        day[r["disposition"]] = day.get(r["disposition"], 0) + r["rows"]
+        f = per_file.setdefault(r["source_file"], {"lines": 0, "shaped": 0})
+        f["lines"] += r["rows"]
+        f["shaped"] += int(r["shaped"] or 0)
+    return per_day, per_file
+
+
+def _quality_report(
+    per_day: dict[str, dict[str, int]], quality_rows: list[dict[str, Any]], config: CleanConfig
+) -> dict[str, Any]:
+    """The data-quality report: counts by reason, by event type, null rates, per day."""
+    totals: dict[str, int] = {}
+    for counts in per_day.values():
+        for k, v in counts.items():
+            totals[k] = totals.get(k, 0) + v
+    kept = totals.get(C.KEPT, 0)
+    days: dict[str, Any] = {}
+    sums: dict[str, int] = {}
+    for q in sorted(quality_rows, key=lambda r: r["dt"]):
+        day = q["dt"].isoformat()
+        figures = {k: int(v) for k, v in q.items() if k != "dt"}
+        days[day] = {"dispositions": per_day.get(day, {}), **figures}
+        for k, v in figures.items():
+            sums[k] = sums.get(k, 0) + v
+    for day, counts in per_day.items():
+        days.setdefault(day, {"dispositions": counts, "rows": 0})
+    null_rates = {
+        k[len("null_") :]: round(v / kept, 6) if kept else 0.0
+        for k, v in sums.items()
+        if k.startswith("null_")
+    }
+    return {
+        "run_date": config.run_date.isoformat(),
+        "days": sorted(days),
+        "rows_in": sum(totals.values()),
+        "rows_kept": kept,
+        "quarantined_by_reason": {r: totals.get(r, 0) for r in C.QUARANTINE_REASONS},
+        "filtered_by_reason": {r: totals.get(r, 0) for r in C.FILTER_REASONS},
+        "kept_by_event_type": {
+            k[len("type_") :]: v for k, v in sums.items() if k.startswith("type_")
+        },
+        "null_rates": null_rates,
+        "unknown_items": sums.get("unknown_items", 0),
+        "pii_scrubbed": sums.get("pii_scrubbed", 0),
+        "sessions": sums.get("sessions", 0),
+        "per_day": dict(sorted(days.items())),
+    }
+
+
+def main(spark: SparkSession, config: CleanConfig) -> RunResult:
+    """Clean ``config.days`` days of raw events ending at ``config.run_date``."""
+    storage = Storage(spark)
+    run = StepRun(spark, "clean", config)
+    clean_root = join(config.data_root, "clean", "events")
+    quarantine_root = join(config.data_root, "quarantine", "events")
+    report_path = join(
+        config.data_root, "reports", partition_name(config.run_date), "clean_quality.json"
+    )
+    with run:
+        raw = discover_raw_events(
+            storage,
+            config.data_root,
+            date_window(config.run_date, config.days),
+            allow_missing_days=config.allow_missing_days,
+        )
+        days = sorted(raw.files)
+        log.info(
+            "[clean] %d day(s) %s .. %s: %d files, %.1f MB%s",
+            len(days),
+            days[0],
+            days[-1],
+            len(raw.all_files),
+            raw.bytes / 1e6,
+            f"; no raw data for {len(raw.missing_days)} day(s)" if raw.missing_days else "",
+        )
+        run.inputs = [f.path for f in raw.all_files]
+        catalog = read_catalog(spark, storage, config.data_root)
+        run.inputs.append(join(config.data_root, "raw", "catalog"))
+        labeled = C.compact_labeled(C.label_events(read_raw_lines(spark, raw), catalog, config))
+        labeled = labeled.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            with naming_bad_files(
+                "raw events", lambda: first_unreadable_gzip(storage, raw.all_files)
+            ):
+                counts = [r.asDict() for r in C.disposition_counts(labeled).collect()]
+            per_day, per_file = _summarise_dispositions(counts)
+            wrong = sorted(path for path, c in per_file.items() if c["lines"] and not c["shaped"])
+            if wrong:
+                raise InputError(
+                    f"raw file(s) with the wrong columns (no line is a record with user_id, event_type or "
+                    f"event_time): {', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''}"
+                )
+            log.info(
+                "[clean] labelled %s lines; computing quality figures",
+                f"{sum(c['lines'] for c in per_file.values()):,}",
+            )
+            quality = [r.asDict() for r in C.quality_by_day(labeled).collect()]
+            kept_per_day = {dt.date.fromisoformat(d): c.get(C.KEPT, 0) for d, c in per_day.items()}
+            q_per_day = {
+                dt.date.fromisoformat(d): sum(v for k, v in c.items() if k in C.QUARANTINE_REASONS)
+                for d, c in per_day.items()
+            }
+            with staging_area(storage, config.data_root, "clean") as staging:
+                log.info("[clean] writing clean events and quarantine to staging")
+                _write_partitioned(C.clean_events(labeled), join(staging, "clean"), kept_per_day)
+                _write_partitioned(
+                    C.quarantined_events(labeled), join(staging, "quarantine"), q_per_day
+                )
+                names = [partition_name(d) for d in days]
+                storage.publish_partitions(join(staging, "clean"), clean_root, names)
+                storage.publish_partitions(join(staging, "quarantine"), quarantine_root, names)
+        finally:
+            labeled.unpersist()
+
+        report = _quality_report(per_day, quality, config)
+        storage.write_json(report_path, report)
+        run.outputs = (
+            [join(clean_root, n) for n in names]
+            + [join(quarantine_root, n) for n in names]
+            + [report_path]
+        )
+        run.record(
+            rows_in=report["rows_in"],
+            rows_out=report["rows_kept"],
+            quarantined=report["quarantined_by_reason"],
+            filtered=report["filtered_by_reason"],
+        )
+        run.extra = {
+            "days": [d.isoformat() for d in days],
+            "missing_days": [d.isoformat() for d in raw.missing_days],
+            "input_files": len(raw.all_files),
+            "input_bytes": raw.bytes,
+            "quality": {k: v for k, v in report.items() if k not in ("per_day", "run_date")},
+            "per_day": {d: v["dispositions"] for d, v in report["per_day"].items()},
+            "report": report_path,
+        }
+    return run.result(report=report)
+
+
+def summarize(result: RunResult) -> str:
+    m = result.manifest
+    q = m["quality"]
+    return (
+        f"cleaned {m['rows_in']:,} raw rows for {m['days'][0]} .. {m['days'][-1]}: "
+        f"{m['rows_out']:,} kept, {m['rows_quarantined']:,} quarantined, "
+        f"{sum(m['rows_filtered'].values()):,} filtered\n"
+        f"quarantined: {format_counts(m['rows_quarantined_by_reason'])}\n"
+        f"filtered: {format_counts(m['rows_filtered'])}\n"
+        f"kept by type: {format_counts(q['kept_by_event_type'])}; sessions {q['sessions']:,}; "
+        f"unknown items {q['unknown_items']:,}; queries scrubbed of PII {q['pii_scrubbed']:,}\n"
+        f"report: {m['report']}\nmanifest: {result.manifest_path}"
+    )
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    return run_cli("clean", CleanConfig, main, summarize, argv, description=__doc__ or "")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,277 @@
+"""Typed, frozen per-step config built from CLI flags and an optional YAML file.
+
+Every step's config is a frozen, keyword-only dataclass. Its fields become ``--kebab-case``
+flags (help text from ``field(metadata={"help": ...})``) and YAML keys (snake or kebab case).
+Precedence: field defaults < ``--config FILE.yaml`` < explicit flags. Values are converted and
+validated before Spark starts; any problem raises ``ConfigError`` naming the flag, key or file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from pipelines.errors import ConfigError
+
+C = TypeVar("C", bound="StepConfig")
+
+
+def opt(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:
+    """A config field with help text; ``default`` may be omitted for required fields."""
+    if isinstance(default, dict | list):
+        frozen = default
+        return dataclasses.field(
+            default_factory=lambda: type(frozen)(frozen), metadata={"help": help}, **kw
+        )
+    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+
+
+def parse_date(value: Any, name: str) -> dt.date:
+    """A YYYY-MM-DD string (or date) as a date; ConfigError naming ``name`` otherwise."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{name}: expected a date YYYY-MM-DD, got {value!r}") from None
+
+
+def normalise_uri(path: str) -> str:
+    """An absolute URI for a data root: Hadoop URIs pass through, local paths become absolute."""
+    path = path.strip()
+    if "://" in path or path.startswith(("dbfs:", "file:")):
+        return path.rstrip("/")
+    return os.path.abspath(os.path.expanduser(path))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StepConfig:
+    """Flags every step shares."""
+
+    data_root: str = opt(help="root folder or Hadoop URI (s3a://, abfss://, dbfs:/) of all data")
+    config: str | None = opt(None, help="YAML file of config values (flags override it)")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError for an invalid value; subclasses extend and call super()."""
+        if not self.data_root:
+            raise ConfigError("data_root: must not be empty")
+
+    @property
+    def manifest_date(self) -> dt.date:
+        """The date whose ``_runs/<date>/`` folder holds this step's manifest."""
+        raise NotImplementedError
+
+    def to_record(self) -> dict[str, Any]:
+        """The whole config as JSON-ready values, for manifests and MLflow."""
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DatedStepConfig(StepConfig):
+    """Flags of a step that runs for one ``--run-date``."""
+
+    run_date: dt.date = opt(help="the run date, YYYY-MM-DD")
+
+    @property
+    def manifest_date(self) -> dt.date:
+        return self.run_date
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def require_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    """ConfigError unless ``value`` > 0 (or >= 0 when ``allow_zero``)."""
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"invalid config value {name}={value!r}: must be {bound}")
+
+
+def require_fraction(name: str, value: float) -> None:
+    """ConfigError unless 0 <= value <= 1."""
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"invalid config value {name}={value!r}: must be between 0 and 1")
+
+
+# -- conversion ----------------------------------------------------------------------------------
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _convert(value: Any, tp: Any, name: str) -> Any:
+    base, optional = _strip_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{name}: a value is required")
+    origin = typing.get_origin(base)
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(str(value).replace("_", "")) if isinstance(value, str) else int(value)
+        if base is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if base is str:
+            return str(value)
+        if base is dt.date:
+            return parse_date(value, name)
+        if origin is tuple:
+            (elem_tp, *_rest) = typing.get_args(base)
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(
+                _convert(v.strip() if isinstance(v, str) else v, elem_tp, name)
+                for v in items
+                if v != ""
+            )
+        if origin in (dict, Mapping) or base in (dict, Mapping):
+            key_tp, val_tp = typing.get_args(base) or (str, str)
+            if isinstance(value, str):
+                pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+                if any(len(p) != 2 for p in pairs):
+                    raise ValueError
+                value = {k.strip(): v.strip() for k, v in pairs}
+            if not isinstance(value, Mapping):
+                raise ValueError
+            return {_convert(k, key_tp, name): _convert(v, val_tp, name) for k, v in value.items()}
+    except ConfigError:
+        raise
+    except (TypeError, ValueError):
+        pass
+    else:
+        raise ConfigError(f"{name}: unsupported config type {base!r}")
+    kind = getattr(base, "__name__", str(base))
+    raise ConfigError(f"{name}: expected {kind}, got {value!r}")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser(cls: type[StepConfig], prog: str, description: str) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per config field; defaults come from the dataclass."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        argument_default=argparse.SUPPRESS,
+    )
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        base, _ = _strip_optional(hints[f.name])
+        help_text = f.metadata.get("help", "")
+        if f.default is not dataclasses.MISSING:
+            help_text += f" (default: {_jsonable(f.default)})"
+        elif f.default_factory is not dataclasses.MISSING:
+            help_text += f" (default: {_jsonable(f.default_factory())})"
+        else:
+            help_text += " (required)"
+        help_text = help_text.replace("%", "%%")
+        if base is bool:
+            parser.add_argument(
+                _flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, help=help_text
+            )
+        else:
+            metavar = {int: "N", float: "X", dt.date: "YYYY-MM-DD"}.get(base, "VALUE")
+            if typing.get_origin(base) is tuple:
+                metavar = "A,B,..."
+            elif typing.get_origin(base) in (dict, Mapping):
+                metavar = "K=V,..."
+            parser.add_argument(_flag(f.name), dest=f.name, metavar=metavar, help=help_text)
+    return parser
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    """The mapping in a YAML config file; ConfigError naming the file if missing or not a mapping."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} must hold a mapping of config keys, not {type(data).__name__}"
+        )
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def config_from_values(cls: type[C], values: Mapping[str, Any], *, source: str = "config") -> C:
+    """Build and validate ``cls`` from raw values (strings or YAML scalars)."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        kwargs[name] = _convert(value, hints[name], _flag(name))
+    missing = [
+        _flag(f.name)
+        for f in known.values()
+        if f.name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(
+            f"missing required value(s): {', '.join(missing)} (as flags or in the --config file)"
+        )
+    if kwargs.get("data_root"):
+        kwargs["data_root"] = normalise_uri(kwargs["data_root"])
+    return cls(**kwargs)
+
+
+def parse_config(cls: type[C], argv: Sequence[str] | None, *, prog: str, description: str) -> C:
+    """Parse flags (and ``--config FILE``) into a validated ``cls``; ConfigError on any problem."""
+    parser = build_parser(cls, prog, description)
+    args = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {}
+    if args.get("config"):
+        values.update(load_yaml(args["config"]))
+        values.pop("config", None)
+    values.update(args)
+    return config_from_values(cls, values, source=str(args.get("config") or "flags"))

@@ -1,0 +1,184 @@
+"""Run manifests: ``_runs/<run-date>/<step>.json`` under the data root, written last.
+
+A manifest records what a step read and wrote and accounts for every row:
+``rows_in == rows_out + rows_quarantined + sum(rows_filtered.values())``. ``StepRun`` is the
+context manager every job wraps its work in: it times the step, and on exit writes the manifest
+with ``status: succeeded`` or, if the step raised, ``status: failed`` and the error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import subprocess
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from jobs.config import StepConfig
+from jobs.storage import Storage, join
+from pipelines.errors import CartwheelError
+
+log = logging.getLogger("cartwheel")
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """``cartwheel <version>`` plus the git commit (and ``-dirty``) when run from a checkout."""
+    try:
+        version = metadata.version("cartwheel")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / ".git").exists():
+        try:
+            sha = subprocess.run(
+                ["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            return f"{version}+g{sha}{'-dirty' if dirty else ''}"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return version
+
+
+def manifest_path(data_root: str, run_date: dt.date, step: str) -> str:
+    """Where ``step``'s manifest for ``run_date`` lives under ``data_root``."""
+    return join(data_root, "_runs", run_date.isoformat(), f"{step}.json")
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunResult:
+    """What a job's ``main`` returns: its manifest, plus step-specific details for callers."""
+
+    step: str
+    status: str
+    manifest: dict[str, Any]
+    manifest_path: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+
+class StepRun:
+    """Times a step and writes its manifest last, whether the step succeeded or failed."""
+
+    def __init__(self, spark: Any, step: str, config: StepConfig) -> None:
+        self.step = step
+        self.config = config
+        self.storage = Storage(spark)
+        self.path = manifest_path(config.data_root, config.manifest_date, step)
+        self.inputs: list[str] = []
+        self.outputs: list[str] = []
+        self.rows_in = 0
+        self.rows_out = 0
+        self.rows_quarantined: dict[str, int] = {}
+        self.rows_filtered: dict[str, int] = {}
+        self.extra: dict[str, Any] = {}
+        self.manifest: dict[str, Any] = {}
+        self._started = time.monotonic()
+        self._started_at = utc_now()
+
+    def __enter__(self) -> StepRun:
+        log.info(
+            "[%s] started for %s (data root %s)",
+            self.step,
+            self.config.manifest_date,
+            self.config.data_root,
+        )
+        return self
+
+    def record(
+        self,
+        *,
+        rows_in: int,
+        rows_out: int,
+        quarantined: dict[str, int] | None = None,
+        filtered: dict[str, int] | None = None,
+    ) -> None:
+        """Record the step's row accounting; raises if the rows do not add up."""
+        self.rows_in, self.rows_out = rows_in, rows_out
+        self.rows_quarantined = dict(sorted((quarantined or {}).items()))
+        self.rows_filtered = dict(sorted((filtered or {}).items()))
+        accounted = (
+            rows_out + sum(self.rows_quarantined.values()) + sum(self.rows_filtered.values())
+        )
+        if accounted != rows_in:
+            raise CartwheelError(
+                f"{self.step}: row accounting does not add up: {rows_in} in, {rows_out} out, "
+                f"{sum(self.rows_quarantined.values())} quarantined, "
+                f"{sum(self.rows_filtered.values())} filtered"
+            )
+
+    def _document(self, status: str, error: str | None) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "step": self.step,
+            "status": status,
+            "run_date": self.config.manifest_date.isoformat(),
+            "config": self.config.to_record(),
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "rows_quarantined": sum(self.rows_quarantined.values()),
+            "rows_quarantined_by_reason": self.rows_quarantined,
+            "rows_filtered": self.rows_filtered,
+            "started_at": self._started_at,
+            "finished_at": utc_now(),
+            "duration_s": round(time.monotonic() - self._started, 3),
+            "code_version": code_version(),
+        }
+        if error is not None:
+            doc["error"] = error
+        doc.update(self.extra)
+        return doc
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        status = "succeeded" if exc is None else "failed"
+        error = None if exc is None else f"{type(exc).__name__}: {exc}"
+        self.manifest = self._document(status, error)
+        try:
+            self.storage.write_json(self.path, self.manifest)
+        except Exception as write_exc:  # the step's own error matters more than the manifest's
+            log.error("[%s] could not write manifest %s: %s", self.step, self.path, write_exc)
+            if exc is None:
+                raise
+        log.info(
+            "[%s] %s in %.1fs: %d in, %d out, %d quarantined, %d filtered; manifest %s",
+            self.step,
+            status,
+            self.manifest["duration_s"],
+            self.rows_in,
+            self.rows_out,
+            self.manifest["rows_quarantined"],
+            sum(self.rows_filtered.values()),
+            self.path,
+        )
+
+    def result(self, **details: Any) -> RunResult:
+        return RunResult(self.step, self.manifest["status"], self.manifest, self.path, details)

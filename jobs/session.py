@@ -1,0 +1,89 @@
+"""The one place cartwheel creates (or adopts) a SparkSession.
+
+On a laptop or in CI it builds a ``local[*]`` session sized for the machine; on Databricks or in a
+Jupyter kernel that already holds a session it adopts that one and only sets the SQL options
+cartwheel's correctness depends on (UTC session time zone, dynamic partition overwrite, micros
+Parquet timestamps).
+
+Environment overrides: ``CARTWHEEL_SPARK_MASTER`` (e.g. ``local-cluster[2,1,1024]``, ``yarn``),
+``CARTWHEEL_DRIVER_MEMORY`` (e.g. ``6g``), ``CARTWHEEL_LOCAL_DIR`` (shuffle/spill folder),
+``CARTWHEEL_SPARK_UI=1`` (turn the web UI on), ``CARTWHEEL_SPARK_LOG_LEVEL`` (default WARN).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+
+import psutil
+from pyspark.sql import SparkSession
+
+LOG4J_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "log4j2.properties")
+
+# Options cartwheel relies on for correctness; set even on an adopted session.
+RUNTIME_CONF: dict[str, str] = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.adaptive.enabled": "true",
+}
+
+
+def machine_defaults(cores: int | None = None, total_memory: int | None = None) -> dict[str, str]:
+    """Static conf for a local session sized to this machine (driver memory, shuffle partitions)."""
+    cores = cores or os.cpu_count() or 2
+    total_memory = total_memory or psutil.virtual_memory().total
+    # Local mode runs executors inside the driver JVM: give it ~40% of RAM, within [1g, 16g].
+    driver_gb = max(1, min(16, int(total_memory * 0.4 / 2**30)))
+    return {
+        "spark.driver.memory": os.environ.get("CARTWHEEL_DRIVER_MEMORY", f"{driver_gb}g"),
+        "spark.sql.shuffle.partitions": str(max(8, 4 * cores)),
+        "spark.default.parallelism": str(max(4, 2 * cores)),
+    }
+
+
+def _python_env() -> None:
+    # Executors must run this interpreter (and its venv), not whatever `python3` is on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+
+
+def get_spark(
+    app_name: str = "cartwheel", extra_conf: Mapping[str, str] | None = None
+) -> SparkSession:
+    """The active SparkSession if there is one (Databricks, Jupyter), else a new local one."""
+    _python_env()
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        for key, value in RUNTIME_CONF.items():
+            active.conf.set(key, value)
+        for key, value in (extra_conf or {}).items():
+            active.conf.set(key, value)
+        return active
+
+    local_dir = os.environ.get("CARTWHEEL_LOCAL_DIR") or os.path.join(
+        tempfile.gettempdir(), "cartwheel-spark"
+    )
+    os.makedirs(local_dir, exist_ok=True)
+    master = os.environ.get("CARTWHEEL_SPARK_MASTER", "local[*]")
+    builder = SparkSession.builder.appName(app_name).master(master)
+    conf: dict[str, str] = {
+        **machine_defaults(),
+        **RUNTIME_CONF,
+        "spark.local.dir": local_dir,
+        "spark.sql.warehouse.dir": os.path.join(local_dir, "warehouse"),
+        "spark.ui.enabled": "true" if os.environ.get("CARTWHEEL_SPARK_UI") == "1" else "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={local_dir} -Dlog4j.configurationFile=file:{LOG4J_CONFIG}",
+        "spark.executorEnv.PYSPARK_PYTHON": sys.executable,
+        **(extra_conf or {}),
+    }
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("CARTWHEEL_SPARK_LOG_LEVEL", "WARN"))
+    return spark

@@ -1,0 +1,492 @@
+"""Clean: raw log lines -> typed, deduplicated, sessionised events, with every row accounted for.
+
+The transforms label each raw line with exactly one ``reason`` (null = kept). Rules run in a
+fixed precedence, so a line with several defects gets the first that applies:
+
+quarantined (bad records; the original line is kept with its reason):
+  malformed_record        not valid JSON / wrong CSV field count
+  missing_id              blank user id, or blank item id on a non-search event
+  unknown_event_type      event type not canonical, not a known synonym, not ignored
+  unparseable_timestamp   event time missing or in no format we read
+  future_timestamp        event time after the end of its partition day plus the allowed clock skew
+  invalid_price           price not a number, negative, or above ``max_price``
+  invalid_quantity        quantity not a whole number in [1, ``max_quantity``]
+filtered (valid records we deliberately drop; counted by reason):
+  blank_line              an empty line
+  ignored_event_type      a recognised non-interaction event (cancel, return, refund)
+  bot_user                a user-day over the configured event-rate rule
+  exact_duplicate         the same record again in the same partition day
+  double_fire             same user, item (or query) and type within ``double_fire_seconds``
+                          of the previous such event
+
+Every window is partitioned by the partition day ``dt``, so a day's result never depends on
+which other days were cleaned in the same run: re-running a date reproduces it exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from pipelines import schemas as S
+from pipelines.errors import ConfigError
+
+# -- reason codes ------------------------------------------------------------------------------
+MALFORMED_RECORD = "malformed_record"
+MISSING_ID = "missing_id"
+UNKNOWN_EVENT_TYPE = "unknown_event_type"
+UNPARSEABLE_TIMESTAMP = "unparseable_timestamp"
+FUTURE_TIMESTAMP = "future_timestamp"
+INVALID_PRICE = "invalid_price"
+INVALID_QUANTITY = "invalid_quantity"
+QUARANTINE_REASONS: tuple[str, ...] = (
+    MALFORMED_RECORD,
+    MISSING_ID,
+    UNKNOWN_EVENT_TYPE,
+    UNPARSEABLE_TIMESTAMP,
+    FUTURE_TIMESTAMP,
+    INVALID_PRICE,
+    INVALID_QUANTITY,
+)
+
+BLANK_LINE = "blank_line"
+IGNORED_EVENT_TYPE = "ignored_event_type"
+BOT_USER = "bot_user"
+EXACT_DUPLICATE = "exact_duplicate"
+DOUBLE_FIRE = "double_fire"
+FILTER_REASONS: tuple[str, ...] = (
+    BLANK_LINE,
+    IGNORED_EVENT_TYPE,
+    BOT_USER,
+    EXACT_DUPLICATE,
+    DOUBLE_FIRE,
+)
+
+KEPT = "kept"
+
+DEFAULT_EVENT_TYPE_SYNONYMS: dict[str, str] = {
+    "pv": S.VIEW,
+    "pageview": S.VIEW,
+    "page_view": S.VIEW,
+    "detail_view": S.VIEW,
+    "impression_click": S.CLICK,
+    "clk": S.CLICK,
+    "add_to_cart": S.CART,
+    "addtocart": S.CART,
+    "add-to-cart": S.CART,
+    # A favourite / wish-list save is purchase intent short of buying: counted as a cart.
+    "fav": S.CART,
+    "favorite": S.CART,
+    "favourite": S.CART,
+    "wishlist": S.CART,
+    "buy": S.PURCHASE,
+    "order": S.PURCHASE,
+    "transaction": S.PURCHASE,
+    "checkout": S.PURCHASE,
+    "query": S.SEARCH,
+}
+DEFAULT_IGNORED_EVENT_TYPES: tuple[str, ...] = ("cancel", "cancellation", "return", "refund")
+
+# Privacy beats recall: a run of 8+ digits with phone-style separators is scrubbed even if it
+# was a model number. Emails: the usual local@domain.tld shape.
+EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+PHONE_PATTERN = r"\+?\(?\d(?:[\s().-]{0,2}\d){7,}"
+EMAIL_TOKEN = "[email]"
+PHONE_TOKEN = "[phone]"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CleanRules:
+    """The configurable rules of the clean step (all validated on construction)."""
+
+    event_type_synonyms: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_EVENT_TYPE_SYNONYMS),
+        metadata={"help": "raw event type -> canonical type (view, click, cart, purchase, search)"},
+    )
+    ignored_event_types: tuple[str, ...] = field(
+        default=DEFAULT_IGNORED_EVENT_TYPES,
+        metadata={"help": "recognised non-interaction event types, filtered as ignored_event_type"},
+    )
+    max_clock_skew_minutes: int = field(
+        default=60,
+        metadata={
+            "help": "events later than the end of their partition day by more are future_timestamp"
+        },
+    )
+    max_price: float = field(
+        default=100_000.0, metadata={"help": "prices above this are invalid_price"}
+    )
+    max_quantity: int = field(
+        default=10_000, metadata={"help": "quantities above this are invalid_quantity"}
+    )
+    bot_max_events_per_minute: int = field(
+        default=40,
+        metadata={"help": "a user-day with more events in any one minute is a bot (0: off)"},
+    )
+    bot_max_events_per_day: int = field(
+        default=2_000, metadata={"help": "a user-day with more events is a bot (0: off)"}
+    )
+    double_fire_seconds: float = field(
+        default=1.0,
+        metadata={
+            "help": "a repeat of the same user/item/type within this many seconds is a double fire"
+        },
+    )
+    session_gap_minutes: int = field(
+        default=30,
+        metadata={
+            "help": "inactivity gap that starts a new session when the log has no session id"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for name in (
+            "max_clock_skew_minutes",
+            "bot_max_events_per_minute",
+            "bot_max_events_per_day",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(
+                    f"invalid config value {name}={getattr(self, name)!r}: must be >= 0"
+                )
+        for name in ("max_price", "max_quantity", "double_fire_seconds", "session_gap_minutes"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(
+                    f"invalid config value {name}={getattr(self, name)!r}: must be > 0"
+                )
+        for raw, canonical in self.event_type_synonyms.items():
+            if canonical not in S.CANONICAL_EVENT_TYPES:
+                raise ConfigError(
+                    f"invalid config value event_type_synonyms[{raw!r}]={canonical!r}: "
+                    f"must be one of {', '.join(S.CANONICAL_EVENT_TYPES)}"
+                )
+        clash = {t.lower() for t in self.ignored_event_types} & (
+            set(S.CANONICAL_EVENT_TYPES) | {k.lower() for k in self.event_type_synonyms}
+        )
+        if clash:
+            raise ConfigError(
+                f"invalid config value ignored_event_types: {sorted(clash)} are also mapped to event types"
+            )
+
+
+# -- parsing -----------------------------------------------------------------------------------
+
+_PARSE_OPTIONS = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": S.CORRUPT_COLUMN}
+_CSV_DDL = ", ".join(f"`{f.name}` STRING" for f in S.RAW_EVENT_READ_SCHEMA.fields)
+
+
+def _has_suffix(path: Column, suffixes: tuple[str, ...]) -> Column:
+    lowered = F.lower(path)
+    cond = F.lit(False)
+    for suffix in suffixes:
+        cond = cond | lowered.endswith(suffix)
+    return cond
+
+
+def parse_raw_lines(lines: DataFrame) -> DataFrame:
+    """(value, source_file, dt) -> raw string fields + ``raw_record``, ``is_blank``, ``is_malformed``,
+    ``is_shaped`` (a parsed record carrying at least one of user, type or time: a file with no
+    shaped line has the wrong columns).
+
+    JSON-lines and CSV files are told apart by the file suffix; both parse into the same
+    all-string struct, so a wrong type in a field is a value problem, never a reader crash.
+    """
+    is_csv = _has_suffix(F.col("source_file"), S.CSV_SUFFIXES)
+    parsed = F.when(is_csv, F.from_csv("value", _CSV_DDL, _PARSE_OPTIONS)).otherwise(
+        F.from_json("value", S.RAW_EVENT_READ_SCHEMA, _PARSE_OPTIONS)
+    )
+    is_blank = F.trim(F.col("value")) == ""
+    is_malformed = ~is_blank & (
+        F.col("_parsed").isNull() | F.col(f"_parsed.{S.CORRUPT_COLUMN}").isNotNull()
+    )
+    has_fields = F.coalesce(
+        *[F.col(f"_parsed.{n}") for n in ("user_id", "event_type", "event_time")]
+    ).isNotNull()
+    return lines.withColumn("_parsed", parsed).select(
+        F.col("value").alias("raw_record"),
+        "source_file",
+        "dt",
+        is_blank.alias("is_blank"),
+        is_malformed.alias("is_malformed"),
+        (~is_blank & ~is_malformed & has_fields).alias("is_shaped"),
+        *[F.col(f"_parsed.{name}").alias(f"raw_{name}") for name in S.RAW_EVENT_FIELDS],
+    )
+
+
+def _blank(col: Column) -> Column:
+    return col.isNull() | (F.trim(col) == "")
+
+
+def _null_if_blank(col: Column) -> Column:
+    return F.when(_blank(col), F.lit(None)).otherwise(F.trim(col))
+
+
+def parse_event_time(raw: Column) -> Column:
+    """A raw time string -> UTC timestamp: ISO 8601 (any offset), 'yyyy-MM-dd HH:mm:ss' (UTC),
+    unix seconds (9-11 digits) or unix milliseconds (12-14 digits); null if none fits."""
+    s = F.trim(raw)
+    return (
+        F.when(s.rlike(r"^\d{9,11}$"), F.timestamp_seconds(s.cast("long")))
+        .when(s.rlike(r"^\d{12,14}$"), F.timestamp_seconds(s.cast("long") / F.lit(1000.0)))
+        .otherwise(F.try_to_timestamp(s))
+    )
+
+
+def canonical_event_type(raw: Column, rules: CleanRules) -> Column:
+    """Lower-cased, trimmed event type mapped through the synonyms; canonical types pass through."""
+    t = F.lower(F.trim(raw))
+    if rules.event_type_synonyms:
+        mapping = F.create_map(
+            *[
+                F.lit(x)
+                for kv in sorted(rules.event_type_synonyms.items())
+                for x in (kv[0].lower(), kv[1])
+            ]
+        )
+        t = F.coalesce(mapping[t], t)
+    return t
+
+
+def assign_record_reasons(parsed: DataFrame, rules: CleanRules) -> DataFrame:
+    """Parsed lines -> typed columns and the first record-level ``reason`` (null if valid)."""
+    event_type = canonical_event_type(F.col("raw_event_type"), rules)
+    is_canonical = event_type.isin(*S.CANONICAL_EVENT_TYPES)
+    is_ignored = event_type.isin(*[t.lower() for t in rules.ignored_event_types])
+    event_time = parse_event_time(F.col("raw_event_time"))
+    day_end = F.to_timestamp(F.date_add(F.col("dt"), 1))
+    latest_allowed = day_end + F.expr(f"INTERVAL {int(rules.max_clock_skew_minutes)} MINUTES")
+    price_text = F.trim(F.col("raw_price"))
+    price = price_text.cast("double")
+    quantity_text = F.trim(F.col("raw_quantity"))
+    quantity = quantity_text.cast("double")
+
+    price_bad = ~_blank(F.col("raw_price")) & (
+        price.isNull() | F.isnan(price) | (price < 0) | (price > F.lit(rules.max_price))
+    )
+    quantity_bad = ~_blank(F.col("raw_quantity")) & (
+        quantity.isNull()
+        | F.isnan(quantity)
+        | (quantity != F.floor(quantity))
+        | (quantity < 1)
+        | (quantity > F.lit(rules.max_quantity))
+    )
+    reason = (
+        F.when(F.col("is_blank"), F.lit(BLANK_LINE))
+        .when(F.col("is_malformed"), F.lit(MALFORMED_RECORD))
+        .when(_blank(F.col("raw_user_id")), F.lit(MISSING_ID))
+        .when(is_ignored, F.lit(IGNORED_EVENT_TYPE))
+        .when(~is_canonical | event_type.isNull(), F.lit(UNKNOWN_EVENT_TYPE))
+        .when((event_type != S.SEARCH) & _blank(F.col("raw_item_id")), F.lit(MISSING_ID))
+        .when(event_time.isNull(), F.lit(UNPARSEABLE_TIMESTAMP))
+        .when(event_time > latest_allowed, F.lit(FUTURE_TIMESTAMP))
+        .when(price_bad, F.lit(INVALID_PRICE))
+        .when(quantity_bad, F.lit(INVALID_QUANTITY))
+    )
+    # Without a producer-assigned id, the record's content is its identity.
+    content_id = F.substring(
+        F.sha2(F.to_json(F.struct(*[f"raw_{n}" for n in S.RAW_EVENT_FIELDS])), 256), 1, 32
+    )
+    return parsed.select(
+        "*",
+        F.coalesce(_null_if_blank(F.col("raw_event_id")), content_id).alias("event_id"),
+        F.trim(F.col("raw_user_id")).alias("user_id"),
+        F.when(event_type == S.SEARCH, _null_if_blank(F.col("raw_item_id")))
+        .otherwise(F.trim(F.col("raw_item_id")))
+        .alias("item_id"),
+        event_type.alias("event_type"),
+        event_time.alias("event_time"),
+        _null_if_blank(F.col("raw_session_id")).alias("raw_session"),
+        price.alias("price"),
+        quantity.cast("int").alias("quantity"),
+        _null_if_blank(F.col("raw_query")).alias("query_raw"),
+        reason.alias("reason"),
+    )
+
+
+# -- row-set rules (windows over the still-valid rows of one user-day) --------------------------
+
+
+def _candidate() -> Column:
+    return F.col("reason").isNull()
+
+
+def _user_key() -> Column:
+    # Rows without a user are already quarantined; spread them instead of piling them on one key.
+    return F.coalesce(F.col("user_id"), F.col("raw_record"))
+
+
+def flag_bots(events: DataFrame, rules: CleanRules) -> DataFrame:
+    """Mark every still-valid row of a user-day over the rate rule as ``bot_user``."""
+    if rules.bot_max_events_per_minute == 0 and rules.bot_max_events_per_day == 0:
+        return events
+    user_day = Window.partitionBy("dt", _user_key(), _candidate())
+    minute = Window.partitionBy(
+        "dt", _user_key(), _candidate(), F.date_trunc("minute", F.col("event_time"))
+    )
+    with_counts = (
+        events.withColumn("_per_minute", F.count(F.lit(1)).over(minute))
+        .withColumn("_per_day", F.count(F.lit(1)).over(user_day))
+        .withColumn("_max_per_minute", F.max("_per_minute").over(user_day))
+    )
+    over = F.lit(False)
+    if rules.bot_max_events_per_minute > 0:
+        over = over | (F.col("_max_per_minute") > rules.bot_max_events_per_minute)
+    if rules.bot_max_events_per_day > 0:
+        over = over | (F.col("_per_day") > rules.bot_max_events_per_day)
+    return with_counts.withColumn(
+        "reason", F.when(_candidate() & over, F.lit(BOT_USER)).otherwise(F.col("reason"))
+    ).drop("_per_minute", "_per_day", "_max_per_minute")
+
+
+def flag_duplicates(events: DataFrame, rules: CleanRules) -> DataFrame:
+    """Mark repeats of a record (``exact_duplicate``) and fast re-fires (``double_fire``)."""
+    raw_fields = [f"raw_{n}" for n in S.RAW_EVENT_FIELDS]
+    exact = Window.partitionBy("dt", _user_key(), _candidate(), *raw_fields).orderBy(
+        "source_file", "raw_record"
+    )
+    events = events.withColumn(
+        "reason",
+        F.when(_candidate() & (F.row_number().over(exact) > 1), F.lit(EXACT_DUPLICATE)).otherwise(
+            F.col("reason")
+        ),
+    )
+    target = F.coalesce(
+        F.col("item_id"),
+        F.concat(F.lit("query:"), F.lower(F.coalesce(F.col("query_raw"), F.lit("")))),
+    )
+    same_action = Window.partitionBy("dt", _user_key(), _candidate(), "event_type", target).orderBy(
+        "event_time", "event_id"
+    )
+    gap = F.col("event_time").cast("double") - F.lag(F.col("event_time").cast("double")).over(
+        same_action
+    )
+    return events.withColumn(
+        "reason",
+        F.when(
+            _candidate() & gap.isNotNull() & (gap < F.lit(rules.double_fire_seconds)),
+            F.lit(DOUBLE_FIRE),
+        ).otherwise(F.col("reason")),
+    )
+
+
+def assign_sessions(events: DataFrame, rules: CleanRules) -> DataFrame:
+    """``session_id``: the log's own when present, else user-day sessions split at inactivity gaps."""
+    ordered = Window.partitionBy("dt", _user_key(), _candidate()).orderBy("event_time", "event_id")
+    gap = F.col("event_time").cast("long") - F.lag(F.col("event_time").cast("long")).over(ordered)
+    starts = F.when(gap.isNull() | (gap > rules.session_gap_minutes * 60), 1).otherwise(0)
+    running = ordered.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    with_seq = events.withColumn("_new_session", starts).withColumn(
+        "_session_seq", F.sum("_new_session").over(running)
+    )
+    derived = F.concat_ws(
+        "-", F.col("user_id"), F.date_format("dt", "yyyyMMdd"), F.col("_session_seq").cast("string")
+    )
+    return with_seq.withColumn(
+        "session_id", F.when(_candidate(), F.coalesce(F.col("raw_session"), derived))
+    ).drop("_new_session", "_session_seq")
+
+
+def scrub_pii(events: DataFrame) -> DataFrame:
+    """``query``: the raw query with emails and phone numbers replaced; ``pii_scrubbed`` flag."""
+    q = F.col("query_raw")
+    scrubbed = F.regexp_replace(
+        F.regexp_replace(q, EMAIL_PATTERN, EMAIL_TOKEN), PHONE_PATTERN, PHONE_TOKEN
+    )
+    return events.withColumn("query", scrubbed).withColumn(
+        "pii_scrubbed", F.coalesce(q.rlike(EMAIL_PATTERN) | q.rlike(PHONE_PATTERN), F.lit(False))
+    )
+
+
+def join_catalog(events: DataFrame, catalog: DataFrame) -> DataFrame:
+    """Add ``category`` and ``is_known_item`` (null for search events, which name no item)."""
+    items = (
+        catalog.groupBy("item_id")
+        .agg(F.min("category").alias("category"))
+        .withColumn("_in_catalog", F.lit(True))
+    )
+    joined = events.join(items, on="item_id", how="left")
+    return joined.withColumn(
+        "is_known_item",
+        F.when(F.col("item_id").isNull(), F.lit(None)).otherwise(
+            F.coalesce("_in_catalog", F.lit(False))
+        ),
+    ).drop("_in_catalog")
+
+
+def label_events(lines: DataFrame, catalog: DataFrame, rules: CleanRules) -> DataFrame:
+    """(value, source_file, dt) lines -> one row per line with its ``reason`` (null = kept),
+    typed clean columns, ``session_id``, scrubbed ``query``, ``category`` and flags."""
+    return (
+        lines.transform(parse_raw_lines)
+        .transform(lambda df: assign_record_reasons(df, rules))
+        .transform(lambda df: flag_bots(df, rules))
+        .transform(lambda df: flag_duplicates(df, rules))
+        .transform(lambda df: assign_sessions(df, rules))
+        .transform(scrub_pii)
+        .transform(lambda df: join_catalog(df, catalog))
+    )
+
+
+def compact_labeled(labeled: DataFrame) -> DataFrame:
+    """Just what the outputs and counts need: contract columns, ``reason``, the original line
+    (kept only for quarantined rows), ``source_file``, ``pii_scrubbed``, ``is_shaped``."""
+    keep_line = F.col("reason").isin(*QUARANTINE_REASONS)
+    return labeled.select(
+        *S.columns_of(S.CLEAN_EVENT_SCHEMA),
+        "reason",
+        F.when(keep_line, F.col("raw_record")).alias("raw_record"),
+        "source_file",
+        "pii_scrubbed",
+        "is_shaped",
+    )
+
+
+def clean_events(labeled: DataFrame) -> DataFrame:
+    """The kept rows, in the clean-events contract."""
+    return labeled.where(_candidate()).select(*S.columns_of(S.CLEAN_EVENT_SCHEMA))
+
+
+def quarantined_events(labeled: DataFrame) -> DataFrame:
+    """The quarantined rows: the original line, its reason, file and day."""
+    return labeled.where(F.col("reason").isin(*QUARANTINE_REASONS)).select(
+        *S.columns_of(S.QUARANTINE_SCHEMA)
+    )
+
+
+def disposition() -> Column:
+    """``kept``, or the row's reason code."""
+    return F.coalesce(F.col("reason"), F.lit(KEPT))
+
+
+def disposition_counts(labeled: DataFrame) -> DataFrame:
+    """(source_file, dt, disposition, rows, shaped): one small row per file, day and outcome."""
+    return labeled.groupBy("source_file", "dt", disposition().alias("disposition")).agg(
+        F.count(F.lit(1)).alias("rows"), F.sum(F.col("is_shaped").cast("long")).alias("shaped")
+    )
+
+
+def quality_by_day(labeled: DataFrame) -> DataFrame:
+    """Data-quality figures of the kept rows, one row per dt: rows, rows per event type, null
+    counts per nullable column, unknown items, scrubbed queries, users (approx.), sessions."""
+    kept = labeled.where(_candidate())
+    nullable = [
+        f.name for f in S.CLEAN_EVENT_SCHEMA.fields if f.nullable and f.name != "is_known_item"
+    ]
+    return kept.groupBy("dt").agg(
+        F.count(F.lit(1)).alias("rows"),
+        *[
+            F.sum((F.col("event_type") == t).cast("long")).alias(f"type_{t}")
+            for t in S.CANONICAL_EVENT_TYPES
+        ],
+        *[F.sum(F.col(c).isNull().cast("long")).alias(f"null_{c}") for c in nullable],
+        F.sum((F.col("is_known_item") == F.lit(False)).cast("long")).alias("unknown_items"),
+        F.sum(F.col("pii_scrubbed").cast("long")).alias("pii_scrubbed"),
+        F.approx_count_distinct("user_id").alias("users_approx"),
+        F.countDistinct("session_id").alias("sessions"),
+    )

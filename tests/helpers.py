@@ -1,0 +1,47 @@
+"""Small builders shared by tests: raw lines and catalogs as in-memory frames."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+from pipelines import schemas as S
+
+DAY = dt.date(2026, 11, 20)
+JSON_FILE = "file:/raw/events/dt=2026-11-20/part-00000.json.gz"
+CSV_FILE = "file:/raw/events/dt=2026-11-20/part-00000.csv.gz"
+
+
+def event(**fields: Any) -> str:
+    """A JSON line with sensible defaults for a valid view; pass a field as None to drop it."""
+    record: dict[str, Any] = {
+        "event_id": "e1",
+        "event_time": "2026-11-20T10:00:00Z",
+        "user_id": "u1",
+        "item_id": "i1",
+        "event_type": "view",
+        "price": 9.5,
+    }
+    record.update(fields)
+    return json.dumps({k: v for k, v in record.items() if v is not None})
+
+
+def lines(
+    spark: SparkSession, *values: str, day: dt.date = DAY, source_file: str = JSON_FILE
+) -> DataFrame:
+    """(value, source_file, dt) frame of raw lines for one file and day."""
+    return spark.createDataFrame(
+        [(v, source_file.replace(DAY.isoformat(), day.isoformat()), day) for v in values],
+        "value string, source_file string, dt date",
+    )
+
+
+def catalog(spark: SparkSession, *items: tuple[str, str]) -> DataFrame:
+    """A catalog of (item_id, category) pairs."""
+    return spark.createDataFrame(
+        [(i, f"title {i}", c, 1.0, True) for i, c in items or (("i1", "shoes"), ("i2", "hats"))],
+        S.CATALOG_SCHEMA,
+    )

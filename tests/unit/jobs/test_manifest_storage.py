@@ -1,0 +1,110 @@
+"""Run manifests and the storage layer (native local path and the Hadoop FileSystem path)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from jobs.clean import CleanConfig
+from jobs.manifest import StepRun, manifest_path
+from jobs.storage import Storage, join
+from pipelines.errors import CartwheelError
+
+pytestmark = pytest.mark.unit
+
+REQUIRED = {
+    "step", "status", "run_date", "config", "inputs", "outputs", "rows_in", "rows_out",
+    "rows_quarantined", "rows_filtered", "started_at", "finished_at", "code_version",
+}  # fmt: skip
+
+
+def config(root: Path) -> CleanConfig:
+    return CleanConfig(data_root=str(root), run_date=dt.date(2026, 11, 20))
+
+
+def test_successful_step_writes_a_complete_manifest_last(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    run = StepRun(spark, "clean", config(tmp_path))
+    with run:
+        run.inputs, run.outputs = ["in"], ["out"]
+        run.record(rows_in=10, rows_out=6, quarantined={"missing_id": 3}, filtered={"bot_user": 1})
+        assert not Path(run.path).exists()  # written on exit, not before
+    doc = json.loads(Path(manifest_path(str(tmp_path), dt.date(2026, 11, 20), "clean")).read_text())
+    assert set(doc) >= REQUIRED
+    assert (doc["status"], doc["rows_in"], doc["rows_out"], doc["rows_quarantined"]) == (
+        "succeeded",
+        10,
+        6,
+        3,
+    )
+    assert doc["rows_filtered"] == {"bot_user": 1} and doc["config"]["run_date"] == "2026-11-20"
+
+
+def test_failed_step_writes_a_failed_manifest_and_reraises(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    run = StepRun(spark, "clean", config(tmp_path))
+    with pytest.raises(ValueError, match="boom"), run:
+        raise ValueError("boom")
+    doc = json.loads(Path(run.path).read_text())
+    assert doc["status"] == "failed" and doc["error"] == "ValueError: boom"
+
+
+def test_counts_that_do_not_add_up_fail_the_step(spark: SparkSession, tmp_path: Path) -> None:
+    run = StepRun(spark, "clean", config(tmp_path))
+    with pytest.raises(CartwheelError, match="does not add up"), run:
+        run.record(rows_in=10, rows_out=6, quarantined={"missing_id": 3})
+    assert json.loads(Path(run.path).read_text())["status"] == "failed"
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native-local", "hadoop-fs"])
+def test_publish_replaces_only_the_named_partitions(
+    spark: SparkSession, tmp_path: Path, native: bool
+) -> None:
+    storage = Storage(spark, native_local=native)
+    target, staging = tmp_path / "target", tmp_path / "staging"
+    for day, text in [("dt=1", "old1"), ("dt=2", "old2"), ("dt=3", "old3")]:
+        (target / day).mkdir(parents=True)
+        (target / day / "part.txt").write_text(text)
+    (staging / "dt=2").mkdir(parents=True)
+    (staging / "dt=2" / "part.txt").write_text("new2")
+    storage.publish_partitions(str(staging), str(target), ["dt=2", "dt=3"])
+    # dt=2 replaced, dt=3 removed (named but nothing staged), dt=1 untouched
+    assert _tree(target) == {"dt=1/part.txt": "old1", "dt=2/part.txt": "new2"}
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native-local", "hadoop-fs"])
+def test_storage_operations_agree_on_local_paths(
+    spark: SparkSession, tmp_path: Path, native: bool
+) -> None:
+    storage = Storage(spark, native_local=native)
+    root = str(tmp_path / "s")
+    storage.write_json(join(root, "a", "doc.json"), {"x": 1})
+    storage.write_text(join(root, "b", "_hidden"), "h")
+    storage.write_text(join(root, "b", ".crc"), "c")
+    storage.write_text(join(root, "b", "data.txt"), "hello")
+    assert storage.read_json(join(root, "a", "doc.json")) == {"x": 1}
+    assert (
+        storage.exists(root)
+        and storage.is_dir(join(root, "a"))
+        and not storage.is_dir(join(root, "a", "doc.json"))
+    )
+    assert storage.list_dir(root) == [("a", True), ("b", True)]
+    files = storage.list_files(root)
+    assert [(Path(f.path.replace("file:", "")).name, f.size) for f in files] == [
+        ("doc.json", 13),
+        ("data.txt", 5),
+    ]
+    storage.rename(join(root, "b"), join(root, "c", "b"))
+    assert storage.read_text(join(root, "c", "b", "data.txt")) == "hello"
+    storage.delete(join(root, "c"))
+    assert not storage.exists(join(root, "c")) and storage.list_files(join(root, "missing")) == []

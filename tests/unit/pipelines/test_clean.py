@@ -1,0 +1,436 @@
+"""Every clean rule on a few hand-made raw lines."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from pipelines import clean as C
+from pipelines import schemas as S
+from pipelines.errors import ConfigError
+from tests.helpers import CSV_FILE, DAY, catalog, event, lines
+
+pytestmark = pytest.mark.unit
+
+
+def label(spark: SparkSession, raw: DataFrame, rules: C.CleanRules | None = None) -> DataFrame:
+    return C.compact_labeled(C.label_events(raw, catalog(spark), rules or C.CleanRules()))
+
+
+def reasons(labeled: DataFrame) -> dict[str, str | None]:
+    """event id (or the raw line, for rows without one) -> reason."""
+    rows = labeled.select(F.coalesce("event_id", "raw_record").alias("k"), "reason").collect()
+    return {r["k"]: r["reason"] for r in rows}
+
+
+def kept(labeled: DataFrame) -> list[dict]:
+    return [r.asDict() for r in C.clean_events(labeled).orderBy("event_time", "event_id").collect()]
+
+
+# -- parsing and normalising --------------------------------------------------------------------
+
+
+def test_valid_line_becomes_the_contract_row_in_utc(spark: SparkSession) -> None:
+    raw = lines(
+        spark, event(event_time="2026-11-20T13:45:12.345+05:30", event_type="pv", quantity=None)
+    )
+    out = C.clean_events(label(spark, raw))
+    expected = spark.createDataFrame(
+        [
+            (
+                "e1",
+                "u1",
+                "i1",
+                "view",
+                dt.datetime(2026, 11, 20, 8, 15, 12, 345000),
+                "u1-20261120-1",
+                9.5,
+                None,
+                None,
+                "shoes",
+                True,
+                DAY,
+            )
+        ],
+        S.CLEAN_EVENT_SCHEMA,
+    )
+    assertDataFrameEqual(out, expected)
+
+
+@pytest.mark.parametrize(
+    ("raw_time", "expected"),
+    [
+        ("1795168800", dt.datetime(2026, 11, 20, 10, 0, 0)),
+        ("1795168800123", dt.datetime(2026, 11, 20, 10, 0, 0, 123000)),
+        ("2026-11-20 10:00:00", dt.datetime(2026, 11, 20, 10, 0, 0)),
+        ("2026-11-20T05:00:00-05:00", dt.datetime(2026, 11, 20, 10, 0, 0)),
+    ],
+)
+def test_timestamp_formats_normalise_to_utc(
+    spark: SparkSession, raw_time: str, expected: dt.datetime
+) -> None:
+    rows = kept(label(spark, lines(spark, event(event_time=raw_time))))
+    assert [r["event_time"] for r in rows] == [expected]
+
+
+def test_event_type_synonyms_map_to_canonical_types(spark: SparkSession) -> None:
+    raw = lines(
+        spark,
+        *[
+            event(
+                event_id=f"e{i}",
+                event_time=f"2026-11-20T10:0{i}:00Z",
+                event_type=t,
+                item_id=f"i{i}",
+            )
+            for i, t in enumerate(["pv", "buy", "add_to_cart", "fav", " View ", "CLICK"])
+        ],
+    )
+    assert [r["event_type"] for r in kept(label(spark, raw))] == [
+        "view",
+        "purchase",
+        "cart",
+        "cart",
+        "view",
+        "click",
+    ]
+
+
+def test_csv_line_parses_like_the_json_line(spark: SparkSession) -> None:
+    csv = "e1,2026-11-20T10:00:00Z,u1,i1,view,,9.5,,"
+    from_csv = kept(label(spark, lines(spark, csv, source_file=CSV_FILE)))
+    from_json = kept(label(spark, lines(spark, event())))
+    assert from_csv == from_json and len(from_csv) == 1
+
+
+def test_log_session_id_is_kept(spark: SparkSession) -> None:
+    rows = kept(label(spark, lines(spark, event(session_id="invoice-17"))))
+    assert [r["session_id"] for r in rows] == ["invoice-17"]
+
+
+def test_missing_event_id_is_derived_from_content(spark: SparkSession) -> None:
+    a = kept(label(spark, lines(spark, event(event_id=None))))
+    b = kept(label(spark, lines(spark, event(event_id=None))))
+    assert a[0]["event_id"] == b[0]["event_id"] and len(a[0]["event_id"]) == 32
+
+
+# -- quarantine reasons -------------------------------------------------------------------------
+
+
+def test_malformed_json_is_quarantined_with_its_original_text(spark: SparkSession) -> None:
+    broken = event()[:-3]
+    out = C.quarantined_events(label(spark, lines(spark, broken, event(event_id="ok"))))
+    expected = spark.createDataFrame(
+        [(broken, C.MALFORMED_RECORD, DAY.isoformat())],
+        "raw_record string, reason string, d string",
+    )
+    assertDataFrameEqual(
+        out.select("raw_record", "reason", F.col("dt").cast("string").alias("d")), expected
+    )
+
+
+def test_csv_with_wrong_field_count_is_malformed(spark: SparkSession) -> None:
+    raw = lines(
+        spark,
+        "e1,2026-11-20T10:00:00Z,u1",
+        "e2,2026-11-20T10:00:00Z,u1,i1,view,,9.5,,,extra",
+        source_file=CSV_FILE,
+    )
+    assert set(reasons(label(spark, raw)).values()) == {C.MALFORMED_RECORD}
+
+
+@pytest.mark.parametrize("user", [None, "", "   "])
+def test_missing_user_id_is_quarantined(spark: SparkSession, user: str | None) -> None:
+    assert reasons(label(spark, lines(spark, event(user_id=user)))) == {"e1": C.MISSING_ID}
+
+
+def test_missing_item_id_on_a_view_is_quarantined(spark: SparkSession) -> None:
+    assert reasons(label(spark, lines(spark, event(item_id=" ")))) == {"e1": C.MISSING_ID}
+
+
+def test_search_without_item_is_kept(spark: SparkSession) -> None:
+    rows = kept(
+        label(
+            spark,
+            lines(spark, event(event_type="search", item_id=None, price=None, query="red shoes")),
+        )
+    )
+    assert [(r["event_type"], r["item_id"], r["query"], r["is_known_item"]) for r in rows] == [
+        ("search", None, "red shoes", None)
+    ]
+
+
+@pytest.mark.parametrize("event_type", ["hover", "", None])
+def test_unknown_event_type_is_quarantined(spark: SparkSession, event_type: str | None) -> None:
+    assert reasons(label(spark, lines(spark, event(event_type=event_type)))) == {
+        "e1": C.UNKNOWN_EVENT_TYPE
+    }
+
+
+@pytest.mark.parametrize(
+    "raw_time", ["yesterday", "2026-02-30T25:61:00Z", "", None, "13/45/2026 10:00"]
+)
+def test_unparseable_timestamp_is_quarantined(spark: SparkSession, raw_time: str | None) -> None:
+    assert reasons(label(spark, lines(spark, event(event_time=raw_time)))) == {
+        "e1": C.UNPARSEABLE_TIMESTAMP
+    }
+
+
+def test_future_timestamp_beyond_the_skew_is_quarantined_within_it_kept(
+    spark: SparkSession,
+) -> None:
+    raw = lines(
+        spark,
+        event(event_id="late-ok", event_time="2026-11-21T00:59:00Z"),
+        event(event_id="future", event_time="2026-11-21T01:01:00Z", item_id="i2"),
+    )
+    assert reasons(label(spark, raw)) == {"late-ok": None, "future": C.FUTURE_TIMESTAMP}
+
+
+@pytest.mark.parametrize("price", [-0.01, 1e7, "abc", "NaN"])
+def test_invalid_price_is_quarantined(spark: SparkSession, price: object) -> None:
+    assert reasons(label(spark, lines(spark, event(price=price)))) == {"e1": C.INVALID_PRICE}
+
+
+def test_null_and_zero_prices_are_valid(spark: SparkSession) -> None:
+    raw = lines(spark, event(event_id="a", price=None), event(event_id="b", price=0, item_id="i2"))
+    assert reasons(label(spark, raw)) == {"a": None, "b": None}
+
+
+@pytest.mark.parametrize("quantity", [0, -3, 1.5, 80995, "two"])
+def test_invalid_quantity_is_quarantined(spark: SparkSession, quantity: object) -> None:
+    assert reasons(label(spark, lines(spark, event(quantity=quantity)))) == {
+        "e1": C.INVALID_QUANTITY
+    }
+
+
+def test_first_applicable_reason_wins(spark: SparkSession) -> None:
+    raw = lines(
+        spark,
+        event(event_id="a", user_id="", event_type="hover", event_time="bad"),
+        event(event_id="b", event_type="hover", event_time="bad", price=-1),
+        event(event_id="c", event_time="bad", price=-1),
+        event(event_id="d", price=-1, quantity=0),
+        event(event_id="e", user_id="", event_type="cancel"),
+        event(event_id="f", event_type="cancel", event_time="bad"),
+    )
+    assert reasons(label(spark, raw)) == {
+        "a": C.MISSING_ID,
+        "b": C.UNKNOWN_EVENT_TYPE,
+        "c": C.UNPARSEABLE_TIMESTAMP,
+        "d": C.INVALID_PRICE,
+        "e": C.MISSING_ID,
+        "f": C.IGNORED_EVENT_TYPE,
+    }
+
+
+# -- filters ------------------------------------------------------------------------------------
+
+
+def test_blank_line_is_filtered(spark: SparkSession) -> None:
+    labeled = label(spark, lines(spark, "", "   "))
+    assert [(r["disposition"], r["rows"]) for r in C.disposition_counts(labeled).collect()] == [
+        (C.BLANK_LINE, 2)
+    ]
+
+
+def test_ignored_event_type_is_filtered(spark: SparkSession) -> None:
+    assert reasons(label(spark, lines(spark, event(event_type="Cancel", quantity=-2)))) == {
+        "e1": C.IGNORED_EVENT_TYPE
+    }
+
+
+def test_exact_duplicate_keeps_one_copy(spark: SparkSession) -> None:
+    labeled = label(spark, lines(spark, event(), event(), event()))
+    counts = {r["reason"]: r["count"] for r in labeled.groupBy("reason").count().collect()}
+    assert counts == {None: 1, C.EXACT_DUPLICATE: 2}
+
+
+def test_same_record_with_keys_in_another_order_is_a_duplicate(spark: SparkSession) -> None:
+    reordered = '{"price": 9.5, "event_type": "view", "item_id": "i1", "user_id": "u1", "event_time": "2026-11-20T10:00:00Z", "event_id": "e1"}'
+    labeled = label(spark, lines(spark, event(), reordered))
+    assert sorted(str(r["reason"]) for r in labeled.collect()) == ["None", C.EXACT_DUPLICATE]
+
+
+def test_double_fire_within_a_second_is_filtered(spark: SparkSession) -> None:
+    raw = lines(
+        spark,
+        event(event_id="a", event_time="2026-11-20T10:00:00.000Z"),
+        event(event_id="b", event_time="2026-11-20T10:00:00.400Z"),
+        event(event_id="c", event_time="2026-11-20T10:00:00.800Z"),
+        event(event_id="d", event_time="2026-11-20T10:00:02.000Z"),
+        event(event_id="e", event_time="2026-11-20T10:00:02.500Z", event_type="click"),
+    )
+    assert reasons(label(spark, raw)) == {
+        "a": None,
+        "b": C.DOUBLE_FIRE,
+        "c": C.DOUBLE_FIRE,
+        "d": None,
+        "e": None,
+    }
+
+
+def test_search_double_fire_is_keyed_by_query(spark: SparkSession) -> None:
+    def search(eid: str, t: str, q: str) -> str:
+        return event(
+            event_id=eid, event_type="search", item_id=None, price=None, query=q, event_time=t
+        )
+
+    raw = lines(
+        spark,
+        search("a", "2026-11-20T10:00:00.0Z", "red shoes"),
+        search("b", "2026-11-20T10:00:00.3Z", "Red Shoes"),
+        search("c", "2026-11-20T10:00:00.5Z", "blue hats"),
+    )
+    assert reasons(label(spark, raw)) == {"a": None, "b": C.DOUBLE_FIRE, "c": None}
+
+
+def test_bot_over_the_minute_rate_is_filtered_whole_day(spark: SparkSession) -> None:
+    burst = [
+        event(
+            event_id=f"b{i}",
+            user_id="bot",
+            item_id=f"i{i}",
+            event_time=f"2026-11-20T10:00:{i:02d}Z",
+        )
+        for i in range(45)
+    ]
+    calm = [event(event_id="bot-later", user_id="bot", event_time="2026-11-20T18:00:00Z")]
+    human = [
+        event(
+            event_id=f"h{i}", user_id="human", item_id=f"i{i}", event_time=f"2026-11-20T10:0{i}:00Z"
+        )
+        for i in range(5)
+    ]
+    got = reasons(label(spark, lines(spark, *burst, *calm, *human)))
+    assert {k for k, v in got.items() if v == C.BOT_USER} == {f"b{i}" for i in range(45)} | {
+        "bot-later"
+    }
+    assert all(got[f"h{i}"] is None for i in range(5))
+
+
+def test_bot_over_the_day_rate_is_filtered(spark: SparkSession) -> None:
+    rules = C.CleanRules(bot_max_events_per_minute=0, bot_max_events_per_day=3)
+    raw = lines(
+        spark,
+        *[
+            event(event_id=f"e{i}", item_id=f"i{i}", event_time=f"2026-11-20T1{i}:00:00Z")
+            for i in range(4)
+        ],
+    )
+    assert set(reasons(label(spark, raw, rules)).values()) == {C.BOT_USER}
+
+
+def test_bot_rule_can_be_switched_off(spark: SparkSession) -> None:
+    rules = C.CleanRules(bot_max_events_per_minute=0, bot_max_events_per_day=0)
+    burst = [
+        event(event_id=f"b{i}", item_id=f"i{i}", event_time=f"2026-11-20T10:00:{i:02d}Z")
+        for i in range(50)
+    ]
+    assert set(reasons(label(spark, lines(spark, *burst), rules)).values()) == {None}
+
+
+# -- sessions, PII, catalog ---------------------------------------------------------------------
+
+
+def test_sessions_split_at_thirty_minutes_of_inactivity(spark: SparkSession) -> None:
+    raw = lines(
+        spark,
+        event(event_id="a", event_time="2026-11-20T10:00:00Z"),
+        event(event_id="b", event_time="2026-11-20T10:29:00Z", item_id="i2"),
+        event(event_id="c", event_time="2026-11-20T11:00:00Z"),
+        event(event_id="d", event_time="2026-11-20T11:00:00Z", user_id="u2"),
+    )
+    assert {r["event_id"]: r["session_id"] for r in kept(label(spark, raw))} == {
+        "a": "u1-20261120-1",
+        "b": "u1-20261120-1",
+        "c": "u1-20261120-2",
+        "d": "u2-20261120-1",
+    }
+
+
+def test_pii_is_scrubbed_from_queries(spark: SparkSession) -> None:
+    def search(eid: str, q: str, minute: int) -> str:
+        return event(
+            event_id=eid,
+            event_type="search",
+            item_id=None,
+            price=None,
+            query=q,
+            event_time=f"2026-11-20T10:{minute:02d}:00Z",
+        )
+
+    raw = lines(
+        spark,
+        search("a", "red shoes jane.doe42@example.com", 1),
+        search("b", "call +44 20 7946 0958 about boots", 2),
+        search("c", "(555) 123-4567", 3),
+        search("d", "blue hats", 4),
+    )
+    got = {r["event_id"]: r["query"] for r in kept(label(spark, raw))}
+    assert got == {
+        "a": "red shoes [email]",
+        "b": "call [phone] about boots",
+        "c": "[phone]",
+        "d": "blue hats",
+    }
+    scrubbed = label(spark, raw).where("pii_scrubbed").select("event_id").collect()
+    assert sorted(r[0] for r in scrubbed) == ["a", "b", "c"]
+
+
+def test_unknown_item_is_flagged_and_kept(spark: SparkSession) -> None:
+    raw = lines(spark, event(event_id="a"), event(event_id="b", item_id="nope"))
+    got = {r["event_id"]: (r["is_known_item"], r["category"]) for r in kept(label(spark, raw))}
+    assert got == {"a": (True, "shoes"), "b": (False, None)}
+
+
+# -- conservation and independence --------------------------------------------------------------
+
+
+def test_every_line_gets_exactly_one_disposition(spark: SparkSession) -> None:
+    raw = lines(
+        spark,
+        event(),
+        event(),
+        "",
+        event(event_id="x")[:-1],
+        event(event_id="y", user_id=""),
+        event(event_id="z", event_time="2026-11-20T10:00:00.2Z"),
+    )
+    labeled = label(spark, raw)
+    counts = {r["disposition"]: r["rows"] for r in C.disposition_counts(labeled).collect()}
+    assert sum(counts.values()) == raw.count() == 6
+    assert counts == {
+        C.KEPT: 1,
+        C.EXACT_DUPLICATE: 1,
+        C.BLANK_LINE: 1,
+        C.MALFORMED_RECORD: 1,
+        C.MISSING_ID: 1,
+        C.DOUBLE_FIRE: 1,
+    }
+
+
+def test_a_day_cleans_the_same_alone_or_with_its_neighbours(spark: SparkSession) -> None:
+    day1 = lines(
+        spark, event(event_id="a"), event(event_id="a2", event_time="2026-11-20T10:00:00.5Z")
+    )
+    next_day = dt.date(2026, 11, 21)
+    day2 = lines(spark, event(event_id="b", event_time="2026-11-21T00:00:00.1Z"), day=next_day)
+    alone = C.clean_events(label(spark, day1))
+    together = C.clean_events(label(spark, day1.unionByName(day2))).where(F.col("dt") == DAY)
+    assertDataFrameEqual(alone, together)
+
+
+def test_rules_reject_invalid_values() -> None:
+    with pytest.raises(ConfigError, match="bot_max_events_per_minute"):
+        C.CleanRules(bot_max_events_per_minute=-1)
+    with pytest.raises(ConfigError, match="session_gap_minutes"):
+        C.CleanRules(session_gap_minutes=0)
+    with pytest.raises(ConfigError, match="event_type_synonyms"):
+        C.CleanRules(event_type_synonyms={"tap": "touch"})
+    with pytest.raises(ConfigError, match="ignored_event_types"):
+        C.CleanRules(ignored_event_types=("view",))

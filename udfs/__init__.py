@@ -1,0 +1,1 @@
+"""pandas UDFs that run inside executors (scoring, text encoding)."""
