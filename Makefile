@@ -47,7 +47,7 @@ $(STAMP): pyproject.toml .ci/build_horovod.sh | $(PY)
 
 install: $(STAMP) ## install everything into .venv (idempotent; Horovod wheel cached in ~/.cache/cartwheel)
 
-demo: install ## generate a small log, clean it, print what came out (DEMO_ROOT=...)
+demo: install ## generate a small log, run clean, label and shard on it, print what came out
 	$(VENV)/bin/cartwheel demo --data-root $(DEMO_ROOT)
 
 test: install ## run the test suite (unit + smoke; not slow or gpu)
@@ -63,8 +63,9 @@ lint: install ## ruff over the code
 typecheck: install ## mypy on jobs pipelines udfs
 	$(VENV)/bin/mypy
 
-bench: install ## run the benchmarks in bench/ (results in bench/results/)
+bench: install ## run the benchmarks in bench/ (results in bench/results/; long: ~1 hour on 2 cores)
 	$(PY) bench/ingest_bench.py $(BENCH_ARGS)
+	$(PY) bench/label_shard_bench.py $(BENCH_ARGS)
 
 clean-demo: ## remove the demo data folder
 	rm -rf $(DEMO_ROOT)

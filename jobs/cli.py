@@ -18,6 +18,11 @@ STEPS: dict[str, tuple[str, str]] = {
         "convert a real dataset (online-retail, taobao, movielens) to the raw layout",
     ),
     "clean": ("jobs.clean", "raw logs -> clean events, quarantine and a data-quality report"),
+    "label": (
+        "jobs.label",
+        "clean events -> next-item examples with histories, split by time, + vocabularies",
+    ),
+    "shard": ("jobs.shard", "examples -> shuffled, balanced Parquet shards for Petastorm readers"),
     "demo": ("jobs.demo", "generate a small log and run every step on it, printing what came out"),
 }
 

@@ -1,4 +1,5 @@
-"""cartwheel demo: generate a small log, run the pipeline on it, and print what came out.
+"""cartwheel demo: generate a small log, run the pipeline on it (generate, clean, label,
+shard), and print what came out.
 
 Uses an embedded default (synthetic data from a fixed seed, local Spark, everything under
 ``--data-root``), so a newcomer sees every step work before pointing cartwheel at real data.
@@ -13,8 +14,8 @@ from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 
-from jobs import clean, generate
-from jobs.common import run_cli
+from jobs import clean, generate, label, shard
+from jobs.common import format_counts, run_cli
 from jobs.config import StepConfig, opt
 from jobs.manifest import RunResult
 from pipelines import generate as G
@@ -40,8 +41,10 @@ class DemoConfig(StepConfig):
             raise ConfigError(
                 f"invalid config value rows={self.rows!r}: the demo needs at least 1000"
             )
-        if self.days < 1:
-            raise ConfigError(f"invalid config value days={self.days!r}: must be >= 1")
+        if self.days < 3:
+            raise ConfigError(
+                f"invalid config value days={self.days!r}: the demo needs at least 3 (train, val, test)"
+            )
 
     @property
     def manifest_date(self) -> dt.date:
@@ -49,25 +52,22 @@ class DemoConfig(StepConfig):
 
 
 def main(spark: SparkSession, config: DemoConfig) -> RunResult:
-    """Run generate then clean; the result's details hold each step's result."""
+    """Run generate, clean, label and shard; the result's details hold each step's result."""
+    root, day = config.data_root, config.end_date
     gen = generate.main(
         spark,
         generate.GenerateConfig(
-            data_root=config.data_root,
-            end_date=config.end_date,
-            rows=config.rows,
-            days=config.days,
-            seed=config.seed,
+            data_root=root, end_date=day, rows=config.rows, days=config.days, seed=config.seed
         ),
     )
-    cln = clean.main(
-        spark,
-        clean.CleanConfig(data_root=config.data_root, run_date=config.end_date, days=config.days),
+    cln = clean.main(spark, clean.CleanConfig(data_root=root, run_date=day, days=config.days))
+    lab = label.main(
+        spark, label.LabelConfig(data_root=root, run_date=day, lookback_days=config.days)
     )
-    status = "succeeded" if gen.succeeded and cln.succeeded else "failed"
-    return RunResult(
-        "demo", status, cln.manifest, cln.manifest_path, {"generate": gen, "clean": cln}
-    )
+    shd = shard.main(spark, shard.ShardConfig(data_root=root, run_date=day))
+    steps = {"generate": gen, "clean": cln, "label": lab, "shard": shd}
+    status = "succeeded" if all(r.succeeded for r in steps.values()) else "failed"
+    return RunResult("demo", status, shd.manifest, shd.manifest_path, steps)
 
 
 def reconciliation(gen: dict, cln: dict) -> list[tuple[str, int, int]]:
@@ -96,16 +96,32 @@ def summarize(result: RunResult) -> str:
         mark = "" if injected == found else "   <-- mismatch"
         rows.append(f"{kind:<24}{injected:>10,}{found:>10,}{mark}")
     q = cln["quality"]
+    lab = result.details["label"].manifest
+    shd = result.details["shard"].manifest
     rows += [
         "",
         f"clean events by type: {', '.join(f'{k} {v:,}' for k, v in q['kept_by_event_type'].items())}",
         f"sessions found: {q['sessions']:,} (generated {gen['sessions']:,})",
+        "",
+        f"label     {lab['rows_in']:>10,} clean events -> {lab['rows_out']:,} examples "
+        f"(train {lab['examples']['train']:,}, val {lab['examples']['val']:,}, test {lab['examples']['test']:,}); "
+        f"{lab['rows_consumed'].get('history_only', 0):,} used in histories only",
+        f"          filtered: {format_counts(lab['rows_filtered'])}",
+        f"          vocabulary: {lab['num_items']:,} item and {lab['num_categories']:,} category indices; "
+        f"history length {lab['history_length']}",
+        f"shard     {shd['rows_out']:>10,} examples -> "
+        + ", ".join(
+            f"{s} {i['files']} files (balance {i['balance_ratio']})"
+            for s, i in shd["splits"].items()
+        ),
         "",
         "where things are:",
         f"  raw logs        {gen['outputs'][0]}",
         f"  clean events    {cln['config']['data_root']}/clean/events/",
         f"  quarantine      {cln['config']['data_root']}/quarantine/events/",
         f"  quality report  {cln['report']}",
+        f"  examples        {cln['config']['data_root']}/examples/  (vocabularies in vocab/)",
+        f"  shards          {cln['config']['data_root']}/shards/{shd['run_id']}/  ({shd['shard_manifest']})",
         f"  run manifests   {cln['config']['data_root']}/_runs/{cln['run_date']}/",
     ]
     ok = all(i == f for _, i, f in reconciliation(gen, cln)) and q["sessions"] == gen["sessions"]

@@ -94,6 +94,7 @@ class StepRun:
         self.rows_out = 0
         self.rows_quarantined: dict[str, int] = {}
         self.rows_filtered: dict[str, int] = {}
+        self.rows_consumed: dict[str, int] = {}
         self.extra: dict[str, Any] = {}
         self.manifest: dict[str, Any] = {}
         self._started = time.monotonic()
@@ -115,19 +116,29 @@ class StepRun:
         rows_out: int,
         quarantined: dict[str, int] | None = None,
         filtered: dict[str, int] | None = None,
+        consumed: dict[str, int] | None = None,
     ) -> None:
-        """Record the step's row accounting; raises if the rows do not add up."""
+        """Record the step's row accounting; raises if the rows do not add up.
+
+        ``consumed`` counts input rows that were used but not emitted as rows of their own (an
+        event that only appears inside other examples' histories), by how they were used.
+        """
         self.rows_in, self.rows_out = rows_in, rows_out
         self.rows_quarantined = dict(sorted((quarantined or {}).items()))
         self.rows_filtered = dict(sorted((filtered or {}).items()))
+        self.rows_consumed = dict(sorted((consumed or {}).items()))
         accounted = (
-            rows_out + sum(self.rows_quarantined.values()) + sum(self.rows_filtered.values())
+            rows_out
+            + sum(self.rows_quarantined.values())
+            + sum(self.rows_filtered.values())
+            + sum(self.rows_consumed.values())
         )
         if accounted != rows_in:
             raise CartwheelError(
                 f"{self.step}: row accounting does not add up: {rows_in} in, {rows_out} out, "
                 f"{sum(self.rows_quarantined.values())} quarantined, "
-                f"{sum(self.rows_filtered.values())} filtered"
+                f"{sum(self.rows_filtered.values())} filtered, "
+                f"{sum(self.rows_consumed.values())} consumed"
             )
 
     def _document(self, status: str, error: str | None) -> dict[str, Any]:
@@ -143,6 +154,7 @@ class StepRun:
             "rows_quarantined": sum(self.rows_quarantined.values()),
             "rows_quarantined_by_reason": self.rows_quarantined,
             "rows_filtered": self.rows_filtered,
+            "rows_consumed": self.rows_consumed,
             "started_at": self._started_at,
             "finished_at": utc_now(),
             "duration_s": round(time.monotonic() - self._started, 3),

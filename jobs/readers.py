@@ -148,6 +148,22 @@ def read_raw_lines(spark: SparkSession, raw: RawInput) -> DataFrame:
     )
 
 
+def read_clean_events(
+    spark: SparkSession, storage: Storage, data_root: str, days: Sequence[dt.date]
+) -> DataFrame:
+    """Clean events of the days present in ``days`` (contract schema, with ``dt``);
+    InputError naming the window when none of its days has clean events."""
+    root = join(data_root, "clean", "events")
+    present = {name for name, is_dir in storage.list_dir(root) if is_dir}
+    paths = [join(root, partition_name(d)) for d in days if partition_name(d) in present]
+    if not paths:
+        raise InputError(
+            f"no clean events under {root} for {days[0]} .. {days[-1]}: run `cartwheel clean` for those days first"
+        )
+    with naming_bad_files("clean events"):
+        return spark.read.schema(S.CLEAN_EVENT_SCHEMA).option("basePath", root).parquet(*paths)
+
+
 # -- parquet tables -------------------------------------------------------------------------------
 
 

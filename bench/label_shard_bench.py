@@ -1,0 +1,126 @@
+"""Label + shard benchmark at given raw sizes (default 1M and 10M raw rows).
+
+Prepares the input with ``generate`` + ``clean`` (not timed), then times ``label`` and ``shard``
+as separate ``cartwheel`` processes. ``bench/results/label-shard-<rows>.json`` records wall
+time, events/s and events/s per core, peak resident memory of the process tree, examples per
+split and the shard files' size balance (max/min rows per file).
+
+usage: python bench/label_shard_bench.py [--rows 1000000 10000000] [--days 14] [--work-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import rates, run_measured, write_result
+
+END = "2026-11-21"
+
+
+def bench_one(rows: int, days: int, work: Path, keep: bool) -> dict:
+    root = work / f"label-{rows}"
+    logs = work / "logs"
+    if not (root / "_runs" / END / "clean.json").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        run_measured(
+            [
+                "generate",
+                "--data-root",
+                str(root),
+                "--end-date",
+                END,
+                "--days",
+                str(days),
+                "--rows",
+                str(rows),
+            ],
+            logs / f"prep-generate-{rows}.log",
+        )
+        run_measured(
+            ["clean", "--data-root", str(root), "--run-date", END, "--days", str(days)],
+            logs / f"prep-clean-{rows}.log",
+        )
+    lab = run_measured(
+        ["label", "--data-root", str(root), "--run-date", END, "--lookback-days", str(days)],
+        logs / f"label-{rows}.log",
+    )
+    shd = run_measured(
+        ["shard", "--data-root", str(root), "--run-date", END, "--workers", "2"],
+        logs / f"shard-{rows}.log",
+    )
+    lm = json.loads((root / "_runs" / END / "label.json").read_text())
+    sm = json.loads((root / "_runs" / END / "shard.json").read_text())
+    result = {
+        "raw_rows_target": rows,
+        "days": days,
+        "clean_events": lm["rows_in"],
+        "examples": lm["examples"],
+        "history_length": lm["history_length"],
+        "label": {
+            **lab,
+            **rates(lm["rows_in"], lab["wall_s"]),
+            "unit": "clean events",
+            "step_duration_s": lm["duration_s"],
+            "rows_filtered": lm["rows_filtered"],
+            "rows_consumed": lm["rows_consumed"],
+        },
+        "shard": {
+            **shd,
+            **rates(sm["rows_in"], shd["wall_s"]),
+            "unit": "examples",
+            "step_duration_s": sm["duration_s"],
+            "splits": sm["splits"],
+        },
+        "shard_balance_max_over_min": {
+            s: info["balance_ratio"] for s, info in sm["splits"].items()
+        },
+        "conserved": lm["rows_in"]
+        == lm["rows_out"] + sum(lm["rows_filtered"].values()) + sum(lm["rows_consumed"].values())
+        and sm["rows_in"] == sm["rows_out"],
+    }
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument(
+        "--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "cartwheel-bench"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the generated data for later runs"
+    )
+    args = parser.parse_args()
+    ok = True
+    for rows in args.rows:
+        print(f"label + shard benchmark: {rows:,} raw rows over {args.days} days ...", flush=True)
+        r = bench_one(rows, args.days, args.work_dir, args.keep)
+        path = write_result(f"label-shard-{rows}", r)
+        for step in ("label", "shard"):
+            s = r[step]
+            print(
+                f"  {step:<6} {s['wall_s']:8.1f}s {s['rows_per_s']:>12,.0f} {s['unit']}/s "
+                f"({s['rows_per_s_per_core']:,.0f}/core) peak {s['peak_rss_mb']:,.0f} MB",
+                flush=True,
+            )
+        print(
+            f"  examples {r['examples']}; shard balance {r['shard_balance_max_over_min']}; conserved {r['conserved']} -> {path}"
+        )
+        ok = ok and r["conserved"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""cartwheel label: clean events -> next-item training examples, split by time.
+
+Reads ``clean/events/`` for the ``--lookback-days`` ending at ``--run-date``; writes
+``examples/split=train|val|test/`` (Parquet), ``examples/_meta.json`` (history length, split
+boundaries, vocabulary sizes), ``vocab/items/`` and ``vocab/categories/`` (index tables with
+counts) and ``_runs/<run-date>/label.json``. Every clean event is a target, in some history
+only, or filtered with a reason; the manifest counts each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import SparkSession
+
+from jobs.common import format_counts, run_cli, staging_area
+from jobs.config import DatedStepConfig
+from jobs.manifest import RunResult, StepRun
+from jobs.readers import date_window, read_clean_events
+from jobs.storage import Storage, join
+from pipelines import label as L
+from pipelines.errors import InputError
+
+log = logging.getLogger("cartwheel")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LabelConfig(DatedStepConfig, L.LabelRules):
+    """Flags of ``cartwheel label``: the window and the labelling rules."""
+
+    def validate(self) -> None:
+        DatedStepConfig.validate(self)
+        L.LabelRules.validate(self)
+
+
+def main(spark: SparkSession, config: LabelConfig) -> RunResult:
+    """Label the window ending at ``config.run_date`` and publish examples + vocabularies."""
+    storage = Storage(spark)
+    run = StepRun(spark, "label", config)
+    root = config.data_root
+    bounds = config.boundaries(config.run_date)
+    with run:
+        days = date_window(config.run_date, config.lookback_days)
+        events = read_clean_events(spark, storage, root, days).persist(StorageLevel.MEMORY_AND_DISK)
+        labeled = None
+        try:
+            rows_in = events.count()
+            if rows_in == 0:
+                raise InputError(
+                    f"no clean events in {days[0]} .. {days[-1]} under {join(root, 'clean', 'events')}"
+                )
+            run.inputs = [join(root, "clean", "events")]
+            log.info(
+                "[label] %s clean events in %s .. %s; building the vocabulary",
+                f"{rows_in:,}",
+                days[0],
+                days[-1],
+            )
+            items, categories = L.build_vocab(events, config, config.run_date)
+            items = items.persist(StorageLevel.MEMORY_AND_DISK)
+            n_items = items.count()
+            if n_items == 0:
+                raise InputError(
+                    f"the vocabulary has no items: no catalog item was seen {config.min_item_count}+ times "
+                    f"in the train period {bounds['window_start']} .. {bounds['val_start']} (exclusive)"
+                )
+            n_categories = categories.count()
+            labeled = L.label_events(events, items, config, config.run_date).persist(
+                StorageLevel.MEMORY_AND_DISK
+            )
+            counts = [r.asDict() for r in L.disposition_counts(labeled).collect()]
+            per_split = {
+                s: sum(
+                    c["rows"] for c in counts if c["disposition"] == L.TARGET and c["split"] == s
+                )
+                for s in L.SPLITS
+            }
+            if per_split[L.TRAIN] == 0:
+                raise InputError(
+                    f"no training examples: no target event ({', '.join(config.target_types)}) before "
+                    f"{bounds['val_start']} has an in-vocabulary item and a history"
+                )
+            log.info("[label] examples per split: %s; writing", format_counts(per_split))
+            meta = {
+                "run_date": config.run_date.isoformat(),
+                "history_length": config.history_length,
+                "boundaries": {k: v.isoformat() for k, v in bounds.items()},
+                "num_items": n_items + L.FIRST_INDEX,
+                "num_categories": n_categories + L.FIRST_INDEX,
+                "num_event_types": max(L.TYPE_INDEX.values()) + 1,
+                "padding_index": L.PAD,
+                "oov_index": L.OOV,
+                "type_index": L.TYPE_INDEX,
+                "examples": per_split,
+            }
+            with staging_area(storage, root, "label") as staging:
+                L.examples(labeled).write.partitionBy("split").parquet(join(staging, "examples"))
+                items.coalesce(1).write.parquet(join(staging, "vocab", "items"))
+                categories.coalesce(1).write.parquet(join(staging, "vocab", "categories"))
+                storage.write_json(join(staging, "examples", "_meta.json"), meta)
+                for name in ("examples", "vocab"):
+                    storage.delete(join(root, name))
+                    storage.rename(join(staging, name), join(root, name))
+        finally:
+            events.unpersist()
+            if labeled is not None:
+                labeled.unpersist()
+
+        totals: dict[str, int] = {}
+        for c in counts:
+            totals[c["disposition"]] = totals.get(c["disposition"], 0) + c["rows"]
+        run.outputs = [join(root, "examples"), join(root, "vocab")]
+        run.record(
+            rows_in=rows_in,
+            rows_out=totals.get(L.TARGET, 0),
+            filtered={r: totals.get(r, 0) for r in L.FILTER_REASONS},
+            consumed={L.HISTORY_ONLY: totals.get(L.HISTORY_ONLY, 0)},
+        )
+        run.extra = {"examples": per_split, **{k: v for k, v in meta.items() if k != "examples"}}
+    return run.result()
+
+
+def summarize(result: RunResult) -> str:
+    m: dict[str, Any] = result.manifest
+    return (
+        f"labelled {m['rows_in']:,} clean events: {m['rows_out']:,} examples "
+        f"({format_counts(m['examples'])}), {m['rows_consumed'].get(L.HISTORY_ONLY, 0):,} used in histories only\n"
+        f"filtered: {format_counts(m['rows_filtered'])}\n"
+        f"vocabulary: {m['num_items']:,} item indices, {m['num_categories']:,} category indices; "
+        f"history length {m['history_length']}\n"
+        f"splits: train < {m['boundaries']['val_start']} <= val < {m['boundaries']['test_start']} <= test <= {m['run_date']}\n"
+        f"manifest: {result.manifest_path}"
+    )
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    return run_cli("label", LabelConfig, main, summarize, argv, description=__doc__ or "")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

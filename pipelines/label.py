@@ -1,0 +1,380 @@
+"""Label: clean events -> next-item training examples with histories, split by time.
+
+One example per *target* event (click, cart, purchase by default): the user, the target item
+(as a vocabulary index), its type and label weight, the target time, and the user's last L item
+events strictly before the target time, most recent first, padded to L.
+
+Every clean event in the window gets exactly one disposition:
+
+  target                      it is the target of an emitted example
+  history_only                not a target, but inside some emitted example's history
+  search_event                filtered: a search names no item, so it is neither target nor history
+  target_item_out_of_vocab    filtered: a target whose item is rare or unseen in the train period
+  no_history                  filtered: a target with fewer than ``min_history`` earlier item events
+  user_target_cap             filtered: beyond the user's ``max_targets_per_user`` most recent targets
+  user_without_targets        filtered: an event of a user with no emitted example (e.g. view-only)
+  not_before_any_target       filtered: no emitted example of its user comes after it closely enough
+
+History rule: per user, item events are ordered by (event_time, event_id). The history of a
+target is the L events with ``event_time`` strictly earlier than the target's, so events that
+share the target's timestamp never leak in. It is computed once per distinct timestamp (the
+first event of a tie group takes the L rows before it; the group's other events copy it), so
+the cost is O(events * L) and a task holds one user's rows at a time (Spark spills them).
+
+Capping rule for very long histories (heavy buyers, bots clean did not catch): only a user's
+``max_targets_per_user`` most recent targets become examples; the rest are counted as
+``user_target_cap``. Histories are capped at L by construction.
+
+Splits are by target time: test = the last ``test_days`` days up to the run date, val = the
+``val_days`` before, train = everything earlier in the window. The vocabulary is built from the
+train period only, so val/test never leak item identity into training.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from pipelines import schemas as S
+from pipelines.errors import ConfigError
+
+PAD = 0  # index of padding in every vocabulary and history array
+OOV = 1  # index of rare / unseen items and unknown categories
+FIRST_INDEX = 2
+TYPE_INDEX: dict[str, int] = {S.VIEW: 1, S.CLICK: 2, S.CART: 3, S.PURCHASE: 4}
+TRAIN, VAL, TEST = "train", "val", "test"
+SPLITS: tuple[str, ...] = (TRAIN, VAL, TEST)
+
+TARGET = "target"
+HISTORY_ONLY = "history_only"
+SEARCH_EVENT = "search_event"
+TARGET_ITEM_OUT_OF_VOCAB = "target_item_out_of_vocab"
+NO_HISTORY = "no_history"
+USER_TARGET_CAP = "user_target_cap"
+USER_WITHOUT_TARGETS = "user_without_targets"
+NOT_BEFORE_ANY_TARGET = "not_before_any_target"
+FILTER_REASONS: tuple[str, ...] = (
+    SEARCH_EVENT,
+    TARGET_ITEM_OUT_OF_VOCAB,
+    NO_HISTORY,
+    USER_TARGET_CAP,
+    USER_WITHOUT_TARGETS,
+    NOT_BEFORE_ANY_TARGET,
+)
+
+DEFAULT_LABEL_WEIGHTS: dict[str, float] = {S.VIEW: 0.1, S.CLICK: 0.25, S.CART: 0.5, S.PURCHASE: 1.0}
+
+VOCAB_ITEMS_SCHEMA = T.StructType(
+    [
+        T.StructField("item_id", T.StringType(), False),
+        T.StructField("item_idx", T.IntegerType(), False),
+        T.StructField("category", T.StringType(), True),
+        T.StructField("category_idx", T.IntegerType(), False),
+        T.StructField("count", T.LongType(), False),
+    ]
+)
+VOCAB_CATEGORIES_SCHEMA = T.StructType(
+    [
+        T.StructField("category", T.StringType(), False),
+        T.StructField("category_idx", T.IntegerType(), False),
+        T.StructField("count", T.LongType(), False),
+    ]
+)
+
+
+def example_schema(history_length: int) -> T.StructType:
+    """The examples contract; list columns always hold exactly ``history_length`` values."""
+    del history_length  # the length is a property of the values, documented in the shard manifest
+    return T.StructType(
+        [
+            T.StructField("user_id", T.StringType(), False),
+            T.StructField("target_item_id", T.StringType(), False),
+            T.StructField("target_item_idx", T.IntegerType(), False),
+            T.StructField("target_category_idx", T.IntegerType(), False),
+            T.StructField("target_type", T.StringType(), False),
+            T.StructField("target_type_idx", T.IntegerType(), False),
+            T.StructField("label_weight", T.FloatType(), False),
+            T.StructField("target_time", T.TimestampType(), False),
+            T.StructField("hist_item_idx", T.ArrayType(T.IntegerType(), False), False),
+            T.StructField("hist_type_idx", T.ArrayType(T.IntegerType(), False), False),
+            T.StructField("hist_age_s", T.ArrayType(T.IntegerType(), False), False),
+            T.StructField("hist_len", T.IntegerType(), False),
+            T.StructField("split", T.StringType(), False),
+        ]
+    )
+
+
+EXAMPLE_COLUMNS: list[str] = [f.name for f in example_schema(0).fields]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelRules:
+    """The configurable rules of the label step (validated on construction)."""
+
+    lookback_days: int = field(
+        default=30, metadata={"help": "days of clean events up to --run-date to read"}
+    )
+    history_length: int = field(default=50, metadata={"help": "L: items per history (padded to L)"})
+    target_types: tuple[str, ...] = field(
+        default=(S.CLICK, S.CART, S.PURCHASE), metadata={"help": "event types that become targets"}
+    )
+    label_weights: Mapping[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_LABEL_WEIGHTS),
+        metadata={"help": "label weight per target type"},
+    )
+    val_days: int = field(
+        default=1, metadata={"help": "days of validation targets before the test days"}
+    )
+    test_days: int = field(
+        default=1, metadata={"help": "days of test targets ending at --run-date"}
+    )
+    min_item_count: int = field(
+        default=2,
+        metadata={"help": "items seen fewer times in the train period map to the OOV index"},
+    )
+    min_history: int = field(
+        default=1, metadata={"help": "targets with fewer earlier items are dropped"}
+    )
+    max_targets_per_user: int = field(
+        default=1000,
+        metadata={"help": "keep only each user's most recent N targets (caps heavy users)"},
+    )
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        positive = (
+            "lookback_days",
+            "history_length",
+            "test_days",
+            "min_item_count",
+            "max_targets_per_user",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"invalid config value {name}={getattr(self, name)!r}: must be >= 1"
+                )
+        for name in ("val_days", "min_history"):
+            if getattr(self, name) < 0:
+                raise ConfigError(
+                    f"invalid config value {name}={getattr(self, name)!r}: must be >= 0"
+                )
+        if self.history_length > 1000:
+            raise ConfigError(
+                f"invalid config value history_length={self.history_length}: must be <= 1000"
+            )
+        if self.val_days + self.test_days >= self.lookback_days:
+            raise ConfigError(
+                f"invalid config value lookback_days={self.lookback_days}: must exceed "
+                f"val_days + test_days ({self.val_days + self.test_days}) to leave train days"
+            )
+        if not self.target_types:
+            raise ConfigError("invalid config value target_types: must name at least one type")
+        for t in self.target_types:
+            if t not in TYPE_INDEX:
+                raise ConfigError(
+                    f"invalid config value target_types: {t!r} is not one of {', '.join(TYPE_INDEX)}"
+                )
+            if self.label_weights.get(t, 0.0) <= 0:
+                raise ConfigError(
+                    f"invalid config value label_weights[{t}]: a target type needs a weight > 0"
+                )
+
+    def boundaries(self, run_date: dt.date) -> dict[str, dt.date]:
+        """First day of the window, of val, of test, and the run date."""
+        test_start = run_date - dt.timedelta(days=self.test_days - 1)
+        val_start = test_start - dt.timedelta(days=self.val_days)
+        return {
+            "window_start": run_date - dt.timedelta(days=self.lookback_days - 1),
+            "val_start": val_start,
+            "test_start": test_start,
+            "run_date": run_date,
+        }
+
+
+def _day_start(day: dt.date) -> Column:
+    return F.lit(dt.datetime.combine(day, dt.time())).cast("timestamp")
+
+
+def split_of(event_time: Column, rules: LabelRules, run_date: dt.date) -> Column:
+    """train / val / test by the target's time (UTC days)."""
+    b = rules.boundaries(run_date)
+    return (
+        F.when(event_time >= _day_start(b["test_start"]), F.lit(TEST))
+        .when(event_time >= _day_start(b["val_start"]), F.lit(VAL))
+        .otherwise(F.lit(TRAIN))
+    )
+
+
+# -- vocabulary --------------------------------------------------------------------------------
+
+
+def _indexed(counts: DataFrame, key: str, idx_name: str) -> DataFrame:
+    """Assign FIRST_INDEX.. by descending count, then key (deterministic, distributed)."""
+    ordered = counts.orderBy(F.col("count").desc(), F.col(key).asc())
+    schema = T.StructType([*ordered.schema.fields, T.StructField(idx_name, T.IntegerType(), False)])
+    rdd = ordered.rdd.zipWithIndex().map(lambda pair: (*pair[0], int(pair[1]) + FIRST_INDEX))
+    return ordered.sparkSession.createDataFrame(rdd, schema)
+
+
+def build_vocab(
+    events: DataFrame, rules: LabelRules, run_date: dt.date
+) -> tuple[DataFrame, DataFrame]:
+    """(items, categories) vocabularies from the train period's item events.
+
+    Items seen at least ``min_item_count`` times and present in the catalog get indices from 2
+    by descending count; 0 is padding and 1 the shared out-of-vocabulary index. Categories are
+    those of vocabulary items.
+    """
+    train = events.where(
+        F.col("item_id").isNotNull()
+        & F.col("is_known_item")
+        & (F.col("event_time") < _day_start(rules.boundaries(run_date)["val_start"]))
+    )
+    item_counts = (
+        train.groupBy("item_id")
+        .agg(F.count(F.lit(1)).alias("count"), F.min("category").alias("category"))
+        .where(F.col("count") >= rules.min_item_count)
+    )
+    cat_counts = (
+        item_counts.where(F.col("category").isNotNull())
+        .groupBy("category")
+        .agg(F.sum("count").cast("long").alias("count"))
+    )
+    categories = _indexed(cat_counts, "category", "category_idx").select(
+        *[f.name for f in VOCAB_CATEGORIES_SCHEMA]
+    )
+    items = (
+        _indexed(item_counts, "item_id", "item_idx")
+        .join(categories.select("category", "category_idx"), on="category", how="left")
+        .select(
+            "item_id",
+            "item_idx",
+            "category",
+            F.coalesce("category_idx", F.lit(OOV)).cast("int").alias("category_idx"),
+            F.col("count").cast("long").alias("count"),
+        )
+    )
+    return items, categories
+
+
+# -- examples ----------------------------------------------------------------------------------
+
+
+def _pad(arr: Column, length: int) -> Column:
+    """Right-pad an int array with PAD to ``length``."""
+    return F.concat(arr, F.array_repeat(F.lit(PAD), F.lit(length) - F.size(arr)))
+
+
+def label_events(
+    events: DataFrame, items_vocab: DataFrame, rules: LabelRules, run_date: dt.date
+) -> DataFrame:
+    """Clean events of the window -> one row per event with its ``disposition`` and, for
+    targets, the example columns (``EXAMPLE_COLUMNS``)."""
+    L = rules.history_length
+    type_index = F.create_map(*[F.lit(x) for kv in TYPE_INDEX.items() for x in kv])
+    weights = F.create_map(
+        *[F.lit(x) for kv in sorted(rules.label_weights.items()) for x in (kv[0], float(kv[1]))]
+    )
+    vocab = items_vocab.select(
+        "item_id", "item_idx", F.col("category_idx").alias("vocab_category_idx")
+    )
+    has_item = F.col("item_id").isNotNull()
+
+    ev = (
+        events.select("event_id", "user_id", "item_id", "event_type", "event_time")
+        .join(vocab, on="item_id", how="left")
+        .select(
+            "*",
+            F.coalesce("item_idx", F.lit(OOV)).cast("int").alias("idx"),
+            type_index[F.col("event_type")].alias("type_idx"),
+            F.col("event_time").cast("double").alias("t"),
+        )
+    )
+    # Positions among the user's item events; searches sit outside (their own partition key).
+    user = Window.partitionBy("user_id", has_item)
+    ordered = user.orderBy("event_time", "event_id")
+    ev = ev.withColumn("pos", F.row_number().over(ordered)).withColumn(
+        "tie_start", F.rank().over(user.orderBy("event_time"))
+    )
+    # History of the first event of each tie group: the L rows before it (all strictly earlier).
+    before = ordered.rowsBetween(-L, -1)
+    history = F.collect_list(F.struct(F.col("t"), F.col("idx"), F.col("type_idx"))).over(before)
+    ev = ev.withColumn("_hist", F.when(F.col("pos") == F.col("tie_start"), history))
+    ev = ev.withColumn(
+        "_hist",
+        F.first("_hist", ignorenulls=True).over(
+            Window.partitionBy("user_id", has_item, "event_time")
+        ),
+    )
+    hist_len = F.size(F.col("_hist"))
+
+    is_target_type = F.col("event_type").isin(*rules.target_types) & has_item
+    in_vocab = F.col("item_idx").isNotNull()
+    enough_history = hist_len >= rules.min_history
+    emittable = is_target_type & in_vocab & enough_history
+    recent_rank = F.sum(emittable.cast("int")).over(
+        user.orderBy(F.col("event_time").desc(), F.col("event_id").desc()).rowsBetween(
+            Window.unboundedPreceding, Window.currentRow
+        )
+    )
+    emitted = emittable & (recent_rank <= rules.max_targets_per_user)
+    ev = ev.withColumn("emitted", emitted).withColumn("_emittable", emittable)
+
+    # Is the event inside the history of the next emitted target strictly after it? (A running
+    # min over a descending order: O(n), where an unbounded-following frame would be O(n^2).)
+    next_target_start = F.min(F.when(F.col("emitted"), F.col("tie_start"))).over(
+        user.orderBy(F.col("tie_start").desc()).rangeBetween(Window.unboundedPreceding, -1)
+    )
+    in_history = has_item & next_target_start.isNotNull() & (F.col("pos") >= next_target_start - L)
+    user_has_examples = F.max(F.col("emitted").cast("int")).over(Window.partitionBy("user_id")) == 1
+
+    disposition = (
+        F.when(F.col("emitted"), F.lit(TARGET))
+        .when(in_history, F.lit(HISTORY_ONLY))
+        .when(~has_item, F.lit(SEARCH_EVENT))
+        .when(is_target_type & ~in_vocab, F.lit(TARGET_ITEM_OUT_OF_VOCAB))
+        .when(is_target_type & ~enough_history, F.lit(NO_HISTORY))
+        .when(F.col("_emittable"), F.lit(USER_TARGET_CAP))
+        .when(~user_has_examples, F.lit(USER_WITHOUT_TARGETS))
+        .otherwise(F.lit(NOT_BEFORE_ANY_TARGET))
+    )
+    recent_first = F.reverse(F.col("_hist"))
+    return ev.select(
+        "*",
+        disposition.alias("disposition"),
+        F.col("item_id").alias("target_item_id"),
+        F.col("item_idx").alias("target_item_idx"),
+        F.coalesce("vocab_category_idx", F.lit(OOV)).cast("int").alias("target_category_idx"),
+        F.col("event_type").alias("target_type"),
+        F.col("type_idx").alias("target_type_idx"),
+        weights[F.col("event_type")].cast("float").alias("label_weight"),
+        F.col("event_time").alias("target_time"),
+        _pad(F.transform(recent_first, lambda h: h["idx"]), L).alias("hist_item_idx"),
+        _pad(F.transform(recent_first, lambda h: h["type_idx"]), L).alias("hist_type_idx"),
+        _pad(
+            F.transform(
+                recent_first, lambda h: F.least(F.col("t") - h["t"], F.lit(2**31 - 1.0)).cast("int")
+            ),
+            L,
+        ).alias("hist_age_s"),
+        hist_len.alias("hist_len"),
+        split_of(F.col("event_time"), rules, run_date).alias("split"),
+    )
+
+
+def examples(labeled: DataFrame) -> DataFrame:
+    """The emitted examples, in the examples contract."""
+    return labeled.where(F.col("disposition") == TARGET).select(*EXAMPLE_COLUMNS)
+
+
+def disposition_counts(labeled: DataFrame) -> DataFrame:
+    """(disposition, split, rows): one small row per outcome and split."""
+    return labeled.groupBy("disposition", "split").agg(F.count(F.lit(1)).alias("rows"))

@@ -1,0 +1,240 @@
+"""Labelling on tiny hand-made timelines: histories, splits, vocabulary, caps, dispositions."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipelines import label as L
+from pipelines import schemas as S
+from pipelines.errors import ConfigError
+
+pytestmark = pytest.mark.unit
+
+RUN = dt.date(2026, 11, 21)
+TRAIN_DAY, VAL_DAY, TEST_DAY = dt.date(2026, 11, 19), dt.date(2026, 11, 20), RUN
+RULES = L.LabelRules(lookback_days=5, history_length=3, min_item_count=1)
+
+
+def at(day: dt.date, hh: int, mm: int = 0, ss: int = 0) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, hh, mm, ss)
+
+
+def events(spark: SparkSession, *rows: tuple) -> DataFrame:
+    """(user, item or None, type, time) -> clean events; items starting with 'x' are unknown."""
+    data = []
+    for n, (user, item, kind, when) in enumerate(rows):
+        known = None if item is None else not item.startswith("x")
+        category = None if item is None or not known else f"cat-{item[-1]}"
+        data.append(
+            (f"e{n:03d}", user, item, kind, when, f"{user}-s", None, None, "q" if item is None else None,
+             category, known, when.date())
+        )  # fmt: skip
+    return spark.createDataFrame(data, S.CLEAN_EVENT_SCHEMA)
+
+
+def run_label(
+    spark: SparkSession, ev: DataFrame, rules: L.LabelRules = RULES
+) -> tuple[DataFrame, DataFrame]:
+    items, _ = L.build_vocab(ev, rules, RUN)
+    labeled = L.label_events(ev, items, rules, RUN)
+    return labeled, items
+
+
+def by_event(labeled: DataFrame) -> dict[str, dict]:
+    return {r["event_id"]: r.asDict() for r in labeled.collect()}
+
+
+def item_index(items: DataFrame) -> dict[str, int]:
+    return {r["item_id"]: r["item_idx"] for r in items.collect()}
+
+
+def test_history_holds_strictly_earlier_events_most_recent_first(spark: SparkSession) -> None:
+    ev = events(
+        spark,
+        ("u", "i1", "view", at(TRAIN_DAY, 10)),
+        ("u", "i2", "view", at(TRAIN_DAY, 11)),
+        ("u", "i3", "click", at(TRAIN_DAY, 12)),  # target
+        ("u", "i4", "view", at(TRAIN_DAY, 12)),  # same instant as the target: must not leak in
+    )
+    labeled, items = run_label(spark, ev)
+    idx = item_index(items)
+    target = by_event(labeled)["e002"]
+    assert target["disposition"] == L.TARGET
+    assert target["hist_item_idx"] == [idx["i2"], idx["i1"], L.PAD]
+    assert target["hist_type_idx"] == [L.TYPE_INDEX["view"], L.TYPE_INDEX["view"], L.PAD]
+    assert target["hist_age_s"] == [3600, 7200, 0]
+    assert target["hist_len"] == 2
+
+
+def test_events_sharing_a_timestamp_share_one_history(spark: SparkSession) -> None:
+    ev = events(
+        spark,
+        ("u", "i1", "view", at(TRAIN_DAY, 10)),
+        ("u", "i2", "purchase", at(TRAIN_DAY, 11)),
+        ("u", "i3", "purchase", at(TRAIN_DAY, 11)),
+        ("u", "i4", "purchase", at(TRAIN_DAY, 11)),
+    )
+    labeled, items = run_label(spark, ev)
+    rows = by_event(labeled)
+    histories = {rows[e]["hist_item_idx"][0] for e in ("e001", "e002", "e003")}
+    assert histories == {item_index(items)["i1"]}
+    assert all(rows[e]["hist_len"] == 1 for e in ("e001", "e002", "e003"))
+
+
+def test_history_is_truncated_to_the_most_recent_L(spark: SparkSession) -> None:
+    ev = events(
+        spark,
+        *[("u", f"i{n}", "view", at(TRAIN_DAY, 8 + n)) for n in range(1, 6)],
+        ("u", "i9", "cart", at(TRAIN_DAY, 20)),
+    )
+    labeled, items = run_label(spark, ev)
+    idx = item_index(items)
+    target = by_event(labeled)["e005"]
+    assert target["hist_item_idx"] == [idx["i5"], idx["i4"], idx["i3"]]
+    assert target["hist_len"] == 3
+
+
+def test_label_weight_and_type_follow_the_target(spark: SparkSession) -> None:
+    ev = events(
+        spark,
+        ("u", "i1", "view", at(TRAIN_DAY, 9)),
+        ("u", "i1", "click", at(TRAIN_DAY, 10)),
+        ("u", "i1", "cart", at(TRAIN_DAY, 11)),
+        ("u", "i1", "purchase", at(TRAIN_DAY, 12)),
+    )
+    rows = by_event(run_label(spark, ev)[0])
+    got = [
+        (rows[e]["target_type"], rows[e]["target_type_idx"], rows[e]["label_weight"])
+        for e in ("e001", "e002", "e003")
+    ]
+    assert got == [("click", 2, 0.25), ("cart", 3, 0.5), ("purchase", 4, 1.0)]
+    assert rows["e000"]["disposition"] == L.HISTORY_ONLY
+
+
+def test_splits_follow_target_time(spark: SparkSession) -> None:
+    ev = events(
+        spark,
+        ("u", "i1", "view", at(TRAIN_DAY, 9)),
+        ("u", "i1", "click", at(TRAIN_DAY, 10)),
+        ("u", "i1", "click", at(VAL_DAY, 10)),
+        ("u", "i1", "click", at(TEST_DAY, 10)),
+    )
+    rows = by_event(run_label(spark, ev)[0])
+    assert [rows[e]["split"] for e in ("e001", "e002", "e003")] == [L.TRAIN, L.VAL, L.TEST]
+
+
+def test_vocabulary_comes_from_the_train_period_by_count(spark: SparkSession) -> None:
+    rules = L.LabelRules(lookback_days=5, history_length=3, min_item_count=2)
+    ev = events(
+        spark,
+        ("u", "pop", "view", at(TRAIN_DAY, 8)),
+        ("u", "pop", "view", at(TRAIN_DAY, 9)),
+        ("u", "pop", "click", at(TRAIN_DAY, 10)),
+        ("u", "mid", "view", at(TRAIN_DAY, 11)),
+        ("u", "mid", "click", at(TRAIN_DAY, 12)),
+        ("u", "rare", "click", at(TRAIN_DAY, 13)),
+        ("u", "xunknown", "click", at(TRAIN_DAY, 14)),
+        ("u", "pop", "purchase", at(TRAIN_DAY, 15)),
+        ("u", "new", "click", at(VAL_DAY, 10)),
+        ("u", "new", "click", at(VAL_DAY, 11)),
+    )
+    labeled, items = run_label(spark, ev, rules)
+    assert item_index(items) == {"pop": 2, "mid": 3}
+    rows = by_event(labeled)
+    assert (
+        rows["e005"]["disposition"] == L.HISTORY_ONLY
+    )  # rare click: OOV target, but inside e007's history
+    assert rows["e006"]["disposition"] == L.HISTORY_ONLY  # unknown item: likewise
+    assert rows["e007"]["hist_item_idx"] == [L.OOV, L.OOV, 3]  # unknown, rare, mid
+    assert (
+        rows["e009"]["disposition"] == L.TARGET_ITEM_OUT_OF_VOCAB
+    )  # val-only item never enters the vocab
+    assert {r["category"]: r["category_idx"] for r in items.collect()} == {"cat-p": 2, "cat-d": 3}
+
+
+def test_targets_need_a_history(spark: SparkSession) -> None:
+    ev = events(
+        spark, ("u", "i1", "click", at(TRAIN_DAY, 10)), ("u", "i2", "click", at(TRAIN_DAY, 11))
+    )
+    rows = by_event(run_label(spark, ev)[0])
+    assert rows["e000"]["disposition"] == L.HISTORY_ONLY  # no history of its own, but inside e001's
+    assert rows["e001"]["disposition"] == L.TARGET
+    lone = by_event(run_label(spark, events(spark, ("v", "i1", "click", at(TRAIN_DAY, 10))))[0])
+    assert lone["e000"]["disposition"] == L.NO_HISTORY
+
+
+def test_heavy_users_keep_only_their_most_recent_targets(spark: SparkSession) -> None:
+    rules = L.LabelRules(
+        lookback_days=5, history_length=2, min_item_count=1, max_targets_per_user=2
+    )
+    ev = events(spark, *[("u", "i1", "click", at(TRAIN_DAY, 8 + n)) for n in range(6)])
+    rows = by_event(run_label(spark, ev, rules)[0])
+    got = [rows[f"e{n:03d}"]["disposition"] for n in range(6)]
+    # e000 has no history; the two most recent are targets; e002 and e003 form e004's history;
+    # e001 is a capped target outside any history.
+    assert got == [
+        L.NO_HISTORY,
+        L.USER_TARGET_CAP,
+        L.HISTORY_ONLY,
+        L.HISTORY_ONLY,
+        L.TARGET,
+        L.TARGET,
+    ]
+
+
+def test_every_event_gets_exactly_one_disposition(spark: SparkSession) -> None:
+    ev = events(
+        spark,
+        ("a", None, "search", at(TRAIN_DAY, 9)),
+        ("a", "i1", "view", at(TRAIN_DAY, 10)),
+        ("a", "i2", "click", at(TRAIN_DAY, 11)),
+        ("a", "i3", "view", at(TRAIN_DAY, 12)),  # after a's last target
+        ("b", "i1", "view", at(TRAIN_DAY, 10)),  # view-only user
+        ("b", "i2", "view", at(TRAIN_DAY, 11)),
+    )
+    labeled, _ = run_label(spark, ev)
+    got = {e: r["disposition"] for e, r in by_event(labeled).items()}
+    assert got == {
+        "e000": L.SEARCH_EVENT,
+        "e001": L.HISTORY_ONLY,
+        "e002": L.TARGET,
+        "e003": L.NOT_BEFORE_ANY_TARGET,
+        "e004": L.USER_WITHOUT_TARGETS,
+        "e005": L.USER_WITHOUT_TARGETS,
+    }
+    counts = L.disposition_counts(labeled).agg(F.sum("rows")).first()[0]
+    assert counts == ev.count()
+
+
+def test_examples_follow_the_contract(spark: SparkSession) -> None:
+    ev = events(
+        spark, ("u", "i1", "view", at(TRAIN_DAY, 9)), ("u", "i2", "click", at(TRAIN_DAY, 10))
+    )
+    out = L.examples(run_label(spark, ev)[0])
+    assert [f.name for f in out.schema] == L.EXAMPLE_COLUMNS
+    [row] = out.collect()
+    assert (
+        len(row["hist_item_idx"])
+        == len(row["hist_type_idx"])
+        == len(row["hist_age_s"])
+        == RULES.history_length
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"history_length": 0}, "history_length"),
+        ({"lookback_days": 2, "val_days": 1, "test_days": 1}, "lookback_days"),
+        ({"target_types": ("search",)}, "target_types"),
+        ({"target_types": ("view",), "label_weights": {"click": 1.0}}, r"label_weights\[view\]"),
+        ({"min_history": -1}, "min_history"),
+    ],
+)
+def test_invalid_rules_are_rejected(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        L.LabelRules(**kwargs)
