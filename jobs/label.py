@@ -27,6 +27,8 @@ from pipelines import label as L
 from pipelines.errors import InputError
 
 log = logging.getLogger("cartwheel")
+# Vocabularies up to this many items are broadcast to the tasks (~100 MB at 2M items).
+BROADCAST_VOCAB_MAX = 2_000_000
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -70,10 +72,15 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
                     f"in the train period {bounds['window_start']} .. {bounds['val_start']} (exclusive)"
                 )
             n_categories = categories.count()
-            labeled = L.label_events(events, items, config, config.run_date).persist(
-                StorageLevel.MEMORY_AND_DISK
-            )
+            labeled = L.label_events(
+                events,
+                items,
+                config,
+                config.run_date,
+                broadcast_vocab=n_items <= BROADCAST_VOCAB_MAX,
+            ).persist(StorageLevel.MEMORY_AND_DISK)
             counts = [r.asDict() for r in L.disposition_counts(labeled).collect()]
+            events.unpersist()  # the labelled rows are materialised; the raw window is not needed again
             per_split = {
                 s: sum(
                     c["rows"] for c in counts if c["disposition"] == L.TARGET and c["split"] == s
@@ -100,7 +107,9 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
             }
             with staging_area(storage, root, "label") as staging:
                 L.examples(labeled).write.partitionBy("split").parquet(join(staging, "examples"))
-                items.coalesce(1).write.parquet(join(staging, "vocab", "items"))
+                L.with_target_counts(items, L.examples(labeled)).orderBy("item_idx").coalesce(
+                    1
+                ).write.parquet(join(staging, "vocab", "items"))
                 categories.coalesce(1).write.parquet(join(staging, "vocab", "categories"))
                 storage.write_json(join(staging, "examples", "_meta.json"), meta)
                 for name in ("examples", "vocab"):

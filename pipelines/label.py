@@ -76,6 +76,7 @@ VOCAB_ITEMS_SCHEMA = T.StructType(
         T.StructField("category", T.StringType(), True),
         T.StructField("category_idx", T.IntegerType(), False),
         T.StructField("count", T.LongType(), False),
+        T.StructField("target_count", T.LongType(), False),
     ]
 )
 VOCAB_CATEGORIES_SCHEMA = T.StructType(
@@ -274,10 +275,17 @@ def _pad(arr: Column, length: int) -> Column:
 
 
 def label_events(
-    events: DataFrame, items_vocab: DataFrame, rules: LabelRules, run_date: dt.date
+    events: DataFrame,
+    items_vocab: DataFrame,
+    rules: LabelRules,
+    run_date: dt.date,
+    broadcast_vocab: bool = False,
 ) -> DataFrame:
-    """Clean events of the window -> one row per event with its ``disposition`` and, for
-    targets, the example columns (``EXAMPLE_COLUMNS``)."""
+    """Clean events of the window -> one row per event: ``event_id``, its ``disposition``,
+    ``split`` and the example columns (``EXAMPLE_COLUMNS``; history arrays only on targets).
+
+    ``broadcast_vocab``: ship the vocabulary to every task instead of shuffling the events by
+    item (right for vocabularies up to a few million items)."""
     L = rules.history_length
     type_index = F.create_map(*[F.lit(x) for kv in TYPE_INDEX.items() for x in kv])
     weights = F.create_map(
@@ -290,13 +298,15 @@ def label_events(
 
     ev = (
         events.select("event_id", "user_id", "item_id", "event_type", "event_time")
-        .join(vocab, on="item_id", how="left")
+        .join(F.broadcast(vocab) if broadcast_vocab else vocab, on="item_id", how="left")
         .select(
             "*",
             F.coalesce("item_idx", F.lit(OOV)).cast("int").alias("idx"),
             type_index[F.col("event_type")].alias("type_idx"),
             F.col("event_time").cast("double").alias("t"),
         )
+        # One shuffle by user serves every window below (each partitions by user_id and more).
+        .repartition("user_id")
     )
     # Positions among the user's item events; searches sit outside (their own partition key).
     user = Window.partitionBy("user_id", has_item)
@@ -347,8 +357,14 @@ def label_events(
         .otherwise(F.lit(NOT_BEFORE_ANY_TARGET))
     )
     recent_first = F.reverse(F.col("_hist"))
+    is_target = disposition == TARGET
+
+    def only_targets(arr: Column) -> Column:
+        return F.when(is_target, arr)
+
     return ev.select(
-        "*",
+        "event_id",
+        "user_id",
         disposition.alias("disposition"),
         F.col("item_id").alias("target_item_id"),
         F.col("item_idx").alias("target_item_idx"),
@@ -357,16 +373,35 @@ def label_events(
         F.col("type_idx").alias("target_type_idx"),
         weights[F.col("event_type")].cast("float").alias("label_weight"),
         F.col("event_time").alias("target_time"),
-        _pad(F.transform(recent_first, lambda h: h["idx"]), L).alias("hist_item_idx"),
-        _pad(F.transform(recent_first, lambda h: h["type_idx"]), L).alias("hist_type_idx"),
-        _pad(
-            F.transform(
-                recent_first, lambda h: F.least(F.col("t") - h["t"], F.lit(2**31 - 1.0)).cast("int")
-            ),
-            L,
+        only_targets(_pad(F.transform(recent_first, lambda h: h["idx"]), L)).alias("hist_item_idx"),
+        only_targets(_pad(F.transform(recent_first, lambda h: h["type_idx"]), L)).alias(
+            "hist_type_idx"
+        ),
+        only_targets(
+            _pad(
+                F.transform(
+                    recent_first,
+                    lambda h: F.least(F.col("t") - h["t"], F.lit(2**31 - 1.0)).cast("int"),
+                ),
+                L,
+            )
         ).alias("hist_age_s"),
         hist_len.alias("hist_len"),
         split_of(F.col("event_time"), rules, run_date).alias("split"),
+    )
+
+
+def with_target_counts(items: DataFrame, examples: DataFrame) -> DataFrame:
+    """Add ``target_count``: how often each item is a train-split target (for the model's logQ
+    correction: in-batch negatives are sampled in proportion to it)."""
+    counts = (
+        examples.where(F.col("split") == TRAIN)
+        .groupBy(F.col("target_item_idx").alias("item_idx"))
+        .agg(F.count(F.lit(1)).alias("target_count"))
+    )
+    return items.join(counts, on="item_idx", how="left").select(
+        *[c for c in items.columns],
+        F.coalesce("target_count", F.lit(0)).cast("long").alias("target_count"),
     )
 
 
