@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import rates, run_measured, write_result
 
 
-def bench_one(rows: int, days: int, work: Path) -> dict:
+def bench_one(rows: int, days: int, work: Path, keep: bool = False) -> dict:
     root = work / f"ingest-{rows}"
     shutil.rmtree(root, ignore_errors=True)
     end = "2026-11-21"
@@ -74,7 +74,8 @@ def bench_one(rows: int, days: int, work: Path) -> dict:
         "reconciled": not mismatches and c["quality"]["sessions"] == g["sessions"],
         "mismatches": mismatches,
     }
-    shutil.rmtree(root, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
     return result
 
 
@@ -87,11 +88,14 @@ def main() -> int:
     parser.add_argument(
         "--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "cartwheel-bench"
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the data (label_shard_bench.py reuses it)"
+    )
     args = parser.parse_args()
     ok = True
     for rows in args.rows:
         print(f"ingest benchmark: {rows:,} rows over {args.days} days ...", flush=True)
-        result = bench_one(rows, args.days, args.work_dir)
+        result = bench_one(rows, args.days, args.work_dir, args.keep)
         path = write_result(f"ingest-{rows}", result)
         g, c = result["generate"], result["clean"]
         print(

@@ -5,7 +5,7 @@ as separate ``cartwheel`` processes. ``bench/results/label-shard-<rows>.json`` r
 time, events/s and events/s per core, peak resident memory of the process tree, examples per
 split and the shard files' size balance (max/min rows per file).
 
-usage: python bench/label_shard_bench.py [--rows 1000000 10000000] [--days 14] [--work-dir DIR]
+usage: python bench/label_shard_bench.py [--rows 1000000 10000000] [--days 7] [--work-dir DIR] [--keep]
 """
 
 from __future__ import annotations
@@ -25,8 +25,13 @@ END = "2026-11-21"
 
 
 def bench_one(rows: int, days: int, work: Path, keep: bool) -> dict:
-    root = work / f"label-{rows}"
     logs = work / "logs"
+    kept = work / f"ingest-{rows}"  # left by `ingest_bench.py --keep` with the same --days
+    kept_clean = kept / "_runs" / END / "clean.json"
+    if kept_clean.exists() and len(json.loads(kept_clean.read_text())["days"]) == days:
+        root = kept
+    else:
+        root = work / f"label-{rows}"
     if not (root / "_runs" / END / "clean.json").exists():
         shutil.rmtree(root, ignore_errors=True)
         run_measured(
@@ -95,7 +100,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--days", type=int, default=7)
     parser.add_argument(
         "--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "cartwheel-bench"
     )
