@@ -23,6 +23,10 @@ STEPS: dict[str, tuple[str, str]] = {
         "clean events -> next-item examples with histories, split by time, + vocabularies",
     ),
     "shard": ("jobs.shard", "examples -> shuffled, balanced Parquet shards for Petastorm readers"),
+    "train": (
+        "jobs.train",
+        "two-tower model with Horovod on Spark (or TorchDistributor), logged to MLflow",
+    ),
     "demo": ("jobs.demo", "generate a small log and run every step on it, printing what came out"),
 }
 

@@ -22,7 +22,7 @@ def test_demo_reconciles_on_a_two_executor_cluster(tmp_path: Path) -> None:
         "CARTWHEEL_DRIVER_MEMORY": "1g",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "demo", "--data-root", str(root), "--rows", "6000", "--days", "2"],
+        [sys.executable, "-m", "jobs.cli", "demo", "--data-root", str(root), "--rows", "6000", "--days", "3", "--epochs", "1"],
         capture_output=True, text=True, env=env, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

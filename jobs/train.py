@@ -1,0 +1,526 @@
+"""cartwheel train: the two-tower model, trained with Horovod on Spark over Petastorm shards.
+
+Reads ``shards/<run-id>/`` (default run id: the run date; or ``--shards PATH``). Launches
+``--num-proc`` workers with ``horovod.spark.run`` (Gloo on CPU, NCCL on GPU) or, with
+``--launcher torch-distributor``, with pyspark's ``TorchDistributor``; each reads its own slice
+with Petastorm, trains, evaluates Recall@K/NDCG@K on val after every epoch, stops early, and
+checkpoints every epoch under ``checkpoints/<run-id>/`` (an interrupted run resumes from its
+latest checkpoint when started again). MLflow (a SQLite store under the data root unless
+``MLFLOW_TRACKING_URI`` is set) records the config, the dataset manifest, per-epoch metrics and
+throughput, and the best model as a pyfunc (history -> user vector) with its item-vector table,
+registered under ``--model-name`` with alias ``--alias``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from jobs.common import run_cli
+from jobs.config import DatedStepConfig, normalise_uri, opt
+from jobs.manifest import RunResult, StepRun, code_version
+from jobs.storage import Storage, join, local_path
+from jobs.train_worker import WorkerSpec, horovod_worker, torch_worker
+from pipelines import label as L
+from pipelines import model as M
+from pipelines import train as T
+from pipelines.errors import ConfigError, InputError
+
+log = logging.getLogger("cartwheel")
+LAUNCHERS = ("horovod", "torch-distributor")
+PACKAGE_DIRS = [
+    str(Path(__file__).resolve().parent.parent / name) for name in ("pipelines", "udfs")
+]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig(DatedStepConfig):
+    """Flags of ``cartwheel train``."""
+
+    run_id: str | None = opt(
+        None, help="shard set under shards/ to train on (default: the run date)"
+    )
+    shards: str | None = opt(None, help="a shard folder to train on instead of shards/<run-id>/")
+    launcher: str = opt(
+        "horovod", help="horovod (horovod.spark.run) or torch-distributor (TorchDistributor)"
+    )
+    num_proc: int = opt(2, help="training processes (one Spark task each)")
+    epochs: int = opt(5, help="maximum epochs")
+    patience: int = opt(2, help="stop after this many epochs without a better val recall")
+    batch_size: int = opt(256, help="examples per worker per step (in-batch negatives)")
+    learning_rate: float = opt(1e-3, help="Adam learning rate (dense layers)")
+    sparse_learning_rate: float = opt(1e-2, help="SparseAdam learning rate (embedding tables)")
+    dim: int = opt(64, help="user/item vector size")
+    item_embedding_dim: int = opt(64, help="item embedding size")
+    category_embedding_dim: int = opt(16, help="category embedding size")
+    encoder: str = opt("transformer", help="history encoder: transformer or mean")
+    layers: int = opt(1, help="Transformer layers")
+    heads: int = opt(2, help="Transformer attention heads")
+    temperature: float = opt(0.05, help="softmax temperature of the dot-product score")
+    sparse_embeddings: bool = opt(
+        True,
+        help="sparse embedding gradients (SparseAdam, all-gathered); --no-sparse-embeddings: dense tables and all-reduce",
+    )
+    k: int = opt(10, help="K of the Recall@K / NDCG@K validation metrics")
+    mixed_precision: str = opt(
+        "auto", help="auto (bf16/fp16 on GPU, off on CPU), bf16, fp16 or off"
+    )
+    max_steps_per_epoch: int = opt(0, help="cap on steps per epoch (0: the whole slice)")
+    seed: int = opt(0, help="random seed")
+    checkpoint_dir: str | None = opt(
+        None, help="checkpoint folder (default: <data-root>/checkpoints/<run-id>)"
+    )
+    restart: bool = opt(
+        False, help="ignore an unfinished earlier attempt's checkpoints and start over"
+    )
+    resume: bool = opt(
+        False, help="require resuming from the latest checkpoint (fail if there is none)"
+    )
+    experiment: str = opt("cartwheel", help="MLflow experiment")
+    model_name: str = opt("cartwheel-two-tower", help="registered model name")
+    alias: str = opt("candidate", help="registry alias given to the new model version")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.launcher not in LAUNCHERS:
+            raise ConfigError(
+                f"invalid config value launcher={self.launcher!r}: must be one of {', '.join(LAUNCHERS)}"
+            )
+        if self.encoder not in ("transformer", "mean"):
+            raise ConfigError(
+                f"invalid config value encoder={self.encoder!r}: must be transformer or mean"
+            )
+        if self.mixed_precision not in ("auto", "bf16", "fp16", "off"):
+            raise ConfigError(
+                f"invalid config value mixed_precision={self.mixed_precision!r}: must be auto, bf16, fp16 or off"
+            )
+        for name in (
+            "num_proc",
+            "epochs",
+            "batch_size",
+            "dim",
+            "item_embedding_dim",
+            "category_embedding_dim",
+            "layers",
+            "heads",
+            "k",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"invalid config value {name}={getattr(self, name)!r}: must be >= 1"
+                )
+        for name in ("learning_rate", "sparse_learning_rate", "temperature"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(
+                    f"invalid config value {name}={getattr(self, name)!r}: must be > 0"
+                )
+        if self.patience < 1 or self.max_steps_per_epoch < 0:
+            raise ConfigError(
+                "invalid config value: patience must be >= 1 and max_steps_per_epoch >= 0"
+            )
+        if self.item_embedding_dim % self.heads:
+            raise ConfigError(
+                f"invalid config value heads={self.heads}: item_embedding_dim {self.item_embedding_dim} must divide by it"
+            )
+        if self.restart and self.resume:
+            raise ConfigError("--restart and --resume contradict each other")
+
+    @property
+    def shard_id(self) -> str:
+        return self.run_id or self.run_date.isoformat()
+
+    def settings(self) -> T.TrainSettings:
+        return T.TrainSettings(
+            epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+            sparse_learning_rate=self.sparse_learning_rate, patience=self.patience, k=self.k,
+            seed=self.seed, mixed_precision=self.mixed_precision, max_steps_per_epoch=self.max_steps_per_epoch,
+        )  # fmt: skip
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+EXPECTED_SCHEMA = [
+    {"name": f.name, "type": f.dataType.simpleString()}
+    for f in L.example_schema(0).fields
+    if f.name != "split"
+]
+
+
+def load_shard_manifest(storage: Storage, folder: str, num_proc: int) -> dict[str, Any]:
+    """The shard manifest, checked: present, schema as the model expects, every split non-empty
+    with at least one file per worker."""
+    path = join(folder, "_manifest.json")
+    if not storage.exists(path):
+        raise InputError(
+            f"no shards at {folder} (missing _manifest.json): run `cartwheel shard` first"
+        )
+    manifest = storage.read_json(path)
+    got = [{"name": c["name"], "type": c["type"]} for c in manifest.get("schema", [])]
+    if got != EXPECTED_SCHEMA:
+        want = {c["name"]: c["type"] for c in EXPECTED_SCHEMA}
+        have = {c["name"]: c["type"] for c in got}
+        diff = sorted(set(want.items()) ^ set(have.items()))
+        raise InputError(
+            f"shards at {folder} do not match the model's input schema: differing columns {diff}"
+        )
+    for split in L.SPLITS:
+        info = manifest["splits"].get(split)
+        if not info or info["rows"] == 0:
+            raise InputError(f"shards at {folder}: the {split} split is empty")
+        files = len(info["files"])
+        if files < num_proc:
+            raise InputError(
+                f"shards at {folder}: the {split} split has {files} files, fewer than the {num_proc} workers "
+                f"(re-shard with --workers {num_proc})"
+            )
+        for f in info["files"]:
+            if not storage.exists(f["path"]):
+                raise InputError(f"shard file listed in {path} is missing: {f['path']}")
+    return manifest
+
+
+def _uri(path: str) -> str:
+    return f"file://{path}" if path.startswith("/") else path
+
+
+def default_tracking_uri(data_root: str) -> str:
+    """$MLFLOW_TRACKING_URI, else a SQLite store under a local data root."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    root = local_path(data_root)
+    if root is None:
+        raise ConfigError(
+            f"data root {data_root} is not local: set MLFLOW_TRACKING_URI to an MLflow server"
+        )
+    os.makedirs(os.path.join(root, "mlflow"), exist_ok=True)
+    return f"sqlite:///{os.path.join(root, 'mlflow', 'mlflow.db')}"
+
+
+def experiment_id(mlflow: Any, name: str, data_root: str) -> str:
+    found = mlflow.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    root = local_path(data_root)
+    location = (
+        f"file://{os.path.join(root, 'mlflow', 'artifacts')}"
+        if root and not os.environ.get("MLFLOW_TRACKING_URI")
+        else None
+    )
+    return str(mlflow.create_experiment(name, artifact_location=location))
+
+
+def local_threads(spark: SparkSession, num_proc: int) -> int:
+    """Torch threads per worker when every worker shares this machine (a local master)."""
+    master = spark.sparkContext.master or ""
+    return max(1, (os.cpu_count() or 1) // num_proc) if master.startswith("local") else 0
+
+
+# -- launching ----------------------------------------------------------------------------------
+
+
+def worker_failure(error_dir: str, exc: BaseException) -> T.TrainingError:
+    """The first failing worker's own error, in place of the launcher's generic one."""
+    reports = sorted(Path(error_dir).glob("rank-*.txt")) if os.path.isdir(error_dir) else []
+    if not reports:
+        return T.TrainingError(f"training failed: {type(exc).__name__}: {exc}")
+    first = reports[0]
+    text = first.read_text().strip()
+    # The exception line itself (an error message may span several lines after it).
+    raised = [
+        line
+        for line in text.splitlines()
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Invalid|Interrupt|Exit)\w*\b", line)
+    ]
+    last = raised[-1] if raised else (text.splitlines()[-1] if text else "unknown error")
+    return T.TrainingError(f"training worker {first.stem} failed: {last}\n{text}")
+
+
+def launch(spark: SparkSession, config: TrainConfig, spec: WorkerSpec) -> dict[str, Any]:
+    """Run the workers; rank 0's outcome."""
+    shutil.rmtree(spec.error_dir, ignore_errors=True)
+    try:
+        if config.launcher == "horovod":
+            import horovod.spark
+
+            results = horovod.spark.run(
+                horovod_worker, args=(spec.to_dict(),), num_proc=config.num_proc, use_gloo=True, verbose=0,
+                start_timeout=int(os.environ.get("HOROVOD_SPARK_START_TIMEOUT", "600")),
+            )  # fmt: skip
+            return next(r for r in results if r["rank"] == 0)
+        import torch
+        from pyspark.ml.torch.distributor import TorchDistributor
+
+        distributor = TorchDistributor(
+            num_processes=config.num_proc, local_mode=False, use_gpu=torch.cuda.is_available()
+        )
+        result = distributor.run(torch_worker, spec.to_dict())
+        assert isinstance(result, dict)
+        return result
+    except Exception as exc:
+        raise worker_failure(spec.error_dir, exc) from exc
+
+
+# -- after training ---------------------------------------------------------------------------
+
+
+def popularity_recall(
+    spark: SparkSession, manifest: dict[str, Any], k: int, vocab_items: str
+) -> float:
+    """Recall@K on val of ranking every user's list by train-target popularity (in Spark)."""
+    top = (
+        spark.read.parquet(vocab_items)
+        .orderBy(F.col("target_count").desc(), F.col("item_idx"))
+        .limit(k)
+        .select(F.col("item_idx").alias("target_item_idx"))
+    )
+    val = spark.read.parquet(*[_uri(f["path"]) for f in manifest["splits"]["val"]["files"]]).select(
+        "target_item_idx"
+    )
+    hits = val.join(F.broadcast(top), on="target_item_idx", how="left_semi").count()
+    return hits / manifest["splits"]["val"]["rows"]
+
+
+def model_signature(dim: int) -> Any:
+    """History columns (int lists + length) in, (rows, dim) float32 user vectors out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
+
+    columns: list[ColSpec | TensorSpec] = [
+        ColSpec(Array(DataType.long), name)
+        for name in ("hist_item_idx", "hist_type_idx", "hist_age_s")
+    ]
+    columns.append(ColSpec(DataType.long, "hist_len"))
+    inputs = Schema(columns)
+    return ModelSignature(
+        inputs=inputs, outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim))])
+    )
+
+
+def model_requirements() -> list[str]:
+    """The pins the logged model needs (without torch's local '+cpu' label)."""
+    from importlib import metadata
+
+    names = ("torch", "numpy", "pandas", "pyarrow", "mlflow")
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in names]
+
+
+def log_model(
+    mlflow: Any, best_checkpoint: str, vocab_items: str, config: TrainConfig
+) -> tuple[str, str]:
+    """Log the best model (pyfunc + item vectors) in the active run, register it, set the alias.
+    Returns (model URI, version)."""
+    from mlflow import MlflowClient
+
+    from udfs.user_tower import UserTower, save_model_data
+
+    model = T.load_model(best_checkpoint)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "data")
+        save_model_data(model, data)
+        example = pd.DataFrame(
+            {
+                "hist_item_idx": [[2] + [0] * (model.config.history_length - 1)],
+                "hist_type_idx": [[1] + [0] * (model.config.history_length - 1)],
+                "hist_age_s": [[60] + [0] * (model.config.history_length - 1)],
+                "hist_len": [1],
+            }
+        )
+        if UserTower(data).predict(example).shape != (1, model.config.dim):
+            raise T.TrainingError("the saved model does not give one user vector per history")
+        info = mlflow.pyfunc.log_model(
+            name="model", loader_module="udfs.user_tower", data_path=data, code_paths=PACKAGE_DIRS,
+            signature=model_signature(model.config.dim), input_example=example,
+            pip_requirements=model_requirements(),
+        )  # fmt: skip
+        vectors = np.load(os.path.join(data, "item_vectors.npy"))
+        items = pd.read_parquet(vocab_items)[["item_idx", "item_id", "category_idx"]]
+        table = pd.DataFrame({"item_idx": np.arange(len(vectors)), "vector": list(vectors)}).merge(
+            items, on="item_idx", how="left"
+        )
+        path = os.path.join(tmp, "item_embeddings.parquet")
+        table.to_parquet(path, index=False)
+        mlflow.log_artifact(path, artifact_path="item_embeddings")
+    version = mlflow.register_model(info.model_uri, config.model_name)
+    MlflowClient().set_registered_model_alias(config.model_name, config.alias, version.version)
+    return info.model_uri, str(version.version)
+
+
+def main(spark: SparkSession, config: TrainConfig) -> RunResult:
+    """Train on the shard set, log and register the best model."""
+    import mlflow
+
+    storage = Storage(spark)
+    run = StepRun(spark, "train", config)
+    root = config.data_root
+    folder = (
+        normalise_uri(config.shards) if config.shards else join(root, "shards", config.shard_id)
+    )
+    with run:
+        manifest = load_shard_manifest(storage, folder, config.num_proc)
+        per_worker = manifest["splits"]["train"]["rows"] // config.num_proc
+        if per_worker < config.batch_size:
+            raise ConfigError(
+                f"invalid config value batch_size={config.batch_size}: each of the {config.num_proc} workers "
+                f"gets only about {per_worker:,} train examples; lower --batch-size"
+            )
+        vocab_items = local_path(join(folder, "vocab", "items"))
+        ckpt = config.checkpoint_dir or (
+            local_path(join(root, "checkpoints", config.shard_id)) or ""
+        )
+        if not vocab_items or not ckpt:
+            raise ConfigError(
+                "train needs a local (or mounted) shard folder and checkpoint dir; pass --checkpoint-dir"
+            )
+        store = T.CheckpointStore(ckpt)
+        if config.resume and not store.has_progress():
+            raise InputError(f"nothing to resume in {ckpt}: no unfinished checkpoint")
+        resume = store.has_progress() and not config.restart
+        tracking_uri = default_tracking_uri(root)
+        mlflow.set_tracking_uri(tracking_uri)
+        vocab = manifest["vocab"]
+        model_config = M.ModelConfig(
+            num_items=vocab["num_items"], num_categories=vocab["num_categories"],
+            num_event_types=vocab["num_event_types"], history_length=manifest["history_length"], dim=config.dim,
+            item_embedding_dim=config.item_embedding_dim, category_embedding_dim=config.category_embedding_dim,
+            encoder=config.encoder, layers=config.layers, heads=config.heads, temperature=config.temperature, sparse=config.sparse_embeddings,
+        )  # fmt: skip
+        run_file = Path(ckpt, "run.json")
+        if resume:
+            mlflow_run_id = json.loads(run_file.read_text())["mlflow_run_id"]
+            log.info(
+                "[train] resuming the unfinished run in %s (MLflow run %s)", ckpt, mlflow_run_id
+            )
+            active = mlflow.start_run(run_id=mlflow_run_id)
+        else:
+            shutil.rmtree(ckpt, ignore_errors=True)
+            active = mlflow.start_run(
+                experiment_id=experiment_id(mlflow, config.experiment, root),
+                run_name=f"train-{config.shard_id}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}",
+            )
+            mlflow_run_id = active.info.run_id
+            Path(ckpt).mkdir(parents=True, exist_ok=True)
+            run_file.write_text(json.dumps({"mlflow_run_id": mlflow_run_id}))
+            mlflow.log_params({f"config.{k}": v for k, v in config.to_record().items()})
+            mlflow.log_params({f"model.{k}": v for k, v in model_config.to_dict().items()})
+            mlflow.log_params(
+                {
+                    "data.shards": folder,
+                    **{f"data.{s}_rows": manifest["splits"][s]["rows"] for s in L.SPLITS},
+                }
+            )
+            mlflow.log_dict(manifest, "dataset/shard_manifest.json")
+            mlflow.set_tags(
+                {
+                    "cartwheel.step": "train",
+                    "cartwheel.code_version": code_version(),
+                    "cartwheel.launcher": config.launcher,
+                }
+            )
+        try:
+            spec = WorkerSpec(
+                files={s: [_uri(f["path"]) for f in manifest["splits"][s]["files"]] for s in L.SPLITS},
+                vocab_items=vocab_items, model=model_config.to_dict(), settings=dataclasses.asdict(config.settings()),
+                checkpoint_dir=ckpt, error_dir=os.path.join(ckpt, "_errors"), resume=resume,
+                tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
+                meta={"mlflow_run_id": mlflow_run_id, "shards": folder},
+                threads=local_threads(spark, config.num_proc),
+            )  # fmt: skip
+            log.info(
+                "[train] %s launcher, %d workers, %s train / %s val examples, %d item indices",
+                config.launcher,
+                config.num_proc,
+                f"{manifest['splits']['train']['rows']:,}",
+                f"{manifest['splits']['val']['rows']:,}",
+                model_config.num_items,
+            )
+            outcome = launch(spark, config, spec)
+            if not outcome["epochs_run"] and not resume:
+                raise T.TrainingError("no epoch ran")
+            k = config.k
+            popularity = popularity_recall(spark, manifest, k, vocab_items)
+            random_recall = M.random_recall_at_k(model_config.num_items - 2, k)
+            mlflow.log_metrics(
+                {
+                    f"best_val_recall_at_{k}": outcome["best_val_recall"],
+                    f"best_val_ndcg_at_{k}": outcome["best_val_ndcg"],
+                    "best_epoch": outcome["best_epoch"],
+                    f"baseline_popularity_val_recall_at_{k}": popularity,
+                    f"baseline_random_val_recall_at_{k}": random_recall,
+                }
+            )
+            model_uri, version = log_model(mlflow, str(store.best_path()), vocab_items, config)
+            store.mark_complete(
+                {"mlflow_run_id": mlflow_run_id, "model_uri": model_uri, "version": version}
+            )
+            mlflow.end_run()
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
+        history = outcome["history"]
+        rows = manifest["splits"]["train"]["rows"]
+        run.inputs = [folder]
+        run.outputs = [model_uri, f"models:/{config.model_name}@{config.alias}"]
+        run.record(rows_in=rows, rows_out=rows)
+        run.extra = {
+            "mlflow_tracking_uri": tracking_uri,
+            "mlflow_run_id": mlflow_run_id,
+            "model_uri": model_uri,
+            "registered_model": config.model_name,
+            "model_version": version,
+            "alias": config.alias,
+            "resumed": resume,
+            "start_epoch": outcome["start_epoch"],
+            "epochs_run": outcome["epochs_run"],
+            "best_epoch": outcome["best_epoch"],
+            "stopped_early": outcome["stopped_early"],
+            f"best_val_recall_at_{k}": outcome["best_val_recall"],
+            f"best_val_ndcg_at_{k}": outcome["best_val_ndcg"],
+            f"baseline_popularity_val_recall_at_{k}": popularity,
+            f"baseline_random_val_recall_at_{k}": random_recall,
+            "epochs": history,
+        }
+    return run.result()
+
+
+def summarize(result: RunResult) -> str:
+    m = result.manifest
+    k = m["config"]["k"]
+    lines = [
+        f"trained {m['registered_model']} version {m['model_version']} (alias {m['alias']}) on {m['rows_in']:,} examples"
+    ]
+    for e in m["epochs"]:
+        lines.append(
+            f"  epoch {e['epoch']}: loss {e['train_loss']:.4f}  val recall@{k} {e['val_recall']:.4f}  "
+            f"ndcg@{k} {e['val_ndcg']:.4f}  {e['examples'] / e['seconds']:,.0f} examples/s"
+        )
+    lines += [
+        f"best epoch {m['best_epoch']}: val recall@{k} {m[f'best_val_recall_at_{k}']:.4f}, ndcg@{k} {m[f'best_val_ndcg_at_{k}']:.4f} "
+        f"(popularity {m[f'baseline_popularity_val_recall_at_{k}']:.4f}, random {m[f'baseline_random_val_recall_at_{k}']:.4f})",
+        f"model: {m['model_uri']}  (models:/{m['registered_model']}@{m['alias']})",
+        f"mlflow: {m['mlflow_tracking_uri']} run {m['mlflow_run_id']}",
+        f"manifest: {result.manifest_path}",
+    ]
+    return "\n".join(lines)
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    return run_cli("train", TrainConfig, main, summarize, argv, description=__doc__ or "")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

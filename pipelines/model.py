@@ -1,0 +1,313 @@
+"""The two-tower retrieval model, its loss and its ranking metrics (pure torch).
+
+Item tower: item-index embedding + category embedding (+ an optional precomputed content
+vector per item) -> linear projection to ``dim``, L2-normalised.
+
+User tower: the history's item representations (the item tower's embeddings, shared), plus
+event-type and recency embeddings, encoded by a small Transformer (or a masked mean, the simple
+option) -> projection to ``dim``, L2-normalised. Padding never influences a user vector: the
+mask comes from ``hist_len``, not from the padded values.
+
+Score: dot product / temperature. Loss: sampled softmax over the batch's other target items
+(in-batch negatives), with logQ correction for how often an item is sampled as a target, and
+accidental hits (the same item elsewhere in the batch) masked; each example weighted by its
+label weight.
+
+Embedding tables are sized from the vocabulary and use sparse gradients: a batch touches a few
+thousand rows of tables that may hold millions, so optimisers and all-reduces only see those
+rows (``SparseAdam`` for the tables, ``Adam`` for the dense layers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+PAD = 0
+OOV = 1
+NUM_AGE_BUCKETS = 32  # log2 buckets of seconds: 0 (< 1 s) .. 31 (>= ~34 years)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes and shape of the two-tower model; saved with every checkpoint and model."""
+
+    num_items: int
+    num_categories: int
+    num_event_types: int = 5
+    history_length: int = 50
+    dim: int = 64
+    item_embedding_dim: int = 64
+    category_embedding_dim: int = 16
+    content_dim: int = 0
+    encoder: str = "transformer"  # or "mean"
+    layers: int = 1
+    heads: int = 2
+    dropout: float = 0.1
+    temperature: float = 0.05
+    sparse: bool = True  # sparse embedding gradients (SparseAdam); False: dense tables, one Adam
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ("transformer", "mean"):
+            raise ValueError(f"encoder must be 'transformer' or 'mean', not {self.encoder!r}")
+        if self.num_items < 3 or self.num_categories < 2:
+            raise ValueError(
+                f"vocabulary too small: {self.num_items} items, {self.num_categories} categories"
+            )
+        if self.item_embedding_dim % self.heads:
+            raise ValueError(
+                f"item_embedding_dim {self.item_embedding_dim} must be divisible by heads {self.heads}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def age_bucket(age_s: Tensor) -> Tensor:
+    """Seconds -> log2 bucket in [0, NUM_AGE_BUCKETS)."""
+    return torch.clamp(
+        torch.floor(torch.log2(age_s.float().clamp(min=1.0))).long() + 1, 0, NUM_AGE_BUCKETS - 1
+    )
+
+
+def history_mask(hist_len: Tensor, length: int) -> Tensor:
+    """True where a position holds a real event (position < hist_len)."""
+    positions = torch.arange(length, device=hist_len.device).unsqueeze(0)
+    return positions < hist_len.unsqueeze(1)
+
+
+class TwoTower(nn.Module):
+    """Two-tower retrieval model over vocabulary indices."""
+
+    item_category: Tensor  # (num_items,) category index of every item index (a buffer)
+    item_log_q: Tensor  # (num_items,) log sampling probability, for the logQ correction
+    item_content: Tensor  # (num_items, content_dim) precomputed content vectors, if any
+
+    def __init__(
+        self, config: ModelConfig, item_category: Tensor, item_log_q: Tensor | None = None
+    ) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        if item_category.shape != (c.num_items,):
+            raise ValueError(
+                f"item_category must have shape ({c.num_items},), got {tuple(item_category.shape)}"
+            )
+        self.register_buffer("item_category", item_category.long())
+        log_q = item_log_q if item_log_q is not None else torch.zeros(c.num_items)
+        self.register_buffer("item_log_q", log_q.float())
+        self.register_buffer("item_content", torch.zeros(c.num_items, c.content_dim))
+        self.item_embedding = nn.Embedding(
+            c.num_items, c.item_embedding_dim, padding_idx=PAD, sparse=c.sparse
+        )
+        self.category_embedding = nn.Embedding(
+            c.num_categories, c.category_embedding_dim, padding_idx=PAD, sparse=c.sparse
+        )
+        self.item_projection = nn.Linear(
+            c.item_embedding_dim + c.category_embedding_dim + c.content_dim, c.dim
+        )
+        # user tower
+        self.history_input = nn.Linear(
+            c.item_embedding_dim + c.category_embedding_dim + c.content_dim, c.item_embedding_dim
+        )
+        self.type_embedding = nn.Embedding(c.num_event_types, c.item_embedding_dim, padding_idx=PAD)
+        self.age_embedding = nn.Embedding(NUM_AGE_BUCKETS, c.item_embedding_dim)
+        self.position_embedding = nn.Embedding(c.history_length, c.item_embedding_dim)
+        if c.encoder == "transformer":
+            layer = nn.TransformerEncoderLayer(
+                c.item_embedding_dim, c.heads, dim_feedforward=2 * c.item_embedding_dim, dropout=c.dropout,
+                batch_first=True, norm_first=True,
+            )  # fmt: skip
+            self.encoder: nn.Module | None = nn.TransformerEncoder(
+                layer, c.layers, enable_nested_tensor=False
+            )
+        else:
+            self.encoder = None
+        self.user_projection = nn.Linear(c.item_embedding_dim, c.dim)
+        nn.init.normal_(self.item_embedding.weight, std=0.05)
+        nn.init.normal_(self.category_embedding.weight, std=0.05)
+        with torch.no_grad():
+            self.item_embedding.weight[PAD].zero_()
+            self.category_embedding.weight[PAD].zero_()
+
+    # -- item tower ---------------------------------------------------------------------------
+
+    def item_features(self, items: Tensor) -> Tensor:
+        """Concatenated item, category (and content) features of item indices (any shape)."""
+        parts = [self.item_embedding(items), self.category_embedding(self.item_category[items])]
+        if self.config.content_dim:
+            parts.append(self.item_content[items])
+        return torch.cat(parts, dim=-1)
+
+    def item_vectors(self, items: Tensor) -> Tensor:
+        """Item tower: (..., ) indices -> (..., dim) unit vectors."""
+        return F.normalize(self.item_projection(self.item_features(items)), dim=-1)
+
+    def all_item_vectors(self, batch_size: int = 65536) -> Tensor:
+        """The item-embedding table: (num_items, dim); rows 0 (pad) and 1 (OOV) included."""
+        out = []
+        for start in range(0, self.config.num_items, batch_size):
+            idx = torch.arange(
+                start,
+                min(start + batch_size, self.config.num_items),
+                device=self.item_category.device,
+            )
+            out.append(self.item_vectors(idx))
+        return torch.cat(out)
+
+    # -- user tower ---------------------------------------------------------------------------
+
+    def user_vectors(
+        self, hist_item_idx: Tensor, hist_type_idx: Tensor, hist_age_s: Tensor, hist_len: Tensor
+    ) -> Tensor:
+        """User tower: histories (B, L) + lengths (B,) -> (B, dim) unit vectors."""
+        length = hist_item_idx.shape[1]
+        mask = history_mask(hist_len, length)
+        # An empty history attends to its (zero) first position rather than to nothing.
+        mask[:, 0] = True
+        items = torch.where(mask, hist_item_idx, torch.zeros_like(hist_item_idx))
+        types = torch.where(mask, hist_type_idx, torch.zeros_like(hist_type_idx))
+        ages = torch.where(mask, hist_age_s, torch.zeros_like(hist_age_s))
+        positions = torch.arange(length, device=items.device).unsqueeze(0).expand_as(items)
+        x = (
+            self.history_input(self.item_features(items))
+            + self.type_embedding(types)
+            + self.age_embedding(age_bucket(ages))
+            + self.position_embedding(positions)
+        )
+        if self.encoder is not None:
+            x = self.encoder(x, src_key_padding_mask=~mask)
+        weights = mask.unsqueeze(-1).to(x.dtype)
+        pooled = (x * weights).sum(1) / weights.sum(1)
+        return F.normalize(self.user_projection(pooled), dim=-1)
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """(user vectors, target item vectors) for a training batch."""
+        users = self.user_vectors(
+            batch["hist_item_idx"], batch["hist_type_idx"], batch["hist_age_s"], batch["hist_len"]
+        )
+        return users, self.item_vectors(batch["target_item_idx"])
+
+    def sparse_parameters(self) -> Iterator[Tensor]:
+        yield self.item_embedding.weight
+        yield self.category_embedding.weight
+
+    def dense_parameters(self) -> Iterator[Tensor]:
+        sparse = {id(p) for p in self.sparse_parameters()}
+        for p in self.parameters():
+            if id(p) not in sparse:
+                yield p
+
+
+def sampled_softmax_loss(
+    users: Tensor,
+    items: Tensor,
+    target_idx: Tensor,
+    weights: Tensor,
+    log_q: Tensor,
+    temperature: float,
+) -> Tensor:
+    """In-batch sampled softmax with logQ correction, accidental hits masked, weighted mean.
+
+    ``users``/``items``: (B, d) unit vectors of example i's user and target item; the other
+    rows' items are example i's negatives. ``log_q``: (B,) log sampling probability of each
+    row's item. Logit(i, j) = u_i . v_j / T - log q_j; column j is masked for row i when it holds
+    the same item as row i's target (j != i).
+    """
+    logits = users @ items.T / temperature - log_q.unsqueeze(0)
+    same_item = target_idx.unsqueeze(0) == target_idx.unsqueeze(1)
+    diagonal = torch.eye(len(target_idx), dtype=torch.bool, device=users.device)
+    logits = logits.masked_fill(same_item & ~diagonal, float("-inf"))
+    per_example = F.cross_entropy(
+        logits.float(), torch.arange(len(target_idx), device=users.device), reduction="none"
+    )
+    return (per_example * weights).sum() / weights.sum().clamp(min=1e-12)
+
+
+def log_q_from_counts(counts: Tensor, smoothing: float = 1.0) -> Tensor:
+    """log of each item's share of training targets (add-``smoothing``; pad and OOV get the floor)."""
+    c = counts.double() + smoothing
+    c[PAD] = smoothing
+    return torch.log(c / c.sum()).float()
+
+
+@dataclass
+class RankingTotals:
+    """Sums for Recall@K / NDCG@K over examples with one relevant item each."""
+
+    k: int
+    examples: float = 0.0
+    hits: float = 0.0
+    dcg: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def add(self, other: RankingTotals) -> None:
+        self.examples += other.examples
+        self.hits += other.hits
+        self.dcg += other.dcg
+
+    @property
+    def recall(self) -> float:
+        return self.hits / self.examples if self.examples else 0.0
+
+    @property
+    def ndcg(self) -> float:
+        return self.dcg / self.examples if self.examples else 0.0
+
+
+def rank_of_targets(scores: Tensor, targets: Tensor) -> Tensor:
+    """0-based rank of each row's target among all columns (ties count against the target)."""
+    target_scores = scores.gather(1, targets.unsqueeze(1))
+    return (scores >= target_scores).sum(1) - 1
+
+
+def ranking_totals(scores: Tensor, targets: Tensor, k: int) -> RankingTotals:
+    """Hits and DCG at K for a (B, N) score matrix against each row's single target item.
+
+    Columns PAD and OOV can never be recommended; callers give them -inf. A target tied with
+    other items is ranked after all of them (the conservative convention).
+    """
+    ranks = rank_of_targets(scores, targets)
+    hit = ranks < k
+    dcg = torch.where(
+        hit, 1.0 / torch.log2(ranks.double() + 2.0), torch.zeros_like(ranks, dtype=torch.float64)
+    )
+    return RankingTotals(
+        k=k, examples=float(len(targets)), hits=float(hit.sum()), dcg=float(dcg.sum())
+    )
+
+
+def mask_unrecommendable(scores: Tensor) -> Tensor:
+    """Give the padding and OOV columns -inf so they never rank."""
+    scores[:, PAD] = float("-inf")
+    scores[:, OOV] = float("-inf")
+    return scores
+
+
+def novel_targets(hist_item_idx: Tensor, hist_len: Tensor, targets: Tensor) -> Tensor:
+    """True for rows whose target item is not among the items of their own history."""
+    real = history_mask(hist_len, hist_item_idx.shape[1])
+    return ~((hist_item_idx == targets.unsqueeze(1)) & real).any(dim=1)
+
+
+def mask_history(scores: Tensor, hist_item_idx: Tensor, hist_len: Tensor) -> Tensor:
+    """Give every row's own history items -inf (recommend only what the user has not touched)."""
+    real = history_mask(hist_len, hist_item_idx.shape[1])
+    items = torch.where(real, hist_item_idx, torch.full_like(hist_item_idx, PAD))
+    return scores.scatter(1, items, float("-inf"))
+
+
+def random_recall_at_k(num_candidates: int, k: int) -> float:
+    """Expected Recall@K of a uniformly random ranking over ``num_candidates`` items."""
+    return min(1.0, k / num_candidates)
+
+
+def ndcg_single(rank: int) -> float:
+    """NDCG of one relevant item found at 0-based ``rank``."""
+    return 1.0 / math.log2(rank + 2)

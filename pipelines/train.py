@@ -1,0 +1,629 @@
+"""The per-worker training loop, independent of the launcher (Horovod or torch.distributed).
+
+Everything distributed goes through a ``Collective`` (all-reduce, broadcast, optimizer
+wrapping), data through ``open_split(split, epoch)`` (an iterable of column batches: the
+caller's Petastorm reader over this worker's slice), and tracking through ``on_epoch`` (called
+on rank 0). So the same loop runs under ``horovod.spark.run`` and ``TorchDistributor``, and in
+tests with a single process.
+
+Each epoch: train on this worker's slice (all workers take the same number of steps: they
+agree before each step that every one still has a batch), evaluate Recall@K and NDCG@K on the
+val split against all items (sums all-reduced), checkpoint on rank 0, and stop early when val
+Recall@K has not improved for ``patience`` epochs. A non-finite loss on any worker stops every
+worker with an error naming the epoch and step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pipelines.errors import CartwheelError
+from pipelines.model import (
+    ModelConfig,
+    RankingTotals,
+    TwoTower,
+    mask_history,
+    mask_unrecommendable,
+    novel_targets,
+    ranking_totals,
+    sampled_softmax_loss,
+)
+
+Batch = dict[str, np.ndarray]
+FEATURES = (
+    "hist_item_idx",
+    "hist_type_idx",
+    "hist_age_s",
+    "hist_len",
+    "target_item_idx",
+    "label_weight",
+)
+
+
+class TrainingError(CartwheelError):
+    """Training cannot go on (non-finite loss, bad data); the message says where."""
+
+
+class Collective(Protocol):
+    """What the loop needs from a distributed runtime."""
+
+    rank: int
+    size: int
+    local_rank: int
+
+    def wrap_optimizer(
+        self, optimizer: torch.optim.Optimizer, model: torch.nn.Module
+    ) -> torch.optim.Optimizer: ...
+
+    def broadcast_model(self, model: torch.nn.Module) -> None: ...
+
+    def broadcast_object(self, obj: Any) -> Any: ...
+
+    def allreduce_sum(self, tensor: Tensor) -> Tensor: ...
+
+
+class SingleProcess:
+    """The trivial collective: one worker, nothing to synchronise."""
+
+    rank = 0
+    size = 1
+    local_rank = 0
+
+    def wrap_optimizer(
+        self, optimizer: torch.optim.Optimizer, model: torch.nn.Module
+    ) -> torch.optim.Optimizer:
+        return optimizer
+
+    def broadcast_model(self, model: torch.nn.Module) -> None:
+        return None
+
+    def broadcast_object(self, obj: Any) -> Any:
+        return obj
+
+    def allreduce_sum(self, tensor: Tensor) -> Tensor:
+        return tensor
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings of one training run."""
+
+    epochs: int = 5
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    sparse_learning_rate: float = 1e-2
+    patience: int = 2
+    k: int = 10
+    eval_batch_size: int = 1024
+    shuffle_buffer: int = 20_000
+    seed: int = 0
+    mixed_precision: str = "auto"  # auto | bf16 | fp16 | off
+    max_steps_per_epoch: int = 0  # 0: the whole slice
+    log_every_steps: int = 50
+    checkpoints_kept: int = 2
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in ("auto", "bf16", "fp16", "off"):
+            raise ValueError(
+                f"mixed_precision must be auto, bf16, fp16 or off, not {self.mixed_precision!r}"
+            )
+        for name in ("epochs", "batch_size", "k", "eval_batch_size", "checkpoints_kept"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+
+@dataclass
+class EpochReport:
+    """What one epoch did; rank 0 hands it to ``on_epoch`` and keeps it in checkpoints."""
+
+    epoch: int
+    train_loss: float
+    examples: int
+    steps: int
+    seconds: float
+    read_seconds: float
+    compute_seconds: float
+    val_recall: float
+    val_ndcg: float
+    val_examples: int
+    improved: bool
+    workers: int
+    val_recall_novel: float = (
+        0.0  # on examples whose target is not in the history, seen items excluded
+    )
+    val_ndcg_novel: float = 0.0
+    val_novel_examples: int = 0
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples / self.seconds if self.seconds else 0.0
+
+    def metrics(self, k: int) -> dict[str, float]:
+        return {
+            "train_loss": self.train_loss,
+            f"val_recall_at_{k}": self.val_recall,
+            f"val_ndcg_at_{k}": self.val_ndcg,
+            f"val_novel_recall_at_{k}": self.val_recall_novel,
+            f"val_novel_ndcg_at_{k}": self.val_ndcg_novel,
+            "examples_per_second": self.examples_per_second,
+            "epoch_seconds": self.seconds,
+            "read_seconds": self.read_seconds,
+            "compute_seconds": self.compute_seconds,
+        }
+
+
+@dataclass
+class TrainOutcome:
+    """The loop's result (identical on every rank except ``best_checkpoint``, rank 0's path)."""
+
+    epochs_run: list[int]
+    start_epoch: int
+    best_epoch: int
+    best_val_recall: float
+    best_val_ndcg: float
+    stopped_early: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_checkpoint: str | None = None
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+
+class CheckpointStore:
+    """Epoch checkpoints in a folder: ``epoch-NNNN.pt``, ``best.pt``, ``latest.json``,
+    ``complete.json``. Writes are atomic (write then rename), so a killed job leaves the
+    previous checkpoint intact and loses at most the epoch in progress."""
+
+    def __init__(self, folder: str | os.PathLike[str], keep: int = 2) -> None:
+        self.folder = Path(folder)
+        self.keep = keep
+
+    def _write(self, name: str, state: dict[str, Any]) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / name
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+        return path
+
+    def save(self, epoch: int, state: dict[str, Any]) -> Path:
+        path = self._write(f"epoch-{epoch:04d}.pt", state)
+        self._write_json("latest.json", {"epoch": epoch, "path": path.name})
+        for old in sorted(self.folder.glob("epoch-*.pt"))[: -self.keep]:
+            old.unlink()
+        return path
+
+    def save_best(self, state: dict[str, Any]) -> Path:
+        return self._write("best.pt", state)
+
+    def _write_json(self, name: str, doc: dict[str, Any]) -> None:
+        path = self.folder / name
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2))
+        os.replace(tmp, path)
+
+    def latest_epoch(self) -> int | None:
+        pointer = self.folder / "latest.json"
+        return int(json.loads(pointer.read_text())["epoch"]) if pointer.exists() else None
+
+    def load(self, epoch: int) -> dict[str, Any]:
+        return torch.load(
+            self.folder / f"epoch-{epoch:04d}.pt", map_location="cpu", weights_only=False
+        )
+
+    def best_path(self) -> Path:
+        return self.folder / "best.pt"
+
+    def mark_complete(self, summary: dict[str, Any]) -> None:
+        self._write_json("complete.json", summary)
+
+    def is_complete(self) -> bool:
+        return (self.folder / "complete.json").exists()
+
+    def has_progress(self) -> bool:
+        return (self.folder / "latest.json").exists() and not self.is_complete()
+
+
+# -- batches ---------------------------------------------------------------------------------
+
+
+def rebatch(
+    batches: Iterable[Batch],
+    batch_size: int,
+    shuffle_buffer: int,
+    seed: int,
+    drop_last: bool = True,
+) -> Iterator[Batch]:
+    """Re-cut reader batches (row groups) into training batches, shuffling through a buffer."""
+    rng = np.random.default_rng(seed)
+    pending: list[Batch] = []
+    pending_rows = 0
+
+    def concat() -> Batch:
+        return {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
+
+    for batch in batches:
+        rows = len(next(iter(batch.values())))
+        if rows == 0:
+            continue
+        pending.append(batch)
+        pending_rows += rows
+        if pending_rows >= max(shuffle_buffer, batch_size):
+            merged = concat()
+            order = rng.permutation(pending_rows)
+            full = (pending_rows // batch_size) * batch_size
+            for start in range(0, full, batch_size):
+                idx = order[start : start + batch_size]
+                yield {k: v[idx] for k, v in merged.items()}
+            rest = order[full:]
+            pending = [{k: v[rest] for k, v in merged.items()}] if len(rest) else []
+            pending_rows = len(rest)
+    if pending_rows:
+        merged = concat()
+        order = rng.permutation(pending_rows)
+        for start in range(0, pending_rows, batch_size):
+            idx = order[start : start + batch_size]
+            if len(idx) == batch_size or not drop_last:
+                yield {k: v[idx] for k, v in merged.items()}
+
+
+_DONE = object()
+
+
+def prefetch(source: Iterable[Any], depth: int = 4) -> Iterator[Any]:
+    """Iterate ``source`` in a background thread, ``depth`` items ahead, so reading overlaps
+    compute. An exception in the source is re-raised here, in the consumer's thread."""
+    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(_DONE)
+        except BaseException as exc:
+            items.put(exc)
+
+    thread = threading.Thread(target=produce, name="cartwheel-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def to_tensors(batch: Batch, device: torch.device) -> dict[str, Tensor]:
+    out = {}
+    for name in FEATURES:
+        dtype = torch.float32 if name == "label_weight" else torch.long
+        out[name] = torch.as_tensor(batch[name], dtype=dtype, device=device)
+    return out
+
+
+# -- the loop --------------------------------------------------------------------------------
+
+
+def pick_device(local_rank: int) -> torch.device:
+    """cuda:<local_rank> when a GPU is visible, else the CPU."""
+    if torch.cuda.is_available():
+        index = local_rank % torch.cuda.device_count()
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
+def autocast_for(
+    device: torch.device, mode: str
+) -> tuple[Callable[[], AbstractContextManager[Any]], torch.dtype | None]:
+    """(context factory, dtype) for mixed precision: bf16 where supported, else fp16, on CUDA only
+    unless asked explicitly; ``off`` (or the CPU under ``auto``) means full float32."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return nullcontext, None
+    if mode == "fp16" or (mode == "auto" and not torch.cuda.is_bf16_supported()):
+        dtype = torch.float16
+    else:
+        dtype = torch.bfloat16
+    return (lambda: torch.autocast(device_type=device.type, dtype=dtype)), dtype
+
+
+def evaluate(
+    model: TwoTower, batches: Iterable[Batch], k: int, device: torch.device, comm: Collective
+) -> tuple[RankingTotals, RankingTotals]:
+    """Recall@K / NDCG@K of the val split against all items, summed over workers: for every
+    example, and for the *novel* ones (target not in the user's history) with the history's
+    items excluded from the candidates, as a serving list that skips seen items would."""
+    model.eval()
+    every, novel = RankingTotals(k=k), RankingTotals(k=k)
+    with torch.no_grad():
+        items = model.all_item_vectors()
+        for batch in batches:
+            t = to_tensors(batch, device)
+            users = model.user_vectors(
+                t["hist_item_idx"], t["hist_type_idx"], t["hist_age_s"], t["hist_len"]
+            )
+            scores = mask_unrecommendable(users @ items.T)
+            every.add(ranking_totals(scores, t["target_item_idx"], k))
+            fresh = novel_targets(t["hist_item_idx"], t["hist_len"], t["target_item_idx"])
+            if fresh.any():
+                unseen = mask_history(
+                    scores[fresh], t["hist_item_idx"][fresh], t["hist_len"][fresh]
+                )
+                novel.add(ranking_totals(unseen, t["target_item_idx"][fresh], k))
+    s = comm.allreduce_sum(
+        torch.tensor(
+            [every.examples, every.hits, every.dcg, novel.examples, novel.hits, novel.dcg],
+            dtype=torch.float64,
+        )
+    )
+    return (
+        RankingTotals(k=k, examples=float(s[0]), hits=float(s[1]), dcg=float(s[2])),
+        RankingTotals(k=k, examples=float(s[3]), hits=float(s[4]), dcg=float(s[5])),
+    )
+
+
+def _state(
+    model: TwoTower,
+    optimizers: list[torch.optim.Optimizer],
+    epoch: int,
+    best: dict[str, Any],
+    history: list[dict[str, Any]],
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "model_config": model.config.to_dict(),
+        "model": model.state_dict(),
+        "optimizers": [o.state_dict() for o in optimizers],
+        "best": best,
+        "history": history,
+        "meta": meta,
+    }
+
+
+def train_loop(
+    *,
+    comm: Collective,
+    model_config: ModelConfig,
+    item_category: Tensor,
+    item_log_q: Tensor,
+    settings: TrainSettings,
+    open_split: Callable[[str, int], Iterable[Batch]],
+    checkpoints: CheckpointStore | None,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+    resume: bool = False,
+    meta: dict[str, Any] | None = None,
+) -> TrainOutcome:
+    """Train the two-tower model on this worker; every worker calls it with the same arguments."""
+    say = on_progress if (on_progress is not None and comm.rank == 0) else (lambda _msg: None)
+    torch.manual_seed(settings.seed)
+    random.seed(settings.seed + comm.rank)
+    device = pick_device(comm.local_rank)
+    autocast, amp_dtype = autocast_for(device, settings.mixed_precision)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+
+    model = TwoTower(model_config, item_category, item_log_q).to(device)
+    if model_config.sparse:
+        # Sparse table gradients: only the rows a batch touched are synchronised and updated.
+        optimizers = [
+            comm.wrap_optimizer(
+                torch.optim.SparseAdam(
+                    list(model.sparse_parameters()), lr=settings.sparse_learning_rate
+                ),
+                model,
+            ),
+            comm.wrap_optimizer(
+                torch.optim.Adam(list(model.dense_parameters()), lr=settings.learning_rate), model
+            ),
+        ]
+    else:
+        optimizers = [
+            comm.wrap_optimizer(
+                torch.optim.Adam(model.parameters(), lr=settings.learning_rate), model
+            )
+        ]
+    start_epoch, history = 1, []
+    best: dict[str, Any] = {
+        "epoch": 0,
+        "val_recall": -1.0,
+        "val_ndcg": 0.0,
+        "epochs_without_improvement": 0,
+    }
+    # Rank 0 decides which epoch to resume from; every worker then loads that same checkpoint
+    # (the folder is shared: local mode, DBFS, NFS), so no multi-GB state crosses the wire.
+    resume_epoch = (
+        checkpoints.latest_epoch()
+        if (resume and checkpoints is not None and comm.rank == 0)
+        else None
+    )
+    resume_epoch = comm.broadcast_object(resume_epoch)
+    if resume_epoch is not None:
+        assert checkpoints is not None
+        state = checkpoints.load(resume_epoch)
+        model.load_state_dict(state["model"])
+        for opt, opt_state in zip(optimizers, state["optimizers"], strict=True):
+            opt.load_state_dict(opt_state)
+        start_epoch, history, best = resume_epoch + 1, state["history"], state["best"]
+        say(
+            f"resuming after epoch {resume_epoch} (best val recall@{settings.k} {best['val_recall']:.4f} at epoch {best['epoch']})"
+        )
+    # Identical starting weights everywhere (optimizer states are identical already: empty on a
+    # fresh start, loaded from the same file on resume).
+    comm.broadcast_model(model)
+
+    epochs_run: list[int] = []
+    stopped_early = False
+    for epoch in range(start_epoch, settings.epochs + 1):
+        if best["epochs_without_improvement"] >= settings.patience:
+            stopped_early = True
+            break
+        model.train()
+        started = time.perf_counter()
+        read_s = compute_s = 0.0
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        examples = steps = 0
+        bad_loss: str | None = None
+        batches = iter(
+            rebatch(
+                open_split("train", epoch),
+                settings.batch_size,
+                settings.shuffle_buffer,
+                settings.seed * 1000 + epoch * 10 + comm.rank,
+            )
+        )
+        while True:
+            t0 = time.perf_counter()
+            batch = next(batches, None)
+            t1 = time.perf_counter()
+            read_s += t1 - t0
+            # One all-reduce agrees on two things: every worker has a batch, and no worker saw a
+            # non-finite loss on the previous step. Unequal slices would otherwise hang a worker.
+            flags = comm.allreduce_sum(
+                torch.tensor([0.0 if batch is not None else 1.0, 1.0 if bad_loss else 0.0])
+            )
+            if flags[1] > 0:
+                raise TrainingError(
+                    bad_loss or f"a non-finite loss on another worker at epoch {epoch} step {steps}"
+                )
+            if flags[0] > 0 or (
+                settings.max_steps_per_epoch and steps >= settings.max_steps_per_epoch
+            ):
+                break
+            assert batch is not None
+            t = to_tensors(batch, device)
+            with autocast():
+                users, items = model(t)
+                loss = sampled_softmax_loss(
+                    users,
+                    items,
+                    t["target_item_idx"],
+                    t["label_weight"],
+                    model.item_log_q[t["target_item_idx"]],
+                    model_config.temperature,
+                )
+            for opt in optimizers:
+                opt.zero_grad()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                for opt in optimizers:
+                    scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                for opt in optimizers:
+                    opt.step()
+            value = float(loss.detach())
+            if not np.isfinite(value):
+                bad_loss = (
+                    f"loss is {value} at epoch {epoch} step {steps + 1} on worker {comm.rank}"
+                )
+            loss_sum += value * len(batch["target_item_idx"])
+            examples += len(batch["target_item_idx"])
+            steps += 1
+            compute_s += time.perf_counter() - t1
+            if settings.log_every_steps and steps % settings.log_every_steps == 0:
+                say(
+                    f"epoch {epoch} step {steps}: loss {value:.4f}, {examples * comm.size / (time.perf_counter() - started):,.0f} examples/s"
+                )
+        if bad_loss:
+            raise TrainingError(bad_loss)
+        totals = comm.allreduce_sum(
+            torch.tensor([float(loss_sum), float(examples), float(steps)], dtype=torch.float64)
+        )
+        if totals[1] == 0:
+            raise TrainingError(
+                f"epoch {epoch}: no training batch on any worker (batch size {settings.batch_size} > rows per worker?)"
+            )
+        seconds = time.perf_counter() - started
+        val, val_novel = evaluate(
+            model,
+            rebatch(open_split("val", epoch), settings.eval_batch_size, 0, 0, drop_last=False),
+            settings.k,
+            device,
+            comm,
+        )
+        if val.examples == 0:
+            raise TrainingError("the val split gave no examples to evaluate")
+        improved = val.recall > best["val_recall"] + 1e-12
+        if improved:
+            best = {
+                "epoch": epoch,
+                "val_recall": val.recall,
+                "val_ndcg": val.ndcg,
+                "epochs_without_improvement": 0,
+            }
+        else:
+            best = {**best, "epochs_without_improvement": best["epochs_without_improvement"] + 1}
+        report = EpochReport(
+            epoch=epoch, train_loss=float(totals[0] / totals[1]), examples=int(totals[1]), steps=int(totals[2]) // comm.size,
+            seconds=seconds, read_seconds=read_s, compute_seconds=compute_s, val_recall=val.recall, val_ndcg=val.ndcg,
+            val_examples=int(val.examples), improved=improved, workers=comm.size,
+            val_recall_novel=val_novel.recall, val_ndcg_novel=val_novel.ndcg, val_novel_examples=int(val_novel.examples),
+        )  # fmt: skip
+        history.append(asdict(report))
+        epochs_run.append(epoch)
+        say(
+            f"epoch {epoch}: loss {report.train_loss:.4f}, val recall@{settings.k} {val.recall:.4f}, "
+            f"ndcg@{settings.k} {val.ndcg:.4f} (novel targets: recall {val_novel.recall:.4f}), "
+            f"{report.examples_per_second:,.0f} examples/s"
+            f"{' (best)' if improved else ''}"
+        )
+        # Record the epoch before checkpointing it: a run killed in between redoes the epoch
+        # (its metrics logged again at the same step), but never resumes past unlogged metrics.
+        if on_epoch is not None and comm.rank == 0:
+            on_epoch(report)
+        if comm.rank == 0 and checkpoints is not None:
+            state = _state(model, optimizers, epoch, best, history, meta or {})
+            if improved:
+                checkpoints.save_best(state)
+            checkpoints.save(epoch, state)
+
+    return TrainOutcome(
+        epochs_run=epochs_run,
+        start_epoch=start_epoch,
+        best_epoch=best["epoch"],
+        best_val_recall=best["val_recall"],
+        best_val_ndcg=best["val_ndcg"],
+        stopped_early=stopped_early,
+        history=history,
+        best_checkpoint=str(checkpoints.best_path())
+        if (checkpoints is not None and comm.rank == 0)
+        else None,
+    )
+
+
+def load_model(checkpoint: str | os.PathLike[str], device: str = "cpu") -> TwoTower:
+    """A model rebuilt from a checkpoint (config, buffers and weights), in eval mode."""
+    state = torch.load(checkpoint, map_location=device, weights_only=False)
+    config = ModelConfig(**state["model_config"])
+    model = TwoTower(config, state["model"]["item_category"], state["model"]["item_log_q"])
+    model.load_state_dict(state["model"])
+    return model.eval()

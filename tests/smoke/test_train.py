@@ -1,0 +1,245 @@
+"""Training end to end: Horovod on Spark (2 processes, Gloo), Petastorm, MLflow, resume."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+from mlflow import MlflowClient
+from pyspark.sql import SparkSession
+
+from jobs import clean, generate, label, shard, train
+from jobs.manifest import RunResult
+from pipelines import train as T
+from pipelines.errors import InputError
+
+pytestmark = pytest.mark.smoke
+
+END = dt.date(2026, 11, 21)
+SMALL = {
+    "dim": 32,
+    "item_embedding_dim": 32,
+    "category_embedding_dim": 8,
+    "batch_size": 128,
+    "k": 10,
+}
+
+
+@pytest.fixture(scope="module")
+def shards_root(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train") / "data"
+    generate.main(
+        spark,
+        generate.GenerateConfig(
+            data_root=str(root), end_date=END, days=8, rows=60_000, items=400, seed=3
+        ),
+    )
+    clean.main(spark, clean.CleanConfig(data_root=str(root), run_date=END, days=8))
+    label.main(spark, label.LabelConfig(data_root=str(root), run_date=END, lookback_days=8))
+    shard.main(spark, shard.ShardConfig(data_root=str(root), run_date=END, workers=2))
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(spark: SparkSession, shards_root: Path) -> RunResult:
+    return train.main(
+        spark, train.TrainConfig(data_root=str(shards_root), run_date=END, epochs=4, **SMALL)
+    )
+
+
+def tracking(root: Path) -> str:
+    return f"sqlite:///{root}/mlflow/mlflow.db"
+
+
+def test_horovod_training_learns_the_generated_structure(trained: RunResult) -> None:
+    m = trained.manifest
+    assert trained.succeeded and m["epochs_run"][0] == 1
+    recall = m["best_val_recall_at_10"]
+    assert recall > 3 * m["baseline_random_val_recall_at_10"]
+    assert recall > m["baseline_popularity_val_recall_at_10"]
+    assert all(e["workers"] == 2 for e in m["epochs"])
+    assert m["epochs"][-1]["train_loss"] < m["epochs"][0]["train_loss"]
+
+
+def test_mlflow_run_holds_params_metrics_model_and_alias(
+    trained: RunResult, shards_root: Path
+) -> None:
+    client = MlflowClient(tracking(shards_root))
+    run = client.get_run(trained.manifest["mlflow_run_id"])
+    assert run.data.params["config.epochs"] == "4" and run.data.params["model.dim"] == "32"
+    assert int(run.data.params["data.train_rows"]) > 0
+    history = client.get_metric_history(run.info.run_id, "val_recall_at_10")
+    assert [h.step for h in history] == trained.manifest["epochs_run"]
+    for name in (
+        "train_loss",
+        "examples_per_second",
+        "read_seconds",
+        "best_val_recall_at_10",
+        "baseline_popularity_val_recall_at_10",
+    ):
+        assert name in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"dataset", "item_embeddings"} <= artifacts
+    version = client.get_model_version_by_alias("cartwheel-two-tower", "candidate")
+    assert (
+        version.run_id == run.info.run_id
+        and str(version.version) == trained.manifest["model_version"]
+    )
+
+
+def test_logged_model_gives_the_in_memory_model_user_vectors(
+    trained: RunResult, shards_root: Path
+) -> None:
+    mlflow.set_tracking_uri(tracking(shards_root))
+    loaded = mlflow.pyfunc.load_model("models:/cartwheel-two-tower@candidate")
+    manifest = json.loads((shards_root / "shards" / END.isoformat() / "_manifest.json").read_text())
+    sample = pd.read_parquet(manifest["splits"]["val"]["files"][0]["path"]).head(64)
+    inputs = sample[["hist_item_idx", "hist_type_idx", "hist_age_s", "hist_len"]]
+    got = loaded.predict(inputs)
+    model = T.load_model(shards_root / "checkpoints" / END.isoformat() / "best.pt")
+    import torch
+
+    with torch.no_grad():
+        expected = model.user_vectors(
+            torch.as_tensor(np.stack(inputs["hist_item_idx"])), torch.as_tensor(np.stack(inputs["hist_type_idx"])),
+            torch.as_tensor(np.stack(inputs["hist_age_s"])), torch.as_tensor(inputs["hist_len"].to_numpy()),
+        ).numpy()  # fmt: skip
+    assert got.shape == (64, 32)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    table = pd.read_parquet(
+        MlflowClient(tracking(shards_root)).download_artifacts(
+            trained.manifest["mlflow_run_id"], "item_embeddings"
+        )
+    )
+    assert len(table) == manifest["vocab"]["num_items"] and len(table["vector"].iloc[0]) == 32
+
+
+def test_killed_training_resumes_without_repeating_epochs(
+    spark: SparkSession, shards_root: Path, tmp_path: Path
+) -> None:
+    ckpt = tmp_path / "ckpt"
+    args = [
+        sys.executable, "-m", "jobs.cli", "train", "--data-root", str(shards_root), "--run-date", END.isoformat(),
+        "--epochs", "3", "--patience", "5", "--checkpoint-dir", str(ckpt), "--model-name", "resume-test",
+        *[x for k, v in SMALL.items() for x in (f"--{k.replace('_', '-')}", str(v))],
+    ]  # fmt: skip
+    env = {**os.environ, "CARTWHEEL_SPARK_MASTER": "local[2]"}
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not (ckpt / "epoch-0001.pt").exists():
+            assert proc.poll() is None, "training exited before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
+            time.sleep(0.5)
+    finally:
+        parent = psutil.Process(proc.pid)
+        for p in [*parent.children(recursive=True), parent]:
+            p.kill()
+        proc.wait()
+    assert not (ckpt / "complete.json").exists()
+    killed_epochs = T.CheckpointStore(ckpt).latest_epoch()
+    assert killed_epochs is not None and killed_epochs < 3
+    resumed = train.main(
+        spark,
+        train.TrainConfig(
+            data_root=str(shards_root),
+            run_date=END,
+            epochs=3,
+            patience=5,
+            checkpoint_dir=str(ckpt),
+            model_name="resume-test",
+            **SMALL,
+        ),
+    )
+    m = resumed.manifest
+    assert m["resumed"] and m["start_epoch"] == killed_epochs + 1
+    assert m["epochs_run"] == list(range(killed_epochs + 1, 4))
+    steps = [
+        h.step
+        for h in MlflowClient(tracking(shards_root)).get_metric_history(
+            m["mlflow_run_id"], "val_recall_at_10"
+        )
+    ]
+    assert steps == [1, 2, 3]  # each epoch logged once, in the one MLflow run
+
+
+def test_torch_distributor_launcher_trains_the_same_function(
+    spark: SparkSession, shards_root: Path, tmp_path: Path
+) -> None:
+    result = train.main(
+        spark,
+        train.TrainConfig(
+            data_root=str(shards_root), run_date=END, epochs=1, launcher="torch-distributor",
+            checkpoint_dir=str(tmp_path / "ckpt"), model_name="td-test", **SMALL,
+        ),
+    )  # fmt: skip
+    m = result.manifest
+    assert result.succeeded and m["epochs_run"] == [1] and m["epochs"][0]["workers"] == 2
+    assert m["best_val_recall_at_10"] > m["baseline_random_val_recall_at_10"]
+
+
+def _copy_shards(shards_root: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    shutil.copytree(shards_root / "shards", root / "shards")
+    return root
+
+
+def _rewrite_manifest(root: Path, change: object) -> None:
+    path = root / "shards" / END.isoformat() / "_manifest.json"
+    doc = json.loads(path.read_text())
+    change(doc)  # type: ignore[operator]
+    path.write_text(json.dumps(doc))
+
+
+def test_missing_shards_are_named(spark: SparkSession, tmp_path: Path) -> None:
+    with pytest.raises(
+        InputError, match=r"no shards at .*shards/2026-11-21 \(missing _manifest.json\)"
+    ):
+        train.main(spark, train.TrainConfig(data_root=str(tmp_path), run_date=END))
+
+
+def test_shards_with_another_schema_are_refused(
+    spark: SparkSession, shards_root: Path, tmp_path: Path
+) -> None:
+    root = _copy_shards(shards_root, tmp_path)
+    _rewrite_manifest(
+        root, lambda d: d["schema"].__setitem__(2, {"name": "target_item_idx", "type": "string"})
+    )
+    with pytest.raises(InputError, match=r"do not match the model's input schema.*target_item_idx"):
+        train.main(spark, train.TrainConfig(data_root=str(root), run_date=END))
+
+
+def test_fewer_shard_files_than_workers_is_refused(spark: SparkSession, shards_root: Path) -> None:
+    with pytest.raises(InputError, match=r"train split has 2 files, fewer than the 3 workers"):
+        train.main(spark, train.TrainConfig(data_root=str(shards_root), run_date=END, num_proc=3))
+
+
+def test_an_empty_split_is_refused(spark: SparkSession, shards_root: Path, tmp_path: Path) -> None:
+    root = _copy_shards(shards_root, tmp_path)
+    _rewrite_manifest(root, lambda d: d["splits"]["val"].update(rows=0))
+    with pytest.raises(InputError, match=r"the val split is empty"):
+        train.main(spark, train.TrainConfig(data_root=str(root), run_date=END))
+
+
+def test_a_crashing_worker_fails_the_job_with_its_own_error(
+    spark: SparkSession, shards_root: Path, tmp_path: Path
+) -> None:
+    """Both workers fail to read the vocabulary; the job raises that error (a hang would trip
+    the suite's per-test timeout)."""
+    root = _copy_shards(shards_root, tmp_path)
+    shutil.rmtree(root / "shards" / END.isoformat() / "vocab" / "items")
+    with pytest.raises(T.TrainingError, match=r"training worker rank-\d failed: .*vocab/items"):
+        train.main(spark, train.TrainConfig(data_root=str(root), run_date=END, epochs=1, **SMALL))

@@ -1,0 +1,275 @@
+"""The two-tower model, its loss and metrics, checkpoints, re-batching and the training loop."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines import model as M
+from pipelines import train as T
+
+pytestmark = pytest.mark.unit
+
+L = 6
+
+
+def config(**kw: object) -> M.ModelConfig:
+    base: dict = {"num_items": 20, "num_categories": 5, "history_length": L, "dim": 8, "item_embedding_dim": 8,
+                  "category_embedding_dim": 4, "heads": 2, "dropout": 0.0}  # fmt: skip
+    base.update(kw)
+    return M.ModelConfig(**base)
+
+
+def tiny_model(**kw: object) -> M.TwoTower:
+    torch.manual_seed(0)
+    cfg = config(**kw)
+    return M.TwoTower(cfg, torch.arange(cfg.num_items) % cfg.num_categories).eval()
+
+
+def histories(lengths: list[int], fill: int = 0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    items = torch.randint(2, 20, (len(lengths), L), generator=gen)
+    types = torch.randint(1, 5, (len(lengths), L), generator=gen)
+    ages = torch.randint(1, 10**6, (len(lengths), L), generator=gen)
+    hist_len = torch.tensor(lengths)
+    mask = M.history_mask(hist_len, L)
+    return {
+        "hist_item_idx": torch.where(mask, items, torch.full_like(items, fill)),
+        "hist_type_idx": torch.where(mask, types, torch.full_like(types, fill)),
+        "hist_age_s": torch.where(mask, ages, torch.full_like(ages, fill)),
+        "hist_len": hist_len,
+    }
+
+
+@pytest.mark.parametrize("encoder", ["transformer", "mean"])
+def test_towers_give_unit_vectors_of_the_configured_size(encoder: str) -> None:
+    model = tiny_model(encoder=encoder)
+    h = histories([1, 3, L])
+    users = model.user_vectors(
+        h["hist_item_idx"], h["hist_type_idx"], h["hist_age_s"], h["hist_len"]
+    )
+    items = model.item_vectors(torch.tensor([2, 3]))
+    assert (
+        users.shape == (3, 8)
+        and items.shape == (2, 8)
+        and model.all_item_vectors().shape == (20, 8)
+    )
+    assert torch.allclose(users.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+@pytest.mark.parametrize("encoder", ["transformer", "mean"])
+def test_padding_never_affects_user_vectors(encoder: str) -> None:
+    model = tiny_model(encoder=encoder)
+
+    def users(h: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model.user_vectors(
+            h["hist_item_idx"], h["hist_type_idx"], h["hist_age_s"], h["hist_len"]
+        )
+
+    full = histories([L, L, L])  # every position holds a real-looking event (same seed as below)
+    padded = histories([2, 4, 1])  # the same events, zero-padded after hist_len
+    truncated = dict(full, hist_len=torch.tensor([2, 4, 1]))  # same lengths, non-zero "padding"
+    assert torch.allclose(users(padded), users(truncated), atol=1e-6)
+    # ... while one more real event does change the vector
+    longer = dict(full, hist_len=torch.tensor([3, 4, 1]))
+    assert not torch.allclose(users(truncated)[0], users(longer)[0], atol=1e-4)
+
+
+def test_an_empty_history_gives_a_finite_vector() -> None:
+    model = tiny_model()
+    h = histories([0])
+    users = model.user_vectors(
+        h["hist_item_idx"], h["hist_type_idx"], h["hist_age_s"], h["hist_len"]
+    )
+    assert torch.isfinite(users).all()
+
+
+def test_embedding_gradients_are_sparse() -> None:
+    model = tiny_model().train()
+    h = histories([2, 3])
+    users, items = model({**h, "target_item_idx": torch.tensor([4, 5])})
+    (users * items).sum().backward()
+    assert (
+        model.item_embedding.weight.grad.is_sparse
+        and model.category_embedding.weight.grad.is_sparse
+    )
+    assert all(not p.grad.is_sparse for p in model.dense_parameters() if p.grad is not None)
+
+
+def _softmax_ce(logits: list[float], target: int) -> float:
+    m = max(logits)
+    return -(logits[target] - m - math.log(sum(math.exp(x - m) for x in logits)))
+
+
+def test_loss_matches_a_hand_computed_case() -> None:
+    users = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    items = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    targets = torch.tensor([10, 11, 12])
+    weights = torch.tensor([1.0, 0.5, 0.25])
+    log_q = torch.tensor([-1.0, -2.0, -3.0])
+    T_ = 0.5
+    got = M.sampled_softmax_loss(users, items, targets, weights, log_q, T_)
+    dots = [[1.0, 0.6, 0.0], [0.0, 0.8, 1.0], [0.6, 1.0, 0.8]]
+    per_row = [
+        _softmax_ce([dots[i][j] / T_ - log_q[j].item() for j in range(3)], i) for i in range(3)
+    ]
+    expected = (
+        sum(w * loss for w, loss in zip(weights.tolist(), per_row, strict=True))
+        / weights.sum().item()
+    )
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_logq_correction_penalises_frequent_items_as_negatives() -> None:
+    users = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    items = torch.tensor([[1.0, 0.0], [0.7071, 0.7071]])
+    targets, weights = torch.tensor([3, 4]), torch.ones(2)
+    plain = M.sampled_softmax_loss(users, items, targets, weights, torch.zeros(2), 1.0)
+    # item 4 is very frequent: log q high -> its logit as a negative for row 0 drops -> row 0 easier
+    corrected = M.sampled_softmax_loss(
+        users, items, targets, weights, torch.tensor([0.0, 5.0]), 1.0
+    )
+    row0_plain = _softmax_ce([1.0, 0.7071], 0)
+    row0_corr = _softmax_ce([1.0 - 0.0, 0.7071 - 5.0], 0)
+    row1_plain = _softmax_ce([0.0, 0.7071], 1)
+    row1_corr = _softmax_ce([0.0 - 0.0, 0.7071 - 5.0], 1)
+    assert plain.item() == pytest.approx((row0_plain + row1_plain) / 2, rel=1e-4)
+    assert corrected.item() == pytest.approx((row0_corr + row1_corr) / 2, rel=1e-4)
+
+
+def test_accidental_hits_are_not_negatives() -> None:
+    users = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    items = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    same = M.sampled_softmax_loss(
+        users, items, torch.tensor([7, 7]), torch.ones(2), torch.zeros(2), 1.0
+    )
+    assert same.item() == pytest.approx(0.0, abs=1e-6)  # the other 7 is masked, not a competitor
+
+
+def test_ranking_metrics_by_hand() -> None:
+    scores = torch.tensor(
+        [
+            [0.0, 0.0, 0.9, 0.8, 0.1],  # target 2 at rank 0
+            [0.0, 0.0, 0.9, 0.8, 0.1],  # target 3 at rank 1
+            [0.0, 0.0, 0.9, 0.8, 0.1],  # target 4 at rank 2 (outside K=2)
+            [0.0, 0.0, 0.5, 0.5, 0.1],  # target 3 tied with 2: ranked after it (rank 1)
+        ]
+    )
+    scores = M.mask_unrecommendable(scores)
+    totals = M.ranking_totals(scores, torch.tensor([2, 3, 4, 3]), k=2)
+    assert totals.examples == 4 and totals.hits == 3
+    assert totals.recall == pytest.approx(0.75)
+    assert totals.ndcg == pytest.approx((1.0 + 1 / math.log2(3) + 0 + 1 / math.log2(3)) / 4)
+    assert M.random_recall_at_k(100, 10) == 0.1
+
+
+def test_rebatch_yields_every_row_once_in_full_batches() -> None:
+    source = [{"x": np.arange(s, s + n)} for s, n in [(0, 7), (7, 5), (12, 11)]]
+    out = list(T.rebatch(source, batch_size=4, shuffle_buffer=6, seed=1))
+    assert all(len(b["x"]) == 4 for b in out) and len(out) == 5
+    seen = np.concatenate([b["x"] for b in out])
+    assert len(set(seen.tolist())) == 20 and set(seen.tolist()) <= set(range(23))
+    kept = list(T.rebatch(source, batch_size=4, shuffle_buffer=6, seed=1, drop_last=False))
+    assert sorted(np.concatenate([b["x"] for b in kept]).tolist()) == list(range(23))
+    again = list(T.rebatch(source, batch_size=4, shuffle_buffer=6, seed=1))
+    assert all((a["x"] == b["x"]).all() for a, b in zip(out, again, strict=True))
+
+
+def test_checkpoint_round_trip_restores_the_model(tmp_path: Path) -> None:
+    model = tiny_model()
+    store = T.CheckpointStore(tmp_path / "ckpt", keep=2)
+    state = T._state(model, [], 3, {"epoch": 3}, [{"epoch": 3}], {"run": "x"})
+    for epoch in (1, 2, 3):
+        store.save(epoch, {**state, "epoch": epoch})
+    store.save_best(state)
+    assert store.latest_epoch() == 3 and store.has_progress()
+    assert sorted(p.name for p in (tmp_path / "ckpt").glob("epoch-*.pt")) == [
+        "epoch-0002.pt",
+        "epoch-0003.pt",
+    ]
+    restored = T.load_model(store.best_path())
+    h = histories([2, 5])
+    args = (h["hist_item_idx"], h["hist_type_idx"], h["hist_age_s"], h["hist_len"])
+    assert torch.allclose(model.user_vectors(*args), restored.user_vectors(*args))
+    store.mark_complete({"ok": True})
+    assert store.is_complete() and not store.has_progress()
+
+
+def _synthetic_split(n: int, seed: int) -> list[T.Batch]:
+    """Users whose history is items of one parity and whose target shares it: learnable."""
+    rng = np.random.default_rng(seed)
+    parity = rng.integers(0, 2, n)
+    items = 2 + 2 * rng.integers(0, 9, (n, L)) + parity[:, None]
+    target = 2 + 2 * rng.integers(0, 9, n) + parity
+    return [{
+        "hist_item_idx": items, "hist_type_idx": np.ones((n, L), dtype=np.int64),
+        "hist_age_s": np.full((n, L), 60), "hist_len": np.full(n, L), "target_item_idx": target,
+        "label_weight": np.ones(n, dtype=np.float32),
+    }]  # fmt: skip
+
+
+def test_single_process_loop_learns_checkpoints_and_resumes(tmp_path: Path) -> None:
+    cfg = config(encoder="mean")
+    data = {"train": _synthetic_split(2048, 1), "val": _synthetic_split(256, 2)}
+    settings = T.TrainSettings(
+        epochs=3,
+        batch_size=64,
+        patience=5,
+        k=5,
+        shuffle_buffer=512,
+        learning_rate=0.01,
+        sparse_learning_rate=0.05,
+    )
+    store = T.CheckpointStore(tmp_path / "ckpt")
+    category = torch.arange(20) % 5
+    log_q = M.log_q_from_counts(torch.ones(20))
+    first = T.train_loop(
+        comm=T.SingleProcess(), model_config=cfg, item_category=category, item_log_q=log_q,
+        settings=T.TrainSettings(**{**settings.__dict__, "epochs": 2}), open_split=lambda s, e: data[s],
+        checkpoints=store,
+    )  # fmt: skip
+    assert first.epochs_run == [1, 2] and store.latest_epoch() == 2
+    assert first.history[-1]["train_loss"] < first.history[0]["train_loss"]
+    assert first.best_val_recall > M.random_recall_at_k(18, 5) * 1.5  # learned the parity structure
+    resumed = T.train_loop(
+        comm=T.SingleProcess(), model_config=cfg, item_category=category, item_log_q=log_q, settings=settings,
+        open_split=lambda s, e: data[s], checkpoints=store, resume=True,
+    )  # fmt: skip
+    assert resumed.start_epoch == 3 and resumed.epochs_run == [3]
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+
+
+def test_non_finite_loss_stops_training_with_its_location() -> None:
+    data = _synthetic_split(256, 3)
+    data[0]["label_weight"] = np.full(256, np.nan, dtype=np.float32)
+    with pytest.raises(T.TrainingError, match=r"loss is nan at epoch 1 step 1 on worker 0"):
+        T.train_loop(
+            comm=T.SingleProcess(), model_config=config(), item_category=torch.arange(20) % 5,
+            item_log_q=torch.zeros(20), settings=T.TrainSettings(epochs=1, batch_size=64),
+            open_split=lambda s, e: data, checkpoints=None,
+        )  # fmt: skip
+
+
+def test_mixed_precision_is_off_on_cpu_unless_asked() -> None:
+    _, dtype = T.autocast_for(torch.device("cpu"), "auto")
+    assert dtype is None
+    _, bf16 = T.autocast_for(torch.device("cpu"), "bf16")
+    assert bf16 == torch.bfloat16
+
+
+def test_prefetch_keeps_order_and_raises_reader_errors() -> None:
+    assert list(T.prefetch(iter(range(50)), depth=3)) == list(range(50))
+
+    def broken() -> object:
+        yield 1
+        raise OSError("shard vanished")
+
+    got = []
+    with pytest.raises(OSError, match="shard vanished"):
+        for item in T.prefetch(broken()):
+            got.append(item)
+    assert got == [1]
