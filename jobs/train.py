@@ -63,8 +63,8 @@ class TrainConfig(DatedStepConfig):
     epochs: int = opt(5, help="maximum epochs")
     patience: int = opt(2, help="stop after this many epochs without a better val recall")
     batch_size: int = opt(256, help="examples per worker per step (in-batch negatives)")
-    learning_rate: float = opt(1e-3, help="Adam learning rate (dense layers)")
-    sparse_learning_rate: float = opt(1e-2, help="SparseAdam learning rate (embedding tables)")
+    learning_rate: float = opt(3e-3, help="Adam learning rate (dense layers)")
+    sparse_learning_rate: float = opt(3e-2, help="SparseAdam learning rate (embedding tables)")
     dim: int = opt(64, help="user/item vector size")
     item_embedding_dim: int = opt(64, help="item embedding size")
     category_embedding_dim: int = opt(16, help="category embedding size")
@@ -77,6 +77,16 @@ class TrainConfig(DatedStepConfig):
         help="sparse embedding gradients (SparseAdam, all-gathered); --no-sparse-embeddings: dense tables and all-reduce",
     )
     k: int = opt(10, help="K of the Recall@K / NDCG@K validation metrics")
+    repeat_target_weight: float = opt(
+        1.0,
+        help="loss weight of examples whose target is already in the history (0: learn only discovery)",
+    )
+    logq_correction: bool = opt(
+        True, help="correct in-batch logits by log item frequency (--no-logq-correction: off)"
+    )
+    select_on: str = opt(
+        "all", help="best epoch by val recall over all targets or novel targets only (novel)"
+    )
     mixed_precision: str = opt(
         "auto", help="auto (bf16/fp16 on GPU, off on CPU), bf16, fp16 or off"
     )
@@ -137,6 +147,12 @@ class TrainConfig(DatedStepConfig):
             raise ConfigError(
                 f"invalid config value heads={self.heads}: item_embedding_dim {self.item_embedding_dim} must divide by it"
             )
+        if not 0 <= self.repeat_target_weight <= 1:
+            raise ConfigError(
+                f"invalid config value repeat_target_weight={self.repeat_target_weight}: must be in [0, 1]"
+            )
+        if self.select_on not in ("all", "novel"):
+            raise ConfigError(f"invalid config value select_on={self.select_on!r}: all or novel")
         if self.restart and self.resume:
             raise ConfigError("--restart and --resume contradict each other")
 
@@ -149,6 +165,7 @@ class TrainConfig(DatedStepConfig):
             epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
             sparse_learning_rate=self.sparse_learning_rate, patience=self.patience, k=self.k,
             seed=self.seed, mixed_precision=self.mixed_precision, max_steps_per_epoch=self.max_steps_per_epoch,
+            repeat_target_weight=self.repeat_target_weight, logq_correction=self.logq_correction, select_on=self.select_on,
         )  # fmt: skip
 
 

@@ -15,11 +15,15 @@ Every clean event in the window gets exactly one disposition:
   user_without_targets        filtered: an event of a user with no emitted example (e.g. view-only)
   not_before_any_target       filtered: no emitted example of its user comes after it closely enough
 
-History rule: per user, item events are ordered by (event_time, event_id). The history of a
-target is the L events with ``event_time`` strictly earlier than the target's, so events that
-share the target's timestamp never leak in. It is computed once per distinct timestamp (the
-first event of a tie group takes the L rows before it; the group's other events copy it), so
-the cost is O(events * L) and a task holds one user's rows at a time (Spark spills them).
+History rule: per user, item events are ordered by (event_time, event_id). With the default
+``history_cutoff = day`` the history of a target is the user's last L item events before the
+target's UTC day, and ages count from that day's start: exactly what the nightly scorer sees
+when it recommends for the next day, so the model learns to predict tomorrow, not to echo the
+view that precedes a click within a session. With ``event`` the history is the L events with
+``event_time`` strictly earlier than the target's (events sharing the target's timestamp never
+leak in), for within-session next-item prediction. Either way it is computed once per group (day
+or timestamp: the group's first event takes the L rows before it; the others copy it), so the
+cost is O(events * L) and a task holds one user's rows at a time (Spark spills them).
 
 Capping rule for very long histories (heavy buyers, bots clean did not catch): only a user's
 ``max_targets_per_user`` most recent targets become examples; the rest are counted as
@@ -67,6 +71,7 @@ FILTER_REASONS: tuple[str, ...] = (
     NOT_BEFORE_ANY_TARGET,
 )
 
+HISTORY_CUTOFFS: tuple[str, ...] = ("day", "event")
 DEFAULT_LABEL_WEIGHTS: dict[str, float] = {S.VIEW: 0.1, S.CLICK: 0.25, S.CART: 0.5, S.PURCHASE: 1.0}
 
 VOCAB_ITEMS_SCHEMA = T.StructType(
@@ -145,6 +150,13 @@ class LabelRules:
         default=1000,
         metadata={"help": "keep only each user's most recent N targets (caps heavy users)"},
     )
+    history_cutoff: str = field(
+        default="day",
+        metadata={
+            "help": "day: a target's history ends before its UTC day (what a nightly batch scorer "
+            "sees); event: it ends just before the target"
+        },
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -175,6 +187,10 @@ class LabelRules:
             raise ConfigError(
                 f"invalid config value lookback_days={self.lookback_days}: must exceed "
                 f"val_days + test_days ({self.val_days + self.test_days}) to leave train days"
+            )
+        if self.history_cutoff not in HISTORY_CUTOFFS:
+            raise ConfigError(
+                f"invalid config value history_cutoff={self.history_cutoff!r}: must be day or event"
             )
         if not self.target_types:
             raise ConfigError("invalid config value target_types: must name at least one type")
@@ -304,6 +320,16 @@ def label_events(
             F.coalesce("item_idx", F.lit(OOV)).cast("int").alias("idx"),
             type_index[F.col("event_type")].alias("type_idx"),
             F.col("event_time").cast("double").alias("t"),
+            # Events of one group share one history: the group is the UTC day (day cutoff) or
+            # the timestamp (event cutoff); the history ends before the group's first event.
+            (
+                F.to_date("event_time") if rules.history_cutoff == "day" else F.col("event_time")
+            ).alias("_group"),
+            (
+                F.date_trunc("day", "event_time").cast("double")
+                if rules.history_cutoff == "day"
+                else F.col("event_time").cast("double")
+            ).alias("t_ref"),
         )
         # One shuffle by user serves every window below (each partitions by user_id and more).
         .repartition("user_id")
@@ -312,7 +338,7 @@ def label_events(
     user = Window.partitionBy("user_id", has_item)
     ordered = user.orderBy("event_time", "event_id")
     ev = ev.withColumn("pos", F.row_number().over(ordered)).withColumn(
-        "tie_start", F.rank().over(user.orderBy("event_time"))
+        "tie_start", F.rank().over(user.orderBy("_group"))
     )
     # History of the first event of each tie group: the L rows before it (all strictly earlier).
     before = ordered.rowsBetween(-L, -1)
@@ -320,9 +346,7 @@ def label_events(
     ev = ev.withColumn("_hist", F.when(F.col("pos") == F.col("tie_start"), history))
     ev = ev.withColumn(
         "_hist",
-        F.first("_hist", ignorenulls=True).over(
-            Window.partitionBy("user_id", has_item, "event_time")
-        ),
+        F.first("_hist", ignorenulls=True).over(Window.partitionBy("user_id", has_item, "_group")),
     )
     hist_len = F.size(F.col("_hist"))
 
@@ -381,7 +405,7 @@ def label_events(
             _pad(
                 F.transform(
                     recent_first,
-                    lambda h: F.least(F.col("t") - h["t"], F.lit(2**31 - 1.0)).cast("int"),
+                    lambda h: F.least(F.col("t_ref") - h["t"], F.lit(2**31 - 1.0)).cast("int"),
                 ),
                 L,
             )

@@ -104,8 +104,8 @@ class TrainSettings:
 
     epochs: int = 5
     batch_size: int = 256
-    learning_rate: float = 1e-3
-    sparse_learning_rate: float = 1e-2
+    learning_rate: float = 3e-3
+    sparse_learning_rate: float = 3e-2
     patience: int = 2
     k: int = 10
     eval_batch_size: int = 1024
@@ -115,6 +115,11 @@ class TrainSettings:
     max_steps_per_epoch: int = 0  # 0: the whole slice
     log_every_steps: int = 50
     checkpoints_kept: int = 2
+    # Loss weight of examples whose target is already in the history (the in-session funnel:
+    # view -> click -> cart of one item). Below 1 the model learns discovery over repetition.
+    repeat_target_weight: float = 1.0
+    logq_correction: bool = True  # subtract log q(item) from in-batch logits
+    select_on: str = "all"  # best epoch by val recall over all targets, or novel targets only
 
     def __post_init__(self) -> None:
         if self.mixed_precision not in ("auto", "bf16", "fp16", "off"):
@@ -124,6 +129,10 @@ class TrainSettings:
         for name in ("epochs", "batch_size", "k", "eval_batch_size", "checkpoints_kept"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if not 0 <= self.repeat_target_weight <= 1:
+            raise ValueError("repeat_target_weight must be in [0, 1]")
+        if self.select_on not in ("all", "novel"):
+            raise ValueError(f"select_on must be all or novel, not {self.select_on!r}")
 
 
 @dataclass
@@ -519,15 +528,21 @@ def train_loop(
                 break
             assert batch is not None
             t = to_tensors(batch, device)
+            weights = t["label_weight"]
+            if settings.repeat_target_weight < 1:
+                fresh = novel_targets(t["hist_item_idx"], t["hist_len"], t["target_item_idx"])
+                weights = weights * torch.where(
+                    fresh,
+                    torch.ones_like(weights),
+                    weights.new_tensor(settings.repeat_target_weight),
+                )
+            log_q = model.item_log_q[t["target_item_idx"]]
+            if not settings.logq_correction:
+                log_q = torch.zeros_like(log_q)
             with autocast():
                 users, items = model(t)
                 loss = sampled_softmax_loss(
-                    users,
-                    items,
-                    t["target_item_idx"],
-                    t["label_weight"],
-                    model.item_log_q[t["target_item_idx"]],
-                    model_config.temperature,
+                    users, items, t["target_item_idx"], weights, log_q, model_config.temperature
                 )
             for opt in optimizers:
                 opt.zero_grad()
@@ -572,12 +587,13 @@ def train_loop(
         )
         if val.examples == 0:
             raise TrainingError("the val split gave no examples to evaluate")
-        improved = val.recall > best["val_recall"] + 1e-12
+        chosen = val_novel if settings.select_on == "novel" else val
+        improved = chosen.recall > best["val_recall"] + 1e-12
         if improved:
             best = {
                 "epoch": epoch,
-                "val_recall": val.recall,
-                "val_ndcg": val.ndcg,
+                "val_recall": chosen.recall,
+                "val_ndcg": chosen.ndcg,
                 "epochs_without_improvement": 0,
             }
         else:

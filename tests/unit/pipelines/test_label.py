@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 
 RUN = dt.date(2026, 11, 21)
 TRAIN_DAY, VAL_DAY, TEST_DAY = dt.date(2026, 11, 19), dt.date(2026, 11, 20), RUN
-RULES = L.LabelRules(lookback_days=5, history_length=3, min_item_count=1)
+RULES = L.LabelRules(lookback_days=5, history_length=3, min_item_count=1, history_cutoff="event")
 
 
 def at(day: dt.date, hh: int, mm: int = 0, ss: int = 0) -> dt.datetime:
@@ -68,6 +68,28 @@ def test_history_holds_strictly_earlier_events_most_recent_first(spark: SparkSes
     assert target["hist_type_idx"] == [L.TYPE_INDEX["view"], L.TYPE_INDEX["view"], L.PAD]
     assert target["hist_age_s"] == [3600, 7200, 0]
     assert target["hist_len"] == 2
+
+
+def test_day_cutoff_history_ends_before_the_targets_day(spark: SparkSession) -> None:
+    rules = L.LabelRules(lookback_days=5, history_length=3, min_item_count=1, history_cutoff="day")
+    before = TRAIN_DAY - dt.timedelta(days=1)
+    ev = events(
+        spark,
+        ("u", "i1", "view", at(before, 10)),
+        ("u", "i2", "click", at(before, 22)),  # a target of the day before
+        ("u", "i3", "view", at(TRAIN_DAY, 9)),  # same day as the next target: not in its history
+        ("u", "i3", "click", at(TRAIN_DAY, 9, 5)),  # target
+        ("u", "i4", "cart", at(TRAIN_DAY, 15)),  # target, same day: the same history
+    )
+    labeled, items = run_label(spark, ev, rules)
+    idx, rows = item_index(items), by_event(labeled)
+    for e in ("e003", "e004"):
+        assert rows[e]["disposition"] == L.TARGET
+        assert rows[e]["hist_item_idx"] == [idx["i2"], idx["i1"], L.PAD]
+        assert rows[e]["hist_age_s"] == [2 * 3600, 14 * 3600, 0]  # from the day's start
+    # e001 has no earlier-day history (no example of its own) but is in e003's history
+    assert rows["e000"]["disposition"] == rows["e001"]["disposition"] == L.HISTORY_ONLY
+    assert rows["e002"]["disposition"] == L.NOT_BEFORE_ANY_TARGET
 
 
 def test_events_sharing_a_timestamp_share_one_history(spark: SparkSession) -> None:
@@ -128,7 +150,9 @@ def test_splits_follow_target_time(spark: SparkSession) -> None:
 
 
 def test_vocabulary_comes_from_the_train_period_by_count(spark: SparkSession) -> None:
-    rules = L.LabelRules(lookback_days=5, history_length=3, min_item_count=2)
+    rules = L.LabelRules(
+        lookback_days=5, history_length=3, min_item_count=2, history_cutoff="event"
+    )
     ev = events(
         spark,
         ("u", "pop", "view", at(TRAIN_DAY, 8)),
@@ -169,7 +193,11 @@ def test_targets_need_a_history(spark: SparkSession) -> None:
 
 def test_heavy_users_keep_only_their_most_recent_targets(spark: SparkSession) -> None:
     rules = L.LabelRules(
-        lookback_days=5, history_length=2, min_item_count=1, max_targets_per_user=2
+        lookback_days=5,
+        history_length=2,
+        min_item_count=1,
+        max_targets_per_user=2,
+        history_cutoff="event",
     )
     ev = events(spark, *[("u", "i1", "click", at(TRAIN_DAY, 8 + n)) for n in range(6)])
     rows = by_event(run_label(spark, ev, rules)[0])
