@@ -9,6 +9,9 @@ STAMP := $(VENV)/.cartwheel-installed
 # Where `make demo` puts its data (generated logs, clean tables, manifests, MLflow store).
 DEMO_ROOT ?= $(CURDIR)/demo-data
 PYTEST_ARGS ?=
+# Two test processes, one test file each at a time: Spark, Horovod and subprocess start-up waits
+# overlap, which shortens the run even on 2 cores. TEST_WORKERS=0 runs everything in-process.
+TEST_WORKERS ?= 2
 BENCH_ARGS ?=
 
 .PHONY: help check-tools venv install demo test test-all lint typecheck bench clean-demo
@@ -18,7 +21,7 @@ help: ## list the targets
 	@echo
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-11s %s\n", $$1, $$2}'
 	@echo
-	@echo "variables: PYTHON=$(PYTHON) VENV=$(VENV) DEMO_ROOT=$(DEMO_ROOT) PYTEST_ARGS=... BENCH_ARGS=..."
+	@echo "variables: PYTHON=$(PYTHON) VENV=$(VENV) DEMO_ROOT=$(DEMO_ROOT) TEST_WORKERS=$(TEST_WORKERS) PYTEST_ARGS=... BENCH_ARGS=..."
 
 check-tools: ## fail clearly if Python 3.11 or Java 17 is missing
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; cartwheel needs Python 3.11 (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
@@ -47,11 +50,11 @@ $(STAMP): pyproject.toml .ci/build_horovod.sh | $(PY)
 
 install: $(STAMP) ## install everything into .venv (idempotent; Horovod wheel cached in ~/.cache/cartwheel)
 
-demo: install ## generate a small log, run clean, label and shard on it, print what came out
+demo: install ## generate a small log, run every step on it (clean .. train, evaluate, score), print what came out
 	$(VENV)/bin/cartwheel demo --data-root $(DEMO_ROOT)
 
 test: install ## run the test suite (unit + smoke; not slow or gpu)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 test-all: install ## run every test tier, slow ones included
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
@@ -66,6 +69,8 @@ typecheck: install ## mypy on jobs pipelines udfs
 bench: install ## run the benchmarks in bench/ (results in bench/results/; long: ~1 hour on 2 cores)
 	$(PY) bench/ingest_bench.py --keep $(BENCH_ARGS)
 	$(PY) bench/label_shard_bench.py $(BENCH_ARGS)
+	$(PY) bench/train_bench.py
+	$(PY) bench/score_bench.py
 
 clean-demo: ## remove the demo data folder
 	rm -rf $(DEMO_ROOT)

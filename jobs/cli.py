@@ -27,6 +27,11 @@ STEPS: dict[str, tuple[str, str]] = {
         "jobs.train",
         "two-tower model with Horovod on Spark (or TorchDistributor), logged to MLflow",
     ),
+    "evaluate": (
+        "jobs.evaluate",
+        "model vs popularity, co-occurrence and ALS on the test period; promotes the champion",
+    ),
+    "score": ("jobs.score", "the champion model -> recs/user_topk and recs/item_similar tables"),
     "demo": ("jobs.demo", "generate a small log and run every step on it, printing what came out"),
 }
 

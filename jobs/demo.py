@@ -1,5 +1,5 @@
 """cartwheel demo: generate a small log, run the pipeline on it (generate, clean, label,
-shard), and print what came out.
+shard, train, evaluate, score), and print what came out.
 
 Uses an embedded default (synthetic data from a fixed seed, local Spark, everything under
 ``--data-root``), so a newcomer sees every step work before pointing cartwheel at real data.
@@ -13,11 +13,14 @@ import sys
 from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from jobs import clean, generate, label, shard
+from jobs import clean, evaluate, generate, label, score, shard, train
 from jobs.common import format_counts, run_cli
 from jobs.config import StepConfig, opt
 from jobs.manifest import RunResult
+from jobs.readers import partition_name
+from jobs.storage import join
 from pipelines import generate as G
 from pipelines.errors import ConfigError
 
@@ -34,6 +37,7 @@ class DemoConfig(StepConfig):
     rows: int = opt(200_000, help="raw rows to generate")
     days: int = opt(7, help="days of log to generate and clean")
     seed: int = opt(7, help="generator seed")
+    epochs: int = opt(4, help="training epochs")
 
     def validate(self) -> None:
         super().validate()
@@ -41,9 +45,9 @@ class DemoConfig(StepConfig):
             raise ConfigError(
                 f"invalid config value rows={self.rows!r}: the demo needs at least 1000"
             )
-        if self.days < 3:
+        if self.days < 4:
             raise ConfigError(
-                f"invalid config value days={self.days!r}: the demo needs at least 3 (train, val, test)"
+                f"invalid config value days={self.days!r}: the demo needs at least 4 (history, train, val, test)"
             )
 
     @property
@@ -52,7 +56,8 @@ class DemoConfig(StepConfig):
 
 
 def main(spark: SparkSession, config: DemoConfig) -> RunResult:
-    """Run generate, clean, label and shard; the result's details hold each step's result."""
+    """Run generate, clean, label, shard, train, evaluate and score; the result's details hold
+    each step's result."""
     root, day = config.data_root, config.end_date
     gen = generate.main(
         spark,
@@ -65,9 +70,54 @@ def main(spark: SparkSession, config: DemoConfig) -> RunResult:
         spark, label.LabelConfig(data_root=root, run_date=day, lookback_days=config.days)
     )
     shd = shard.main(spark, shard.ShardConfig(data_root=root, run_date=day))
-    steps = {"generate": gen, "clean": cln, "label": lab, "shard": shd}
+    # A small log gives few examples per worker: keep several steps per epoch.
+    batch = max(16, min(256, shd.manifest["splits"]["train"]["rows"] // 8))
+    trn = train.main(
+        spark,
+        train.TrainConfig(
+            data_root=root, run_date=day, epochs=config.epochs, restart=True, batch_size=batch
+        ),
+    )
+    evl = evaluate.main(spark, evaluate.EvaluateConfig(data_root=root, run_date=day))
+    scr = score.main(spark, score.ScoreConfig(data_root=root, run_date=day))
+    steps = {
+        "generate": gen, "clean": cln, "label": lab, "shard": shd, "train": trn, "evaluate": evl, "score": scr,
+    }  # fmt: skip
     status = "succeeded" if all(r.succeeded for r in steps.values()) else "failed"
-    return RunResult("demo", status, shd.manifest, shd.manifest_path, steps)
+    return RunResult(
+        "demo",
+        status,
+        scr.manifest,
+        scr.manifest_path,
+        {**steps, "samples": sample_recs(spark, root, day)},
+    )
+
+
+def sample_recs(
+    spark: SparkSession, root: str, day: dt.date, users: int = 3, top: int = 5
+) -> list[dict]:
+    """A few model-scored users' top items with their catalog titles (a handful of rows)."""
+    recs = spark.read.parquet(join(root, "recs", "user_topk", partition_name(day)))
+    chosen = (
+        recs.where((F.col("source") == "model") & (F.col("rank") == 1))
+        .orderBy("user_id")
+        .limit(users)
+        .select("user_id")
+    )
+    titles = spark.read.parquet(join(root, "raw", "catalog")).select("item_id", "title")
+    rows = (
+        recs.join(chosen, "user_id", "left_semi")
+        .where(F.col("rank") <= top)
+        .join(titles, "item_id", "left")
+        .orderBy("user_id", "rank")
+        .collect()  # users x top rows
+    )
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        out.setdefault(r["user_id"], []).append(
+            f"{r['rank']}. {r['title'] or r['item_id']} ({r['score']:.3f})"
+        )
+    return [{"user_id": u, "items": items} for u, items in out.items()]
 
 
 def reconciliation(gen: dict, cln: dict) -> list[tuple[str, int, int]]:
@@ -76,6 +126,38 @@ def reconciliation(gen: dict, cln: dict) -> list[tuple[str, int, int]]:
     found[G.UNKNOWN_ITEM] = cln["quality"]["unknown_items"]
     found[G.PII_QUERY] = cln["quality"]["pii_scrubbed"]
     return [(kind, count, int(found.get(kind, 0))) for kind, count in gen["injected"].items()]
+
+
+def train_lines(trn: dict) -> list[str]:
+    """The training part of the summary: per-epoch val metrics vs the baselines."""
+    k = trn["config"]["k"]
+    lines = [
+        f"train     {trn['rows_in']:>10,} train examples, {trn['epochs'][0]['workers']} Horovod workers "
+        f"-> {trn['registered_model']} v{trn['model_version']} (alias {trn['alias']})",
+        f"          {'epoch':>5} {'loss':>8} {f'recall@{k}':>10} {f'ndcg@{k}':>9} {'examples/s':>11}",
+    ]
+    for e in trn["epochs"]:
+        lines.append(
+            f"          {e['epoch']:>5} {e['train_loss']:>8.4f} {e['val_recall']:>10.4f} {e['val_ndcg']:>9.4f} "
+            f"{e['examples'] / e['seconds']:>11,.0f}"
+        )
+    lines.append(
+        f"          val recall@{k}: model {trn[f'best_val_recall_at_{k}']:.4f} (epoch {trn['best_epoch']}), "
+        f"popularity {trn[f'baseline_popularity_val_recall_at_{k}']:.4f}, random {trn[f'baseline_random_val_recall_at_{k}']:.4f}"
+    )
+    return lines
+
+
+def score_lines(result: RunResult) -> list[str]:
+    m = result.details["score"].manifest
+    lines = [
+        f"score     {m['active_users']:>10,} active users -> {m['user_topk_rows']:,} recommendations "
+        f"(top {m['k']}; {m['cold_users_popularity_fallback']:,} cold users given popular items), "
+        f"{m['item_similar_rows']:,} similar-item rows; model v{m['model_version']}",
+    ]
+    for s in result.details["samples"]:
+        lines.append(f"          user {s['user_id']}: " + "; ".join(s["items"]))
+    return lines
 
 
 def summarize(result: RunResult) -> str:
@@ -114,6 +196,14 @@ def summarize(result: RunResult) -> str:
             f"{s} {i['files']} files (balance {i['balance_ratio']})"
             for s, i in shd["splits"].items()
         ),
+        *train_lines(result.details["train"].manifest),
+        "",
+        *[
+            f"evaluate  {line}" if n == 0 else f"          {line}"
+            for n, line in enumerate(evaluate.metrics_lines(result.details["evaluate"].manifest))
+        ],
+        "",
+        *score_lines(result),
         "",
         "where things are:",
         f"  raw logs        {gen['outputs'][0]}",
@@ -123,6 +213,9 @@ def summarize(result: RunResult) -> str:
         f"  examples        {cln['config']['data_root']}/examples/  (vocabularies in vocab/)",
         f"  shards          {cln['config']['data_root']}/shards/{shd['run_id']}/  ({shd['shard_manifest']})",
         f"  run manifests   {cln['config']['data_root']}/_runs/{cln['run_date']}/",
+        f"  recommendations {cln['config']['data_root']}/recs/user_topk/ and recs/item_similar/",
+        f"  evaluation      {result.details['evaluate'].manifest['report']}/report.md",
+        f"  MLflow          mlflow ui --backend-store-uri {result.details['train'].manifest['mlflow_tracking_uri']}",
     ]
     ok = all(i == f for _, i, f in reconciliation(gen, cln)) and q["sessions"] == gen["sessions"]
     rows.append("")

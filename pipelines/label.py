@@ -183,14 +183,18 @@ class LabelRules:
             raise ConfigError(
                 f"invalid config value history_length={self.history_length}: must be <= 1000"
             )
-        if self.val_days + self.test_days >= self.lookback_days:
-            raise ConfigError(
-                f"invalid config value lookback_days={self.lookback_days}: must exceed "
-                f"val_days + test_days ({self.val_days + self.test_days}) to leave train days"
-            )
         if self.history_cutoff not in HISTORY_CUTOFFS:
             raise ConfigError(
                 f"invalid config value history_cutoff={self.history_cutoff!r}: must be day or event"
+            )
+        # With day-cutoff histories the window's first day can only be history.
+        history_days = 1 if self.history_cutoff == "day" else 0
+        if self.val_days + self.test_days + history_days >= self.lookback_days:
+            raise ConfigError(
+                f"invalid config value lookback_days={self.lookback_days}: must exceed "
+                f"val_days + test_days ({self.val_days + self.test_days})"
+                + (" + 1 (the first day is history only)" if history_days else "")
+                + " to leave train days"
             )
         if not self.target_types:
             raise ConfigError("invalid config value target_types: must name at least one type")

@@ -1,0 +1,237 @@
+"""cartwheel score: the registered model -> tomorrow's recommendation tables.
+
+Reads ``clean/events/`` for the ``--lookback-days`` ending at ``--run-date`` (the active users
+and their histories), ``raw/catalog/`` (what is sellable) and the model (``--model-uri``,
+default ``models:/cartwheel-two-tower@champion``). Writes ``recs/user_topk/dt=D/`` (the top
+``--k`` items per active user, without the items the ``--exclude`` rule hides and without
+unsellable items) and ``recs/item_similar/dt=D/`` (each vocabulary item's ``--k`` nearest
+items by embedding), replacing only that date's partition, and ``_runs/<run-date>/score.json``.
+
+User vectors are computed in executors by a pandas UDF in iterator form (the model loads once
+per Python worker); the item table is broadcast; top-K is one matrix product + ``torch.topk``
+per Arrow batch. Users without any item event get the most popular candidates
+(``source = popularity``); the manifest counts them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs import models
+from jobs.common import run_cli, staging_area
+from jobs.config import DatedStepConfig, opt
+from jobs.manifest import RunResult, StepRun
+from jobs.readers import date_window, partition_name, read_catalog, read_clean_events
+from jobs.storage import Storage, join
+from pipelines import recs as R
+from pipelines.errors import ConfigError, InputError
+
+log = logging.getLogger("cartwheel")
+NO_CANDIDATES = "no_candidates_left"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ScoreConfig(DatedStepConfig):
+    """Flags of ``cartwheel score``."""
+
+    model_uri: str = opt(
+        "models:/cartwheel-two-tower@champion", help="models:/NAME@ALIAS or models:/NAME/VERSION"
+    )
+    k: int = opt(50, help="items per user and similar items per item")
+    lookback_days: int = opt(
+        30, help="users with an event in these days (up to --run-date) are scored"
+    )
+    exclude: str = opt(
+        "purchased", help="items hidden from a user: purchased, interacted (any item event) or none"
+    )
+    min_vocab_coverage: float = opt(
+        0.2,
+        help="fail if fewer of the window's item events than this fraction are in the model's vocabulary",
+    )
+    similar_items: bool = opt(True, help="also write recs/item_similar (--no-similar-items: skip)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.k < 1 or self.lookback_days < 1:
+            raise ConfigError("invalid config value: k and lookback_days must be >= 1")
+        if self.exclude not in R.EXCLUDE_RULES:
+            raise ConfigError(
+                f"invalid config value exclude={self.exclude!r}: must be one of {', '.join(R.EXCLUDE_RULES)}"
+            )
+        if not 0 <= self.min_vocab_coverage <= 1:
+            raise ConfigError(
+                f"invalid config value min_vocab_coverage={self.min_vocab_coverage}: must be in [0, 1]"
+            )
+        if not models.MODEL_URI.match(self.model_uri):
+            raise ConfigError(
+                f"invalid config value model_uri={self.model_uri!r}: use models:/NAME@ALIAS or models:/NAME/VERSION"
+            )
+
+
+def vocabulary_coverage(events: DataFrame, item_index: DataFrame) -> dict[str, int]:
+    """Item events in the window and how many of them the model's vocabulary knows."""
+    row = (
+        events.where(F.col("item_id").isNotNull())
+        .join(F.broadcast(item_index.select("item_id", F.lit(1).alias("known"))), "item_id", "left")
+        .agg(F.count(F.lit(1)).alias("item_events"), F.count("known").alias("known"))
+        .first()
+    )
+    assert row is not None
+    return {"item_events": int(row["item_events"]), "item_events_in_vocabulary": int(row["known"])}
+
+
+def check_coverage(model: models.ResolvedModel, coverage: dict[str, int], minimum: float) -> float:
+    share = coverage["item_events_in_vocabulary"] / max(1, coverage["item_events"])
+    if coverage["item_events"] and share < minimum:
+        raise InputError(
+            f"model {model.uri} (version {model.version}) does not match the data: only {share:.1%} of "
+            f"{coverage['item_events']:,} item events are in its vocabulary (need {minimum:.0%}); "
+            "train a model on this data or lower --min-vocab-coverage"
+        )
+    return share
+
+
+def with_model_columns(
+    frame: DataFrame, model: models.ResolvedModel, run_date: dt.date, schema: Any
+) -> DataFrame:
+    return frame.select(
+        "*",
+        F.lit(model.name).alias("model_name"),
+        F.lit(model.version).alias("model_version"),
+        F.lit(run_date).cast("date").alias("run_date"),
+    ).select(*[f.name for f in schema.fields])
+
+
+def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
+    """Score every active user and every item with the model; publish the date's partitions."""
+    storage = Storage(spark)
+    run = StepRun(spark, "score", config)
+    root, day = config.data_root, config.run_date
+    with run:
+        days = date_window(day, config.lookback_days)
+        events = read_clean_events(spark, storage, root, days)
+        catalog = read_catalog(spark, storage, root)
+        models.configure_tracking(root)
+        model = models.resolve(config.model_uri)
+        item_index = model.item_index(spark).persist()
+        coverage = vocabulary_coverage(events, item_index)
+        share = check_coverage(model, coverage, config.min_vocab_coverage)
+        candidates, catalog_counts = models.sellable_candidates(spark, model, catalog)
+        cutoff = day + dt.timedelta(days=1)  # histories include the whole run date
+        popularity = models.popularity_order(
+            R.item_popularity(events, item_index, cutoff), candidates, config.k + 10_000
+        )
+        data = models.payload(model, candidates, popularity)
+        inputs = R.scoring_inputs(
+            events, item_index, cutoff, model.history_length, config.exclude
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        broadcasts: list[Any] = []
+        try:
+            users = inputs.agg(
+                F.count(F.lit(1)).alias("users"),
+                F.sum((F.col("hist_len") == 0).cast("int")).alias("cold"),
+            ).first()
+            assert users is not None
+            active, cold = int(users["users"]), int(users["cold"] or 0)
+            if active == 0:
+                raise InputError(f"no active users: no events in {days[0]} .. {days[-1]}")
+            log.info(
+                "[score] %s active users (%s cold), %s candidate items, model %s v%s",
+                f"{active:,}", f"{cold:,}", f"{catalog_counts['candidate_items']:,}", model.name, model.version,
+            )  # fmt: skip
+            scored, bc = models.score_users(spark, inputs, data, config.k)
+            broadcasts.append(bc)
+            topk = with_model_columns(scored, model, day, R.USER_TOPK_SCHEMA)
+            part = partition_name(day)
+            with staging_area(storage, root, "score") as staging:
+                topk.write.parquet(join(staging, "user_topk", part))
+                if config.similar_items:
+                    similar, bc2 = models.similar_items(spark, data, config.k)
+                    broadcasts.append(bc2)
+                    with_model_columns(similar, model, day, R.ITEM_SIMILAR_SCHEMA).write.parquet(
+                        join(staging, "item_similar", part)
+                    )
+                written = spark.read.parquet(join(staging, "user_topk", part))
+                stats = written.groupBy("user_id").agg(F.count(F.lit(1)).alias("n"))
+                summary = stats.agg(
+                    F.count(F.lit(1)).alias("users"),
+                    F.sum((F.col("n") < config.k).cast("int")).alias("short"),
+                ).first()
+                rows = written.count()
+                similar_rows = (
+                    spark.read.parquet(join(staging, "item_similar", part)).count()
+                    if config.similar_items
+                    else 0
+                )
+                assert summary is not None
+                scored_users = int(summary["users"])
+                outputs = [join(root, "recs", "user_topk", part)]
+                storage.publish_partitions(
+                    join(staging, "user_topk"), join(root, "recs", "user_topk"), [part]
+                )
+                if config.similar_items:
+                    storage.publish_partitions(
+                        join(staging, "item_similar"), join(root, "recs", "item_similar"), [part]
+                    )
+                    outputs.append(join(root, "recs", "item_similar", part))
+        finally:
+            inputs.unpersist()
+            item_index.unpersist()
+            for b in broadcasts:
+                b.unpersist()
+        run.inputs = [join(root, "clean", "events"), join(root, "raw", "catalog"), config.model_uri]
+        run.outputs = outputs
+        run.record(
+            rows_in=active,
+            rows_out=scored_users,
+            filtered={NO_CANDIDATES: active - scored_users},
+        )
+        run.extra = {
+            "model_name": model.name,
+            "model_version": model.version,
+            "model_run_id": model.run_id,
+            "k": config.k,
+            "active_users": active,
+            "cold_users_popularity_fallback": cold,
+            "users_short_of_k": int(summary["short"] or 0),
+            "user_topk_rows": rows,
+            "item_similar_rows": similar_rows,
+            "vocabulary_coverage": round(share, 6),
+            **coverage,
+            **catalog_counts,
+        }
+    return run.result()
+
+
+def summarize(result: RunResult) -> str:
+    m: dict[str, Any] = result.manifest
+    return "\n".join(
+        [
+            f"scored {m['active_users']:,} active users with {m['model_name']} v{m['model_version']}: "
+            f"{m['user_topk_rows']:,} rows (top {m['k']}), {m['cold_users_popularity_fallback']:,} cold users "
+            f"given popular items, {m['users_short_of_k']:,} with fewer than {m['k']} candidates left",
+            f"candidates: {m['candidate_items']:,} of {m['vocabulary_items']:,} vocabulary items "
+            f"({m['items_not_sellable']:,} not sellable, {m['items_missing_from_catalog']:,} not in the catalog); "
+            f"{m['vocabulary_coverage']:.1%} of item events in the model's vocabulary",
+            f"item_similar: {m['item_similar_rows']:,} rows",
+            f"tables: {', '.join(m['outputs'])}",
+            f"manifest: {result.manifest_path}",
+        ]
+    )
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    return run_cli("score", ScoreConfig, main, summarize, argv, description=__doc__ or "")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,219 @@
+"""Baselines a Spark user would build instead of cartwheel, all computed in Spark on the same
+train window, and the rules every method's lists share.
+
+Every method produces (user_id, item_id, rank) for the evaluated users: at most K candidate
+items, none the user's exclusion rule hides. Methods that can come up short (co-occurrence for
+a user whose recent items co-occur with few others, ALS for a user it never saw) are filled up
+to K with the global popularity list, so every method is judged on K items per user.
+
+  popularity          item events per item in the train window
+  recent_popularity   the same over the window's last ``recent_days`` days
+  cooccurrence        item-to-item: how many users had both items among their last N items;
+                      a user's list sums the co-occurrence counts of their own last N items
+  als                 Spark MLlib ALS with implicit feedback on label-weighted event counts
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from pyspark.ml.recommendation import ALS
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from pipelines import metrics as Mx
+
+POPULARITY, RECENT_POPULARITY, COOCCURRENCE, ALS_METHOD = (
+    "popularity",
+    "recent_popularity",
+    "cooccurrence",
+    "als",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaselineSettings:
+    recent_days: int = 2
+    cooccurrence_items: int = 20
+    cooccurrence_neighbours: int = 50
+    als_rank: int = 32
+    als_iterations: int = 10
+    als_reg: float = 0.1
+    als_alpha: float = 10.0
+    seed: int = 0
+
+
+def _at(day: dt.date) -> F.Column:
+    return F.lit(dt.datetime.combine(day, dt.time())).cast("timestamp")
+
+
+def allowed(lists: DataFrame, candidates: DataFrame, exclusions: DataFrame) -> DataFrame:
+    """Keep (user_id, item_id, ...) rows whose item is a candidate and not excluded for the user."""
+    return lists.join(
+        F.broadcast(candidates.select("item_id")), on="item_id", how="left_semi"
+    ).join(exclusions.select("user_id", "item_id"), on=["user_id", "item_id"], how="left_anti")
+
+
+def global_list(
+    counts: DataFrame,
+    users: DataFrame,
+    candidates: DataFrame,
+    exclusions: DataFrame,
+    k: int,
+    method: str,
+) -> DataFrame:
+    """One global ranking (item_id, score) -> every user's top k of it after their exclusions.
+
+    Only the global top (k + the largest per-user exclusion count) can ever be needed, so the
+    users x items product never exceeds that many rows per user."""
+    extra = most_excluded(exclusions)
+    top = (
+        counts.join(F.broadcast(candidates.select("item_id")), on="item_id", how="left_semi")
+        .orderBy(F.col("score").desc(), F.col("item_id"))
+        .limit(k + extra)
+    )
+    per_user = users.select("user_id").crossJoin(F.broadcast(top))
+    kept = per_user.join(
+        exclusions.select("user_id", "item_id"), ["user_id", "item_id"], "left_anti"
+    )
+    return Mx.rank_by_score(kept.withColumn("method", F.lit(method)), k)
+
+
+def most_excluded(exclusions: DataFrame) -> int:
+    """The largest number of items any one user has excluded (one small aggregate)."""
+    most = exclusions.groupBy("user_id").count().agg(F.max("count")).first()
+    return int(most[0]) if most is not None and most[0] is not None else 0
+
+
+def item_counts(events: DataFrame, since: dt.date | None = None) -> DataFrame:
+    """(item_id, score): item events per item (optionally only from ``since``)."""
+    rows = events.where(F.col("item_id").isNotNull())
+    if since is not None:
+        rows = rows.where(F.col("event_time") >= _at(since))
+    return rows.groupBy("item_id").agg(F.count(F.lit(1)).cast("double").alias("score"))
+
+
+def fill_up(primary: DataFrame, fallback: DataFrame, k: int, method: str) -> DataFrame:
+    """(method, user_id, item_id, rank) lists topped up to k from ``fallback``'s lists (items
+    not already listed), keeping ``primary``'s order first."""
+    both = primary.select("user_id", "item_id", "rank", F.lit(0).alias("tier")).unionByName(
+        fallback.join(
+            primary.select("user_id", "item_id"), ["user_id", "item_id"], "left_anti"
+        ).select("user_id", "item_id", "rank", F.lit(1).alias("tier"))
+    )
+    order = Window.partitionBy("user_id").orderBy("tier", "rank", "item_id")
+    return (
+        both.withColumn("rank", F.row_number().over(order))
+        .where(F.col("rank") <= k)
+        .select(F.lit(method).alias("method"), "user_id", "item_id", "rank")
+    )
+
+
+def recent_items(events: DataFrame, n: int) -> DataFrame:
+    """(user_id, item_id, recency): each user's last n distinct items (recency 1 = latest)."""
+    last_seen = (
+        events.where(F.col("item_id").isNotNull())
+        .groupBy("user_id", "item_id")
+        .agg(F.max("event_time").alias("t"))
+    )
+    order = Window.partitionBy("user_id").orderBy(F.col("t").desc(), F.col("item_id"))
+    return (
+        last_seen.withColumn("recency", F.row_number().over(order))
+        .where(F.col("recency") <= n)
+        .select("user_id", "item_id", "recency")
+    )
+
+
+def cooccurrence_lists(
+    events: DataFrame,
+    users: DataFrame,
+    candidates: DataFrame,
+    exclusions: DataFrame,
+    k: int,
+    settings: BaselineSettings,
+) -> DataFrame:
+    """Item-to-item co-occurrence over users' last N items -> (method, user_id, item_id, rank)
+    before fill-up (users without recent items get no rows)."""
+    recent = recent_items(events, settings.cooccurrence_items)
+    a, b = recent.alias("a"), recent.alias("b")
+    pairs = (
+        a.join(
+            b,
+            (F.col("a.user_id") == F.col("b.user_id")) & (F.col("a.item_id") != F.col("b.item_id")),
+        )
+        .groupBy(F.col("a.item_id").alias("seed"), F.col("b.item_id").alias("item_id"))
+        .agg(F.count(F.lit(1)).cast("double").alias("together"))
+    )
+    nearest = Window.partitionBy("seed").orderBy(F.col("together").desc(), F.col("item_id"))
+    neighbours = (
+        pairs.withColumn("n", F.row_number().over(nearest))
+        .where(F.col("n") <= settings.cooccurrence_neighbours)
+        .drop("n")
+    )
+    seeds = recent.join(users.select("user_id"), on="user_id", how="left_semi").select(
+        "user_id", F.col("item_id").alias("seed")
+    )
+    scored = (
+        seeds.join(neighbours, on="seed", how="inner")
+        .groupBy("user_id", "item_id")
+        .agg(F.sum("together").alias("score"))
+    )
+    return Mx.rank_by_score(
+        allowed(scored, candidates, exclusions).withColumn("method", F.lit(COOCCURRENCE)), k
+    )
+
+
+def _indexed(keys: DataFrame, key: str, name: str) -> DataFrame:
+    """Distinct keys -> (key, dense int index), without a single-partition window."""
+    distinct = keys.select(key).distinct()
+    schema = T.StructType(
+        [T.StructField(key, T.StringType(), False), T.StructField(name, T.IntegerType(), False)]
+    )
+    rdd = distinct.rdd.zipWithIndex().map(lambda pair: (pair[0][0], int(pair[1])))
+    return distinct.sparkSession.createDataFrame(rdd, schema)
+
+
+def als_lists(
+    events: DataFrame,
+    users: DataFrame,
+    candidates: DataFrame,
+    exclusions: DataFrame,
+    weights: dict[str, float],
+    k: int,
+    settings: BaselineSettings,
+) -> DataFrame:
+    """Implicit ALS on label-weighted event counts -> (method, user_id, item_id, rank) before
+    fill-up (users absent from the train window get no rows)."""
+    weight = F.create_map(
+        *[F.lit(x) for kv in sorted(weights.items()) for x in (kv[0], float(kv[1]))]
+    )
+    rows = events.where(F.col("item_id").isNotNull())
+    user_ids = _indexed(rows, "user_id", "u").cache()
+    item_ids = _indexed(rows, "item_id", "i").cache()
+    ratings = (
+        rows.groupBy("user_id", "item_id")
+        .agg(F.sum(F.coalesce(weight[F.col("event_type")], F.lit(0.1))).cast("float").alias("r"))
+        .join(user_ids, "user_id")
+        .join(item_ids, "item_id")
+        .select("u", "i", "r")
+    )
+    model = ALS(
+        rank=settings.als_rank, maxIter=settings.als_iterations, regParam=settings.als_reg,
+        alpha=settings.als_alpha, implicitPrefs=True, userCol="u", itemCol="i", ratingCol="r",
+        coldStartStrategy="drop", seed=settings.seed, nonnegative=False,
+    ).fit(ratings)  # fmt: skip
+    extra = most_excluded(exclusions)
+    wanted = users.select("user_id").join(user_ids, "user_id").select("u")
+    recs = (
+        model.recommendForUserSubset(wanted, k + extra)
+        .select("u", F.explode("recommendations").alias("r"))
+        .select("u", F.col("r.i").alias("i"), F.col("r.rating").cast("double").alias("score"))
+        .join(user_ids, "u")
+        .join(item_ids, "i")
+        .select("user_id", "item_id", "score")
+    )
+    return Mx.rank_by_score(
+        allowed(recs, candidates, exclusions).withColumn("method", F.lit(ALS_METHOD)), k
+    )

@@ -1,0 +1,268 @@
+"""Score: recommendation-table contracts, scoring inputs built in Spark, and the torch scorer.
+
+The Spark side builds, for every active user, the model input (the last L item events before a
+cutoff, most recent first, as vocabulary indices) and the items to exclude for that user. The
+torch side (``TopKScorer``) turns a batch of user vectors into top-K lists: one matrix product
+against the broadcast item table, exclusions set to -inf, ``torch.topk``. No users x items
+cross join ever exists in Spark; memory per task is bounded by ``max_scores_per_chunk``.
+
+Cold users (no item event before the cutoff) get the candidate items in popularity order; their
+rows say ``source = popularity`` and carry no score.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from pipelines import label as L
+from pipelines import schemas as S
+
+MODEL, POPULARITY = "model", "popularity"
+EXCLUDE_RULES: dict[str, tuple[str, ...]] = {
+    # rule -> event types whose items a user is not shown again
+    "purchased": (S.PURCHASE,),
+    "interacted": (S.VIEW, S.CLICK, S.CART, S.PURCHASE),
+    "none": (),
+}
+
+USER_TOPK_SCHEMA = T.StructType(
+    [
+        T.StructField("user_id", T.StringType(), False),
+        T.StructField("rank", T.IntegerType(), False),
+        T.StructField("item_id", T.StringType(), False),
+        T.StructField("score", T.FloatType(), True),
+        T.StructField("source", T.StringType(), False),
+        T.StructField("model_name", T.StringType(), False),
+        T.StructField("model_version", T.StringType(), False),
+        T.StructField("run_date", T.DateType(), False),
+    ]
+)
+ITEM_SIMILAR_SCHEMA = T.StructType(
+    [
+        T.StructField("item_id", T.StringType(), False),
+        T.StructField("rank", T.IntegerType(), False),
+        T.StructField("similar_item_id", T.StringType(), False),
+        T.StructField("score", T.FloatType(), False),
+        T.StructField("model_name", T.StringType(), False),
+        T.StructField("model_version", T.StringType(), False),
+        T.StructField("run_date", T.DateType(), False),
+    ]
+)
+# What the scoring UDF emits per (user, rank); model name/version/run date are added after.
+SCORED_SCHEMA = T.StructType(
+    [
+        T.StructField("user_id", T.StringType(), False),
+        T.StructField("rank", T.IntegerType(), False),
+        T.StructField("item_id", T.StringType(), False),
+        T.StructField("score", T.FloatType(), True),
+        T.StructField("source", T.StringType(), False),
+    ]
+)
+SIMILAR_SCORED_SCHEMA = T.StructType(
+    [
+        T.StructField("item_id", T.StringType(), False),
+        T.StructField("rank", T.IntegerType(), False),
+        T.StructField("similar_item_id", T.StringType(), False),
+        T.StructField("score", T.FloatType(), False),
+    ]
+)
+SCORING_INPUT_COLUMNS = ("user_id", *L.EXAMPLE_COLUMNS[8:12], "excluded_idx")
+
+
+def _at(day: dt.date) -> Column:
+    return F.lit(dt.datetime.combine(day, dt.time())).cast("timestamp")
+
+
+def scoring_inputs(
+    events: DataFrame,
+    item_index: DataFrame,
+    cutoff: dt.date,
+    history_length: int,
+    exclude: str,
+    users: DataFrame | None = None,
+) -> DataFrame:
+    """Clean events + (item_id, item_idx) -> one row per user: ``user_id``, the model input
+    (``hist_item_idx``, ``hist_type_idx``, ``hist_age_s`` padded to L, ``hist_len``) as of the
+    start of ``cutoff`` (events strictly before it), and ``excluded_idx`` (items the
+    ``exclude`` rule hides from that user).
+
+    Users are those with any event before the cutoff, or exactly ``users`` (one ``user_id``
+    column) when given; a user without item events gets ``hist_len`` 0."""
+    Ln = history_length
+    type_index = F.create_map(*[F.lit(x) for kv in L.TYPE_INDEX.items() for x in kv])
+    before = events.where(F.col("event_time") < _at(cutoff))
+    if users is not None:
+        before = before.join(users.select("user_id").distinct(), on="user_id", how="inner")
+    items = (
+        before.where(F.col("item_id").isNotNull())
+        .join(F.broadcast(item_index.select("item_id", "item_idx")), on="item_id", how="left")
+        .select(
+            "user_id",
+            "event_id",
+            "event_type",
+            "event_time",
+            F.coalesce("item_idx", F.lit(L.OOV)).cast("int").alias("idx"),
+            type_index[F.col("event_type")].alias("type_idx"),
+            (F.lit(cutoff_seconds(cutoff)) - F.col("event_time").cast("double")).alias("age"),
+        )
+    )
+    recent = Window.partitionBy("user_id").orderBy(
+        F.col("event_time").desc(), F.col("event_id").desc()
+    )
+    hist = (
+        items.withColumn("pos", F.row_number().over(recent))
+        .where(F.col("pos") <= Ln)
+        .groupBy("user_id")
+        .agg(F.sort_array(F.collect_list(F.struct("pos", "idx", "type_idx", "age"))).alias("h"))
+    )
+    hidden = EXCLUDE_RULES[exclude]
+    excluded = (
+        items.where(F.col("event_type").isin(*hidden) & (F.col("idx") >= L.FIRST_INDEX))
+        .groupBy("user_id")
+        .agg(F.array_sort(F.collect_set("idx")).alias("excluded_idx"))
+    )
+    active = (
+        users.select("user_id").distinct() if users is not None else before.select("user_id")
+    ).distinct()
+    empty = F.array_repeat(F.lit(L.PAD), Ln)
+
+    def padded(field: str, cast: str) -> F.Column:
+        values = F.transform(F.col("h"), lambda x: x[field].cast(cast))
+        return F.coalesce(
+            F.concat(values, F.array_repeat(F.lit(L.PAD), Ln - F.size(values))), empty
+        )
+
+    return (
+        active.join(hist, on="user_id", how="left")
+        .join(excluded, on="user_id", how="left")
+        .select(
+            "user_id",
+            padded("idx", "int").alias("hist_item_idx"),
+            padded("type_idx", "int").alias("hist_type_idx"),
+            F.transform(
+                padded("age", "double"),
+                lambda a: F.least(a, F.lit(2**31 - 1.0)).cast("int"),
+            ).alias("hist_age_s"),
+            F.when(F.col("h").isNull(), F.lit(0))
+            .otherwise(F.size("h"))
+            .cast("int")
+            .alias("hist_len"),
+            F.coalesce("excluded_idx", F.array().cast("array<int>")).alias("excluded_idx"),
+        )
+    )
+
+
+def cutoff_seconds(cutoff: dt.date) -> float:
+    """Seconds since the epoch at the start of ``cutoff`` (UTC): histories' ages count from it."""
+    return dt.datetime.combine(cutoff, dt.time(), tzinfo=dt.UTC).timestamp()
+
+
+def item_popularity(events: DataFrame, item_index: DataFrame, cutoff: dt.date) -> DataFrame:
+    """(item_idx, events) for vocabulary items: item events strictly before the cutoff."""
+    return (
+        events.where(F.col("item_id").isNotNull() & (F.col("event_time") < _at(cutoff)))
+        .join(F.broadcast(item_index.select("item_id", "item_idx")), on="item_id", how="inner")
+        .groupBy("item_idx")
+        .agg(F.count(F.lit(1)).alias("events"))
+    )
+
+
+# -- the torch scorer ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TopK:
+    """Per-user top-K: ``items`` (users, k) int64 item indices (-1 where fewer than k
+    candidates remained) and ``scores`` (users, k) float32 (-inf there)."""
+
+    items: np.ndarray
+    scores: np.ndarray
+
+
+class TopKScorer:
+    """Top-K items for user vectors against a fixed item table.
+
+    ``item_vectors`` (num_items, dim); ``candidates`` (num_items,) bool: only these may be
+    recommended (PAD, OOV and unsellable items are not). Scores are dot products (the vectors
+    are unit length, so cosine similarity). Users are scored in chunks so that at most
+    ``max_scores_per_chunk`` scores exist at once.
+    """
+
+    def __init__(
+        self,
+        item_vectors: np.ndarray,
+        candidates: np.ndarray,
+        device: torch.device | None = None,
+        max_scores_per_chunk: int = 1 << 24,
+    ) -> None:
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.items = torch.as_tensor(np.ascontiguousarray(item_vectors), device=self.device)
+        mask = torch.zeros(len(candidates), dtype=self.items.dtype, device=self.device)
+        mask[~torch.as_tensor(candidates, device=self.device)] = float("-inf")
+        self.mask = mask
+        self.num_items = len(candidates)
+        self.num_candidates = int(np.asarray(candidates).sum())
+        self.chunk = max(1, max_scores_per_chunk // max(1, self.num_items))
+
+    def top_k(
+        self,
+        user_vectors: np.ndarray,
+        k: int,
+        excluded: list[np.ndarray] | None = None,
+        self_items: np.ndarray | None = None,
+    ) -> TopK:
+        """Top-k per row of ``user_vectors``; ``excluded[i]`` item indices are hidden from row
+        i, and ``self_items[i]`` too (for item-to-item similarity)."""
+        n = len(user_vectors)
+        kk = max(0, min(k, self.num_items))
+        items_out = np.full((n, k), -1, dtype=np.int64)
+        scores_out = np.full((n, k), float("-inf"), dtype=np.float32)
+        for start in range(0, n, self.chunk):
+            stop = min(n, start + self.chunk)
+            u = torch.as_tensor(np.ascontiguousarray(user_vectors[start:stop]), device=self.device)
+            scores = u.to(self.items.dtype) @ self.items.T + self.mask
+            if excluded is not None:
+                rows, cols = _pairs(excluded[start:stop])
+                if len(rows):
+                    scores[torch.as_tensor(rows, device=self.device), torch.as_tensor(cols, device=self.device)] = float("-inf")  # fmt: skip
+            if self_items is not None:
+                own = torch.as_tensor(self_items[start:stop], device=self.device)
+                scores[torch.arange(stop - start, device=self.device), own] = float("-inf")
+            top = torch.topk(scores, kk, dim=1)
+            vals = top.values.float().cpu().numpy()
+            idx = top.indices.cpu().numpy()
+            idx[~np.isfinite(vals)] = -1
+            items_out[start:stop, :kk] = idx
+            scores_out[start:stop, :kk] = vals
+        return TopK(items_out, scores_out)
+
+
+def _pairs(excluded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) index arrays of every excluded item of every row."""
+    lengths = np.fromiter((len(e) for e in excluded), dtype=np.int64, count=len(excluded))
+    if not lengths.sum():
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    rows = np.repeat(np.arange(len(excluded)), lengths)
+    cols = np.concatenate([np.asarray(e, dtype=np.int64) for e in excluded if len(e)])
+    return rows, cols
+
+
+def popularity_top_k(
+    ranking: np.ndarray, k: int, excluded: list[np.ndarray]
+) -> Iterator[np.ndarray]:
+    """For each row: the first k items of ``ranking`` (candidate indices, most popular first)
+    that the row does not exclude."""
+    for ex in excluded:
+        if len(ex):
+            keep = ranking[~np.isin(ranking, ex)]
+            yield keep[:k]
+        else:
+            yield ranking[:k]

@@ -1,0 +1,234 @@
+"""Score and evaluate end to end after a small Horovod training run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from jobs import clean, evaluate, generate, label, models, score, shard, train
+from jobs.manifest import RunResult
+from pipelines import recs as R
+from pipelines import schemas as S
+from pipelines.errors import InputError
+
+pytestmark = pytest.mark.smoke
+
+END = dt.date(2026, 11, 21)
+NAME = "cartwheel-two-tower"
+K = 20
+
+
+@pytest.fixture(scope="module")
+def trained_root(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("score") / "data"
+    r = str(root)
+    generate.main(
+        spark,
+        generate.GenerateConfig(data_root=r, end_date=END, days=8, rows=50_000, items=300, seed=5),
+    )
+    clean.main(spark, clean.CleanConfig(data_root=r, run_date=END, days=8))
+    label.main(spark, label.LabelConfig(data_root=r, run_date=END, lookback_days=8))
+    shard.main(spark, shard.ShardConfig(data_root=r, run_date=END, workers=2))
+    t = train.main(
+        spark,
+        train.TrainConfig(data_root=r, run_date=END, epochs=6, patience=2, dim=32, item_embedding_dim=32, category_embedding_dim=8, batch_size=128),
+    )  # fmt: skip
+    assert t.succeeded
+    return root
+
+
+@pytest.fixture(scope="module")
+def evaluated(spark: SparkSession, trained_root: Path) -> RunResult:
+    return evaluate.main(
+        spark, evaluate.EvaluateConfig(data_root=str(trained_root), run_date=END, als_iterations=5)
+    )
+
+
+@pytest.fixture(scope="module")
+def scored(spark: SparkSession, trained_root: Path, evaluated: RunResult) -> RunResult:
+    return score.main(spark, score.ScoreConfig(data_root=str(trained_root), run_date=END, k=K))
+
+
+def test_evaluate_compares_every_method_at_every_k_and_the_model_beats_popularity(
+    evaluated: RunResult, trained_root: Path
+) -> None:
+    m = evaluated.manifest
+    assert evaluated.succeeded
+    table = m["metrics"]
+    assert set(table) == {"model", "popularity", "recent_popularity", "cooccurrence", "als"}
+    for method, per_k in table.items():
+        assert set(per_k) == {"10", "20", "50"}, method
+        assert len({v["users"] for v in per_k.values()}) == 1  # same users for every K
+        recalls = [per_k[k]["recall"] for k in ("10", "20", "50")]
+        assert recalls == sorted(recalls), method  # recall cannot fall as K grows
+    assert (
+        len({per_k["20"]["users"] for per_k in table.values()}) == 1
+    )  # same users for every method
+    assert table["model"]["20"]["recall"] > table["popularity"]["20"]["recall"]
+    report = trained_root / "reports" / f"dt={END}"
+    doc = json.loads((report / "metrics.json").read_text())
+    assert doc["metrics"] == table and doc["users"] == m["rows_in"]
+    text = (report / "report.md").read_text()
+    assert "| popularity |" in text and "cold" in text.lower() and "Promotion" in text
+    assert (report / "recall_at_k.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_first_evaluation_promotes_and_logs_a_linked_mlflow_run(
+    evaluated: RunResult, trained_root: Path
+) -> None:
+    m = evaluated.manifest
+    client = MlflowClient(f"sqlite:///{trained_root}/mlflow/mlflow.db")
+    candidate = client.get_model_version_by_alias(NAME, "candidate")
+    assert m["promotion"]["applied"] and "no model had the alias" in m["promotion"]["reason"]
+    assert client.get_model_version_by_alias(NAME, "champion").version == candidate.version
+    run = client.get_run(m["mlflow_run_id"])
+    assert run.data.tags["mlflow.parentRunId"] == candidate.run_id
+    assert run.data.metrics["model.recall_at_20"] == pytest.approx(
+        m["metrics"]["model"]["20"]["recall"]
+    )
+
+
+def test_promotion_keeps_the_champion_unless_beaten() -> None:
+    config = evaluate.EvaluateConfig(data_root="/x", run_date=END)
+    model = models.ResolvedModel("u", NAME, "3", "r", None, np.zeros((1, 1)), np.array([""]))  # type: ignore[arg-type]
+    table = {"model": {"20": {"recall": 0.30}}, "champion": {"20": {"recall": 0.31}}}
+    kept = evaluate.promotion(config, table, model, "2")
+    assert not kept["promote"] and "v2 keeps serving" in kept["reason"]
+    table["champion"]["20"]["recall"] = 0.29
+    assert evaluate.promotion(config, table, model, "2")["promote"]
+    assert not evaluate.promotion(config, table, model, "3")["promote"]
+
+
+def test_user_topk_has_the_contract_k_rows_per_active_user_and_no_excluded_items(
+    spark: SparkSession, scored: RunResult, trained_root: Path
+) -> None:
+    m = scored.manifest
+    client = MlflowClient(f"sqlite:///{trained_root}/mlflow/mlflow.db")
+    champion = client.get_model_version_by_alias(NAME, "champion")
+    assert scored.succeeded and m["model_version"] == str(champion.version)
+    recs = spark.read.parquet(str(trained_root / "recs" / "user_topk" / f"dt={END}"))
+    assert [(f.name, f.dataType) for f in recs.schema.fields] == [
+        (f.name, f.dataType) for f in R.USER_TOPK_SCHEMA.fields
+    ]
+    events = spark.read.parquet(str(trained_root / "clean" / "events"))
+    active = events.select("user_id").distinct()
+    assert recs.select("user_id").distinct().count() == active.count() == m["active_users"]
+    per_user = recs.groupBy("user_id").agg(
+        F.count(F.lit(1)).alias("n"),
+        F.countDistinct("item_id").alias("d"),
+        F.max("rank").alias("top"),
+    )
+    assert per_user.where((F.col("n") != K) | (F.col("d") != K) | (F.col("top") != K)).count() == 0
+    purchased = events.where(F.col("event_type") == S.PURCHASE).select("user_id", "item_id")
+    assert recs.join(purchased, ["user_id", "item_id"], "left_semi").count() == 0
+    catalog = spark.read.parquet(str(trained_root / "raw" / "catalog"))
+    sellable = catalog.where(F.col("is_sellable")).select("item_id")
+    assert recs.join(sellable, "item_id", "left_anti").count() == 0
+    assert (
+        m["items_not_sellable"] + m["items_missing_from_catalog"] > 0
+    )  # the exclusion was exercised
+    cold = recs.where(F.col("source") == R.POPULARITY).select("user_id").distinct().count()
+    assert cold == m["cold_users_popularity_fallback"]
+    assert recs.where((F.col("source") == R.MODEL) & F.col("score").isNull()).count() == 0
+
+
+def test_item_similar_lists_k_other_sellable_items(
+    spark: SparkSession, scored: RunResult, trained_root: Path
+) -> None:
+    sim = spark.read.parquet(str(trained_root / "recs" / "item_similar" / f"dt={END}"))
+    assert [f.name for f in sim.schema.fields] == [f.name for f in R.ITEM_SIMILAR_SCHEMA.fields]
+    assert sim.where(F.col("item_id") == F.col("similar_item_id")).count() == 0
+    counts = sim.groupBy("item_id").count()
+    assert counts.where(F.col("count") != K).count() == 0
+    assert counts.count() == scored.manifest["vocabulary_items"]
+    ordered = (
+        sim.groupBy("item_id")
+        .agg(F.sort_array(F.collect_list(F.struct("rank", "score"))).alias("s"))
+        .collect()
+    )
+    for row in ordered[:50]:
+        scores = [x["score"] for x in row["s"]]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_scores_agree_with_mlflow_spark_udf(
+    spark: SparkSession, scored: RunResult, trained_root: Path
+) -> None:
+    mlflow.set_tracking_uri(f"sqlite:///{trained_root}/mlflow/mlflow.db")
+    uri = f"models:/{NAME}/{scored.manifest['model_version']}"
+    model = models.resolve(uri)
+    catalog = spark.read.parquet(str(trained_root / "raw" / "catalog"))
+    candidates, _ = models.sellable_candidates(spark, model, catalog)
+    events = spark.read.parquet(str(trained_root / "clean" / "events"))
+    inputs = R.scoring_inputs(
+        events,
+        model.item_index(spark),
+        END + dt.timedelta(days=1),
+        model.history_length,
+        "purchased",
+    )
+    sample = inputs.where(F.col("hist_len") > 0).orderBy("user_id").limit(40)
+    udf = mlflow.pyfunc.spark_udf(spark, uri, result_type="array<float>", env_manager="local")
+    cols = ["hist_item_idx", "hist_type_idx", "hist_age_s", "hist_len"]
+    rows = sample.select(
+        "user_id", "excluded_idx", udf(F.struct(*[F.col(c) for c in cols])).alias("v")
+    ).collect()
+    vectors = np.array([r["v"] for r in rows], dtype=np.float32)
+    assert vectors.shape == (40, model.tower.config.dim)
+    top = R.TopKScorer(model.vectors, candidates, device=torch.device("cpu")).top_k(
+        vectors, K, excluded=[np.array(r["excluded_idx"], dtype=np.int64) for r in rows]
+    )
+    recs = spark.read.parquet(str(trained_root / "recs" / "user_topk" / f"dt={END}"))
+    table = {
+        r["user_id"]: [(x["item_id"], x["score"]) for x in r["l"]]
+        for r in recs.where(F.col("user_id").isin([r["user_id"] for r in rows]))
+        .groupBy("user_id")
+        .agg(F.sort_array(F.collect_list(F.struct("rank", "item_id", "score"))).alias("l"))
+        .collect()
+    }
+    for row, items, scores in zip(rows, top.items, top.scores, strict=True):
+        got = table[row["user_id"]]
+        assert [i for i, _ in got] == list(model.item_ids[items])
+        np.testing.assert_allclose([s for _, s in got], scores, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_model_uri_fails_naming_it_and_publishes_nothing(
+    spark: SparkSession, trained_root: Path
+) -> None:
+    with pytest.raises(InputError, match=r"models:/no-such-model@champion does not exist"):
+        score.main(
+            spark,
+            score.ScoreConfig(
+                data_root=str(trained_root),
+                run_date=END - dt.timedelta(days=1),
+                model_uri="models:/no-such-model@champion",
+            ),
+        )
+    assert not (trained_root / "recs" / "user_topk" / f"dt={END - dt.timedelta(days=1)}").exists()
+    failed = json.loads(
+        (trained_root / "_runs" / str(END - dt.timedelta(days=1)) / "score.json").read_text()
+    )
+    assert failed["status"] == "failed" and "no-such-model" in failed["error"]
+
+
+def test_model_whose_vocabulary_does_not_cover_the_data_is_refused(
+    spark: SparkSession, trained_root: Path, evaluated: RunResult
+) -> None:
+    with pytest.raises(InputError, match="does not match the data"):
+        score.main(
+            spark,
+            score.ScoreConfig(
+                data_root=str(trained_root),
+                run_date=END - dt.timedelta(days=2),
+                min_vocab_coverage=1.0,
+            ),
+        )

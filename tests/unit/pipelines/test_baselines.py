@@ -1,0 +1,97 @@
+"""Baselines on tiny event sets: exclusions, candidates, fill-up and co-occurrence."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+
+from pipelines import baselines as B
+from pipelines import schemas as S
+
+pytestmark = pytest.mark.unit
+
+T0 = dt.datetime(2026, 11, 19, 10)
+
+
+def clean(spark: SparkSession, rows: list[tuple]) -> DataFrame:
+    data = [
+        (f"e{n}", user, item, kind, T0 + dt.timedelta(minutes=n), "s", None, None, None, None, True, T0.date())
+        for n, (user, item, kind) in enumerate(rows)
+    ]  # fmt: skip
+    return spark.createDataFrame(data, S.CLEAN_EVENT_SCHEMA)
+
+
+def frame(spark: SparkSession, rows: list[tuple], schema: str) -> DataFrame:
+    return spark.createDataFrame(rows, schema)
+
+
+def lists(df: DataFrame) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for r in df.orderBy("user_id", "rank").collect():
+        out.setdefault(r["user_id"], []).append(r["item_id"])
+    return out
+
+
+def test_global_list_skips_each_users_exclusions_and_non_candidates(spark: SparkSession) -> None:
+    counts = frame(
+        spark,
+        [("a", 5.0), ("b", 4.0), ("c", 3.0), ("d", 2.0), ("z", 9.0)],
+        "item_id string, score double",
+    )
+    users = frame(spark, [("u",), ("v",)], "user_id string")
+    candidates = frame(
+        spark, [("a",), ("b",), ("c",), ("d",)], "item_id string"
+    )  # z is not sellable
+    exclusions = frame(spark, [("u", "a"), ("u", "c")], "user_id string, item_id string")
+    got = lists(B.global_list(counts, users, candidates, exclusions, 2, B.POPULARITY))
+    assert got == {"u": ["b", "d"], "v": ["a", "b"]}
+
+
+def test_fill_up_keeps_the_primary_order_and_adds_unlisted_fallback_items(
+    spark: SparkSession,
+) -> None:
+    schema = "method string, user_id string, item_id string, rank int"
+    primary = frame(spark, [("co", "u", "x", 1), ("co", "u", "a", 2)], schema)
+    fallback = frame(
+        spark,
+        [("p", u, i, r) for u in ("u", "w") for r, i in enumerate(["a", "b", "c"], 1)],
+        schema,
+    )
+    got = lists(B.fill_up(primary, fallback, 3, B.COOCCURRENCE))
+    assert got == {"u": ["x", "a", "b"], "w": ["a", "b", "c"]}
+
+
+def test_cooccurrence_ranks_items_seen_with_the_users_recent_items(spark: SparkSession) -> None:
+    events = clean(
+        spark,
+        [
+            ("p", "a", S.VIEW), ("p", "b", S.VIEW),  # a-b together twice, a-c once
+            ("q", "a", S.VIEW), ("q", "b", S.VIEW),
+            ("r", "a", S.VIEW), ("r", "c", S.VIEW),
+            ("u", "a", S.VIEW),  # the user to recommend for
+        ],
+    )  # fmt: skip
+    users = frame(spark, [("u",)], "user_id string")
+    candidates = frame(spark, [("a",), ("b",), ("c",)], "item_id string")
+    none = frame(spark, [], "user_id string, item_id string")
+    got = lists(B.cooccurrence_lists(events, users, candidates, none, 5, B.BaselineSettings()))
+    assert got == {"u": ["b", "c"]}  # a itself co-occurs with nothing of u's own
+
+
+def test_als_recommends_only_allowed_items_for_known_users(spark: SparkSession) -> None:
+    rows = [(u, i, S.PURCHASE) for u in ("p", "q", "r") for i in ("a", "b", "c")] + [
+        ("u", "a", S.VIEW)
+    ]
+    events = clean(spark, rows)
+    users = frame(spark, [("u",), ("stranger",)], "user_id string")
+    candidates = frame(spark, [("a",), ("b",)], "item_id string")
+    exclusions = frame(spark, [("u", "a")], "user_id string, item_id string")
+    settings = B.BaselineSettings(als_rank=2, als_iterations=3)
+    got = lists(
+        B.als_lists(
+            events, users, candidates, exclusions, {S.PURCHASE: 1.0, S.VIEW: 0.1}, 2, settings
+        )
+    )
+    assert got == {"u": ["b"]}  # c is not a candidate, a is excluded; ALS never saw "stranger"
