@@ -66,7 +66,7 @@ lint: install ## ruff over the code
 typecheck: install ## mypy on jobs pipelines udfs
 	$(VENV)/bin/mypy
 
-bench: install ## run the benchmarks in bench/ (results in bench/results/; long: ~1 hour on 2 cores)
+bench: install ## run the benchmarks in bench/ (results in bench/results/; long: ~2 hours on 2 cores)
 	$(PY) bench/ingest_bench.py --keep $(BENCH_ARGS)
 	$(PY) bench/label_shard_bench.py $(BENCH_ARGS)
 	$(PY) bench/train_bench.py
