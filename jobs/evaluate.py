@@ -329,10 +329,7 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             "user_id", F.col("target_item_id").alias("item_id")
         )
         all_events = read_clean_events(spark, storage, root, days)
-        before = all_events.where(
-            F.col("event_time")
-            < F.lit(dt.datetime.combine(test_start, dt.time())).cast("timestamp")
-        )
+        before = all_events.where(F.col("event_time") < L.day_start(test_start))
         before = before.persist(StorageLevel.MEMORY_AND_DISK)
         catalog = read_catalog(spark, storage, root)
         models.configure_tracking(root)

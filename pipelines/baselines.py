@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from pipelines import label as L
 from pipelines import metrics as Mx
 
 POPULARITY, RECENT_POPULARITY, COOCCURRENCE, ALS_METHOD = (
@@ -43,10 +44,6 @@ class BaselineSettings:
     als_reg: float = 0.1
     als_alpha: float = 10.0
     seed: int = 0
-
-
-def _at(day: dt.date) -> F.Column:
-    return F.lit(dt.datetime.combine(day, dt.time())).cast("timestamp")
 
 
 def allowed(lists: DataFrame, candidates: DataFrame, exclusions: DataFrame) -> DataFrame:
@@ -91,7 +88,7 @@ def item_counts(events: DataFrame, since: dt.date | None = None) -> DataFrame:
     """(item_id, score): item events per item (optionally only from ``since``)."""
     rows = events.where(F.col("item_id").isNotNull())
     if since is not None:
-        rows = rows.where(F.col("event_time") >= _at(since))
+        rows = rows.where(F.col("event_time") >= L.day_start(since))
     return rows.groupBy("item_id").agg(F.count(F.lit(1)).cast("double").alias("score"))
 
 

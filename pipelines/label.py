@@ -220,7 +220,8 @@ class LabelRules:
         }
 
 
-def _day_start(day: dt.date) -> Column:
+def day_start(day: dt.date) -> Column:
+    """The start (00:00 UTC) of ``day`` as a timestamp literal."""
     return F.lit(dt.datetime.combine(day, dt.time())).cast("timestamp")
 
 
@@ -228,8 +229,8 @@ def split_of(event_time: Column, rules: LabelRules, run_date: dt.date) -> Column
     """train / val / test by the target's time (UTC days)."""
     b = rules.boundaries(run_date)
     return (
-        F.when(event_time >= _day_start(b["test_start"]), F.lit(TEST))
-        .when(event_time >= _day_start(b["val_start"]), F.lit(VAL))
+        F.when(event_time >= day_start(b["test_start"]), F.lit(TEST))
+        .when(event_time >= day_start(b["val_start"]), F.lit(VAL))
         .otherwise(F.lit(TRAIN))
     )
 
@@ -257,7 +258,7 @@ def build_vocab(
     train = events.where(
         F.col("item_id").isNotNull()
         & F.col("is_known_item")
-        & (F.col("event_time") < _day_start(rules.boundaries(run_date)["val_start"]))
+        & (F.col("event_time") < day_start(rules.boundaries(run_date)["val_start"]))
     )
     item_counts = (
         train.groupBy("item_id")

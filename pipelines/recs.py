@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -77,10 +77,6 @@ SIMILAR_SCORED_SCHEMA = T.StructType(
 SCORING_INPUT_COLUMNS = ("user_id", *L.EXAMPLE_COLUMNS[8:12], "excluded_idx")
 
 
-def _at(day: dt.date) -> Column:
-    return F.lit(dt.datetime.combine(day, dt.time())).cast("timestamp")
-
-
 def scoring_inputs(
     events: DataFrame,
     item_index: DataFrame,
@@ -98,7 +94,7 @@ def scoring_inputs(
     column) when given; a user without item events gets ``hist_len`` 0."""
     Ln = history_length
     type_index = F.create_map(*[F.lit(x) for kv in L.TYPE_INDEX.items() for x in kv])
-    before = events.where(F.col("event_time") < _at(cutoff))
+    before = events.where(F.col("event_time") < L.day_start(cutoff))
     if users is not None:
         before = before.join(users.select("user_id").distinct(), on="user_id", how="inner")
     items = (
@@ -168,7 +164,7 @@ def cutoff_seconds(cutoff: dt.date) -> float:
 def item_popularity(events: DataFrame, item_index: DataFrame, cutoff: dt.date) -> DataFrame:
     """(item_idx, events) for vocabulary items: item events strictly before the cutoff."""
     return (
-        events.where(F.col("item_id").isNotNull() & (F.col("event_time") < _at(cutoff)))
+        events.where(F.col("item_id").isNotNull() & (F.col("event_time") < L.day_start(cutoff)))
         .join(F.broadcast(item_index.select("item_id", "item_idx")), on="item_id", how="inner")
         .groupBy("item_idx")
         .agg(F.count(F.lit(1)).alias("events"))
