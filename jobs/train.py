@@ -215,17 +215,32 @@ def _uri(path: str) -> str:
     return f"file://{path}" if path.startswith("/") else path
 
 
+# mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI (for subprocesses). When the value there
+# is a default cartwheel chose for some data root, it is not the user's choice: remember it here
+# (inherited by subprocesses too) so the next data root in the same process gets its own store.
+DEFAULT_MARKER = "CARTWHEEL_MLFLOW_DEFAULT_URI"
+
+
+def user_tracking_uri() -> str | None:
+    """$MLFLOW_TRACKING_URI if the user set it (not a default cartwheel chose)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    return env if env and env != os.environ.get(DEFAULT_MARKER) else None
+
+
 def default_tracking_uri(data_root: str) -> str:
-    """$MLFLOW_TRACKING_URI, else a SQLite store under a local data root."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
+    """$MLFLOW_TRACKING_URI when the user set it, else a SQLite store under a local data root."""
+    env = user_tracking_uri()
+    if env:
+        return env
     root = local_path(data_root)
     if root is None:
         raise ConfigError(
             f"data root {data_root} is not local: set MLFLOW_TRACKING_URI to an MLflow server"
         )
     os.makedirs(os.path.join(root, "mlflow"), exist_ok=True)
-    return f"sqlite:///{os.path.join(root, 'mlflow', 'mlflow.db')}"
+    uri = f"sqlite:///{os.path.join(root, 'mlflow', 'mlflow.db')}"
+    os.environ[DEFAULT_MARKER] = uri
+    return uri
 
 
 def experiment_id(mlflow: Any, name: str, data_root: str) -> str:
@@ -235,7 +250,7 @@ def experiment_id(mlflow: Any, name: str, data_root: str) -> str:
     root = local_path(data_root)
     location = (
         f"file://{os.path.join(root, 'mlflow', 'artifacts')}"
-        if root and not os.environ.get("MLFLOW_TRACKING_URI")
+        if root and not user_tracking_uri()
         else None
     )
     return str(mlflow.create_experiment(name, artifact_location=location))
