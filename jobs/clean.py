@@ -5,6 +5,11 @@ gzip or not) with an explicit all-string schema and the catalog; writes
 ``clean/events/dt=.../`` and ``quarantine/events/dt=.../`` (Parquet), replacing exactly those
 days, ``reports/dt=<run-date>/clean_quality.json`` and ``_runs/<run-date>/clean.json``.
 Every raw line is kept, quarantined or filtered with a reason, and the manifest counts each.
+
+With ``--incremental`` a day is skipped when its clean partition was made from the same raw
+files (names, sizes, modification times) under the same rules: each published clean partition
+carries a ``_cleaned.json`` marker recording both. The nightly run cleans this way, so only new
+or changed days are read.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from pyspark.sql import functions as F
 
 from jobs.common import format_counts, run_cli, staging_area
 from jobs.config import DatedStepConfig, opt
+from jobs.fingerprint import digest, files_digest
 from jobs.manifest import RunResult, StepRun
 from jobs.readers import (
+    RawInput,
     date_window,
     discover_raw_events,
     first_unreadable_gzip,
@@ -33,12 +40,13 @@ from jobs.readers import (
     read_catalog,
     read_raw_lines,
 )
-from jobs.storage import Storage, join
+from jobs.storage import FileInfo, Storage, join
 from pipelines import clean as C
 from pipelines.errors import ConfigError, InputError
 
 log = logging.getLogger("cartwheel")
 ROWS_PER_FILE = 2_000_000
+MARKER = "_cleaned.json"  # in each clean partition: what it was made from
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -49,6 +57,15 @@ class CleanConfig(DatedStepConfig, C.CleanRules):
     allow_missing_days: bool = opt(
         False, help="skip days of the window that have no raw data instead of failing"
     )
+    incremental: bool = opt(
+        False,
+        help="skip days already cleaned from the same raw files under the same rules "
+        "(their clean partition's _cleaned.json says so)",
+    )
+
+    def rules_digest(self) -> str:
+        """Digest of the cleaning rules (not the window): a change re-cleans every day."""
+        return digest({f.name: getattr(self, f.name) for f in dataclasses.fields(C.CleanRules)})
 
     def validate(self) -> None:
         DatedStepConfig.validate(self)
@@ -134,6 +151,97 @@ def _quality_report(
     }
 
 
+def day_marker(config: CleanConfig, files: list[FileInfo]) -> dict[str, Any]:
+    """The ``_cleaned.json`` of a day cleaned from ``files`` under ``config``'s rules."""
+    return {
+        "raw_fingerprint": files_digest(files),
+        "raw_files": len(files),
+        "rules": config.rules_digest(),
+        "cleaned_for_run_date": config.run_date.isoformat(),
+    }
+
+
+def split_done_days(
+    storage: Storage, clean_root: str, raw: RawInput, config: CleanConfig
+) -> tuple[RawInput, list[dt.date]]:
+    """(the days still to clean, the days whose clean partition is current)."""
+    todo, done = RawInput(missing_days=list(raw.missing_days)), []
+    for day, files in raw.files.items():
+        marker = join(clean_root, partition_name(day), MARKER)
+        expected = day_marker(config, files)
+        current = storage.exists(marker) and all(
+            storage.read_json(marker).get(k) == expected[k] for k in ("raw_fingerprint", "rules")
+        )
+        if current:
+            done.append(day)
+        else:
+            todo.files[day] = files
+    return todo, sorted(done)
+
+
+def _clean(
+    spark: SparkSession,
+    storage: Storage,
+    config: CleanConfig,
+    raw: RawInput,
+    clean_root: str,
+    quarantine_root: str,
+) -> tuple[list[str], dict[str, Any]]:
+    """Clean the days in ``raw`` and publish their partitions; (partition names, report)."""
+    days = sorted(raw.files)
+    log.info(
+        "[clean] %d day(s) %s .. %s: %d files, %.1f MB%s",
+        len(days),
+        days[0],
+        days[-1],
+        len(raw.all_files),
+        raw.bytes / 1e6,
+        f"; no raw data for {len(raw.missing_days)} day(s)" if raw.missing_days else "",
+    )
+    catalog = read_catalog(spark, storage, config.data_root)
+    labeled = C.compact_labeled(C.label_events(read_raw_lines(spark, raw), catalog, config))
+    labeled = labeled.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        with naming_bad_files("raw events", lambda: first_unreadable_gzip(storage, raw.all_files)):
+            counts = [r.asDict() for r in C.disposition_counts(labeled).collect()]
+        per_day, per_file = _summarise_dispositions(counts)
+        wrong = sorted(path for path, c in per_file.items() if c["lines"] and not c["shaped"])
+        if wrong:
+            raise InputError(
+                f"raw file(s) with the wrong columns (no line is a record with user_id, event_type or "
+                f"event_time): {', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''}"
+            )
+        log.info(
+            "[clean] labelled %s lines; computing quality figures",
+            f"{sum(c['lines'] for c in per_file.values()):,}",
+        )
+        quality = [r.asDict() for r in C.quality_by_day(labeled).collect()]
+        kept_per_day = {dt.date.fromisoformat(d): c.get(C.KEPT, 0) for d, c in per_day.items()}
+        q_per_day = {
+            dt.date.fromisoformat(d): sum(v for k, v in c.items() if k in C.QUARANTINE_REASONS)
+            for d, c in per_day.items()
+        }
+        with staging_area(storage, config.data_root, "clean") as staging:
+            log.info("[clean] writing clean events and quarantine to staging")
+            _write_partitioned(C.clean_events(labeled), join(staging, "clean"), kept_per_day)
+            _write_partitioned(
+                C.quarantined_events(labeled), join(staging, "quarantine"), q_per_day
+            )
+            names = [partition_name(d) for d in days]
+            for day in days:
+                if kept_per_day.get(day):  # a day with no clean rows has no partition to mark
+                    storage.write_json(
+                        join(staging, "clean", partition_name(day), MARKER),
+                        day_marker(config, raw.files[day]),
+                    )
+            storage.publish_partitions(join(staging, "clean"), clean_root, names)
+            storage.publish_partitions(join(staging, "quarantine"), quarantine_root, names)
+    finally:
+        labeled.unpersist()
+
+    return names, _quality_report(per_day, quality, config)
+
+
 def main(spark: SparkSession, config: CleanConfig) -> RunResult:
     """Clean ``config.days`` days of raw events ending at ``config.run_date``."""
     storage = Storage(spark)
@@ -150,56 +258,23 @@ def main(spark: SparkSession, config: CleanConfig) -> RunResult:
             date_window(config.run_date, config.days),
             allow_missing_days=config.allow_missing_days,
         )
+        reused: list[dt.date] = []
+        if config.incremental:
+            raw, reused = split_done_days(storage, clean_root, raw, config)
+            if reused:
+                log.info(
+                    "[clean] %d day(s) already clean from the same raw files and rules: %s",
+                    len(reused),
+                    ", ".join(d.isoformat() for d in reused),
+                )
         days = sorted(raw.files)
-        log.info(
-            "[clean] %d day(s) %s .. %s: %d files, %.1f MB%s",
-            len(days),
-            days[0],
-            days[-1],
-            len(raw.all_files),
-            raw.bytes / 1e6,
-            f"; no raw data for {len(raw.missing_days)} day(s)" if raw.missing_days else "",
-        )
         run.inputs = [f.path for f in raw.all_files]
-        catalog = read_catalog(spark, storage, config.data_root)
         run.inputs.append(join(config.data_root, "raw", "catalog"))
-        labeled = C.compact_labeled(C.label_events(read_raw_lines(spark, raw), catalog, config))
-        labeled = labeled.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            with naming_bad_files(
-                "raw events", lambda: first_unreadable_gzip(storage, raw.all_files)
-            ):
-                counts = [r.asDict() for r in C.disposition_counts(labeled).collect()]
-            per_day, per_file = _summarise_dispositions(counts)
-            wrong = sorted(path for path, c in per_file.items() if c["lines"] and not c["shaped"])
-            if wrong:
-                raise InputError(
-                    f"raw file(s) with the wrong columns (no line is a record with user_id, event_type or "
-                    f"event_time): {', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''}"
-                )
-            log.info(
-                "[clean] labelled %s lines; computing quality figures",
-                f"{sum(c['lines'] for c in per_file.values()):,}",
-            )
-            quality = [r.asDict() for r in C.quality_by_day(labeled).collect()]
-            kept_per_day = {dt.date.fromisoformat(d): c.get(C.KEPT, 0) for d, c in per_day.items()}
-            q_per_day = {
-                dt.date.fromisoformat(d): sum(v for k, v in c.items() if k in C.QUARANTINE_REASONS)
-                for d, c in per_day.items()
-            }
-            with staging_area(storage, config.data_root, "clean") as staging:
-                log.info("[clean] writing clean events and quarantine to staging")
-                _write_partitioned(C.clean_events(labeled), join(staging, "clean"), kept_per_day)
-                _write_partitioned(
-                    C.quarantined_events(labeled), join(staging, "quarantine"), q_per_day
-                )
-                names = [partition_name(d) for d in days]
-                storage.publish_partitions(join(staging, "clean"), clean_root, names)
-                storage.publish_partitions(join(staging, "quarantine"), quarantine_root, names)
-        finally:
-            labeled.unpersist()
-
-        report = _quality_report(per_day, quality, config)
+        if days:
+            names, report = _clean(spark, storage, config, raw, clean_root, quarantine_root)
+        else:
+            log.info("[clean] nothing to clean: every day of the window is current")
+            names, report = [], _quality_report({}, [], config)
         storage.write_json(report_path, report)
         run.outputs = (
             [join(clean_root, n) for n in names]
@@ -214,6 +289,7 @@ def main(spark: SparkSession, config: CleanConfig) -> RunResult:
         )
         run.extra = {
             "days": [d.isoformat() for d in days],
+            "days_reused": [d.isoformat() for d in reused],
             "missing_days": [d.isoformat() for d in raw.missing_days],
             "input_files": len(raw.all_files),
             "input_bytes": raw.bytes,
@@ -227,8 +303,11 @@ def main(spark: SparkSession, config: CleanConfig) -> RunResult:
 def summarize(result: RunResult) -> str:
     m = result.manifest
     q = m["quality"]
+    reused = f"; {len(m['days_reused'])} day(s) already clean" if m.get("days_reused") else ""
+    if not m["days"]:
+        return f"nothing to clean{reused}\nmanifest: {result.manifest_path}"
     return (
-        f"cleaned {m['rows_in']:,} raw rows for {m['days'][0]} .. {m['days'][-1]}: "
+        f"cleaned {m['rows_in']:,} raw rows for {m['days'][0]} .. {m['days'][-1]}{reused}: "
         f"{m['rows_out']:,} kept, {m['rows_quarantined']:,} quarantined, "
         f"{sum(m['rows_filtered'].values()):,} filtered\n"
         f"quarantined: {format_counts(m['rows_quarantined_by_reason'])}\n"

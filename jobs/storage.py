@@ -25,10 +25,11 @@ from pyspark.sql import SparkSession
 
 @dataclass(frozen=True)
 class FileInfo:
-    """One file: its path (as given, or a URI) and size in bytes."""
+    """One file: its path (as given, or a URI), size in bytes and modification time (epoch ms)."""
 
     path: str
     size: int
+    mtime_ms: int = 0
 
 
 def join(root: str, *parts: str) -> str:
@@ -50,6 +51,11 @@ def local_path(path: str) -> str | None:
     if "://" in path or path.startswith("dbfs:"):
         return None
     return path
+
+
+def _local_info(path: str, os_path: str) -> FileInfo:
+    st = os.stat(os_path)
+    return FileInfo(path, st.st_size, st.st_mtime_ns // 1_000_000)
 
 
 class Storage:
@@ -108,11 +114,11 @@ class Storage:
         if p is not None:
             found: list[FileInfo] = []
             if os.path.isfile(p):
-                return [FileInfo(path, os.path.getsize(p))]
+                return [_local_info(path, p)]
             for folder, dirs, files in os.walk(p):
                 dirs[:] = [d for d in dirs if not is_hidden(d)]
                 found.extend(
-                    FileInfo(os.path.join(folder, f), os.path.getsize(os.path.join(folder, f)))
+                    _local_info(os.path.join(folder, f), os.path.join(folder, f))
                     for f in files
                     if not is_hidden(f)
                 )
@@ -128,7 +134,9 @@ class Storage:
             full = status.getPath()
             rel = str(full.toUri().getPath())[len(root) :]
             if not any(is_hidden(part) for part in rel.split("/") if part):
-                out.append(FileInfo(str(full), int(status.getLen())))
+                out.append(
+                    FileInfo(str(full), int(status.getLen()), int(status.getModificationTime()))
+                )
         return sorted(out, key=lambda f: f.path)
 
     # -- changes ------------------------------------------------------------------------------
@@ -218,6 +226,34 @@ class Storage:
             return True
         except Exception:
             return False
+
+    def create_exclusive(self, path: str, text: str) -> bool:
+        """Create ``path`` holding ``text`` unless it exists; False if it did (atomic on local
+        file systems and HDFS; object stores give no such guarantee)."""
+        p = self._os(path)
+        if p is not None:
+            os.makedirs(os.path.dirname(p) or ".", exist_ok=True)
+            try:
+                fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            return True
+        fs, jp = self._fs(path), self._path(path)
+        if fs.exists(jp):
+            return False
+        try:
+            out = fs.create(jp, False)
+        except Exception as exc:  # FileAlreadyExistsException from a racing creator
+            if "AlreadyExists" in str(exc):
+                return False
+            raise
+        try:
+            out.write(bytearray(text.encode("utf-8")))
+        finally:
+            out.close()
+        return True
 
     def write_json(self, path: str, doc: Any) -> None:
         self.write_text(path, json.dumps(doc, indent=2, default=str) + "\n")
