@@ -52,7 +52,7 @@ def run_cli(
         result = main(spark, config)
     except CartwheelError as exc:
         print(f"cartwheel {step}: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     print(summarize(result))
     return 0 if result.succeeded else 1
 

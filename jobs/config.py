@@ -25,22 +25,28 @@ from pipelines.errors import ConfigError
 C = TypeVar("C", bound="StepConfig")
 
 
-def opt(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:
-    """A config field with help text; ``default`` may be omitted for required fields."""
+def opt(
+    default: Any = dataclasses.MISSING, help: str = "", aliases: tuple[str, ...] = (), **kw: Any
+) -> Any:
+    """A config field with help text (and extra flag names, e.g. ``("--from",)``);
+    ``default`` may be omitted for required fields."""
+    meta = {"help": help, "aliases": aliases}
     if isinstance(default, dict | list):
         frozen = default
-        return dataclasses.field(
-            default_factory=lambda: type(frozen)(frozen), metadata={"help": help}, **kw
-        )
-    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+        return dataclasses.field(default_factory=lambda: type(frozen)(frozen), metadata=meta, **kw)
+    return dataclasses.field(default=default, metadata=meta, **kw)
 
 
 def parse_date(value: Any, name: str) -> dt.date:
-    """A YYYY-MM-DD string (or date) as a date; ConfigError naming ``name`` otherwise."""
+    """A YYYY-MM-DD string (or date) as a date; ``today`` and ``yesterday`` are UTC dates (for
+    schedulers that cannot compute a date); ConfigError naming ``name`` otherwise."""
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
         return value
+    relative = {"today": 0, "yesterday": 1}.get(str(value).strip().lower())
+    if relative is not None:
+        return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=relative)
     try:
         return dt.date.fromisoformat(str(value).strip())
     except ValueError:
@@ -205,9 +211,10 @@ def build_parser(cls: type[StepConfig], prog: str, description: str) -> argparse
         else:
             help_text += " (required)"
         help_text = help_text.replace("%", "%%")
+        flags = [_flag(f.name), *f.metadata.get("aliases", ())]
         if base is bool:
             parser.add_argument(
-                _flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, help=help_text
+                *flags, dest=f.name, action=argparse.BooleanOptionalAction, help=help_text
             )
         else:
             metavar = {int: "N", float: "X", dt.date: "YYYY-MM-DD"}.get(base, "VALUE")
@@ -215,7 +222,7 @@ def build_parser(cls: type[StepConfig], prog: str, description: str) -> argparse
                 metavar = "A,B,..."
             elif typing.get_origin(base) in (dict, Mapping):
                 metavar = "K=V,..."
-            parser.add_argument(_flag(f.name), dest=f.name, metavar=metavar, help=help_text)
+            parser.add_argument(*flags, dest=f.name, metavar=metavar, help=help_text)
     return parser
 
 

@@ -43,7 +43,7 @@ from pipelines import baselines as B
 from pipelines import label as L
 from pipelines import metrics as Mx
 from pipelines import recs as R
-from pipelines.errors import ConfigError, InputError
+from pipelines.errors import ConfigError, InputError, QualityGateError
 
 log = logging.getLogger("cartwheel")
 MODEL, CHAMPION = "model", "champion"
@@ -81,9 +81,35 @@ class EvaluateConfig(DatedStepConfig):
     als_rank: int = opt(32, help="ALS factors")
     als_iterations: int = opt(10, help="ALS iterations")
     seed: int = opt(0, help="seed of ALS")
+    champion_tolerance: float = opt(
+        0.0,
+        help="promote when the model's promotion metric is at least (1 - this) x the champion's "
+        "(a model trained on fresher data may win a near tie); 0: it must beat the champion",
+    )
+    gate_baseline: str = opt(
+        B.POPULARITY, help="baseline the model must reach on the promotion metric to pass"
+    )
+    gate_min_ratio: float = opt(
+        1.0,
+        help="the step fails (and promotes nothing) unless the model's promotion metric is at "
+        "least this times the gate baseline's; 0 turns the gate off",
+    )
 
     def validate(self) -> None:
         super().validate()
+        if not 0 <= self.champion_tolerance < 1:
+            raise ConfigError(
+                f"invalid config value champion_tolerance={self.champion_tolerance}: must be in [0, 1)"
+            )
+        if self.gate_min_ratio < 0:
+            raise ConfigError(
+                f"invalid config value gate_min_ratio={self.gate_min_ratio}: must be >= 0"
+            )
+        if self.gate_min_ratio > 0 and self.gate_baseline not in self.baselines:
+            raise ConfigError(
+                f"invalid config value gate_baseline={self.gate_baseline!r}: must be one of the "
+                f"computed baselines ({', '.join(self.baselines)})"
+            )
         if not self.ks or min(self.ks) < 1:
             raise ConfigError(f"invalid config value ks={self.ks!r}: give one or more K >= 1")
         if self.promotion_metric not in ("recall", "ndcg", "map", "hit_rate"):
@@ -199,8 +225,40 @@ def promotion(
     if ours > theirs:
         reason = f"{key} {ours:.4f} beats the champion (v{champion_version}) at {theirs:.4f}"
         return {"promote": True, "reason": reason, "metric": key, "model": ours, "champion": theirs}
-    reason = f"{key} {ours:.4f} does not beat the champion (v{champion_version}) at {theirs:.4f}; v{champion_version} keeps serving"
+    tolerance = config.champion_tolerance
+    if tolerance > 0 and ours >= (1 - tolerance) * theirs:
+        reason = (
+            f"{key} {ours:.4f} is within {tolerance:.0%} of the champion (v{champion_version}) "
+            f"at {theirs:.4f}; the model trained on fresher data takes over"
+        )
+        return {"promote": True, "reason": reason, "metric": key, "model": ours, "champion": theirs}
+    within = f" or come within {tolerance:.0%} of" if tolerance > 0 else ""
+    reason = f"{key} {ours:.4f} does not beat{within} the champion (v{champion_version}) at {theirs:.4f}; v{champion_version} keeps serving"
     return {"promote": False, "reason": reason, "metric": key, "model": ours, "champion": theirs}
+
+
+def quality_gate(
+    config: EvaluateConfig, table: dict[str, dict[str, dict[str, float]]]
+) -> dict[str, Any]:
+    """Whether the model reached ``gate_min_ratio`` x the gate baseline on the promotion metric."""
+    key = config.promotion_key
+    if config.gate_min_ratio == 0:
+        return {"passed": True, "reason": "no quality gate (gate_min_ratio 0)", "metric": key}
+    k, metric = str(config.promotion_k), config.promotion_metric
+    ours, theirs = table[MODEL][k][metric], table[config.gate_baseline][k][metric]
+    need = config.gate_min_ratio * theirs
+    passed = ours >= need and ours > 0
+    relation = ">=" if passed else "<"
+    return {
+        "passed": passed,
+        "reason": f"{key} {ours:.4f} {relation} {config.gate_min_ratio:g} x "
+        f"{config.gate_baseline} {theirs:.4f}",
+        "metric": key,
+        "model": ours,
+        "baseline": config.gate_baseline,
+        "baseline_value": theirs,
+        "min_ratio": config.gate_min_ratio,
+    }
 
 
 def metrics_table(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -250,6 +308,8 @@ def report_markdown(doc: dict[str, Any]) -> str:
         "",
         f"Relevant pairs no method can recommend (hidden by the exclusion rule or not a candidate): {doc['unreachable_pairs']:,}.",
         "",
+        f"Quality gate: {'passed' if doc['gate']['passed'] else 'FAILED'} ({doc['gate']['reason']}).",
+        "",
         f"Promotion ({doc['promotion']['metric']}): {'promoted' if doc['promotion']['promote'] else 'not promoted'}: {doc['promotion']['reason']}.",
         "",
     ]
@@ -257,12 +317,11 @@ def report_markdown(doc: dict[str, Any]) -> str:
 
 
 def recall_plot_svg(doc: dict[str, Any]) -> str:
-    import matplotlib
+    # A bare Figure, not pyplot: no backend is chosen, so a notebook's inline plots keep working.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for m in method_order(doc["metrics"]):
         ks = sorted(int(k) for k in doc["metrics"][m])
         ax.plot(
@@ -278,7 +337,6 @@ def recall_plot_svg(doc: dict[str, Any]) -> str:
     ax.legend()
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight")
-    plt.close(fig)
     return buffer.getvalue()
 
 
@@ -445,7 +503,14 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
                 frame.unpersist()
             for bcast in broadcasts:
                 bcast.unpersist()
+        gate = quality_gate(config, table)
         decision = promotion(config, table, model, champion_version)
+        if not gate["passed"]:
+            decision = {
+                **decision,
+                "promote": False,
+                "reason": f"quality gate failed: {gate['reason']}",
+            }
         doc: dict[str, Any] = {
             "run_date": day.isoformat(),
             "test_start": test_start.isoformat(),
@@ -467,6 +532,7 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             "labels": labels,
             "handling": {m: HANDLING[m] for m in table},
             "metrics": table,
+            "gate": gate,
             "promotion": decision,
         }
         report_dir = join(root, "reports", partition_name(day))
@@ -497,6 +563,7 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
         run.extra = {
             "report": report_dir,
             "metrics": table,
+            "gate": gate,
             "promotion": {**decision, "applied": bool(decision["promote"] and config.promote)},
             "champion_version": model.version
             if decision["promote"] and config.promote
@@ -506,6 +573,11 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             "labels": labels,
             "mlflow_run_id": doc["mlflow_run_id"],
         }
+        if not gate["passed"]:
+            raise QualityGateError(
+                f"model {model.name} v{model.version} failed the quality gate: {gate['reason']} "
+                f"(report: {report_dir}/report.md)"
+            )
     return run.result()
 
 
@@ -532,6 +604,9 @@ def metrics_lines(m: dict[str, Any]) -> list[str]:
         )
         lines.append(row + f"{table[method][ks[-1]]['coverage']:>9.4f}")
     p = m["promotion"]
+    if "gate" in m:
+        g = m["gate"]
+        lines.append(f"quality gate: {'passed' if g['passed'] else 'FAILED'} ({g['reason']})")
     lines.append(f"promotion: {'promoted' if p['applied'] else 'not promoted'} ({p['reason']})")
     return lines
 

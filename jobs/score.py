@@ -58,6 +58,15 @@ class ScoreConfig(DatedStepConfig):
         help="fail if fewer of the window's item events than this fraction are in the model's vocabulary",
     )
     similar_items: bool = opt(True, help="also write recs/item_similar (--no-similar-items: skip)")
+    output_root: str | None = opt(
+        None,
+        help="folder that gets the recs/ tables (default: the data root); the nightly run scores "
+        "into a pending folder and publishes only after evaluation passes",
+    )
+
+    @property
+    def recs_root(self) -> str:
+        return join(self.output_root or self.data_root, "recs")
 
     def validate(self) -> None:
         super().validate()
@@ -174,15 +183,16 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
                 )
                 assert summary is not None
                 scored_users = int(summary["users"])
-                outputs = [join(root, "recs", "user_topk", part)]
+                recs = config.recs_root
+                outputs = [join(recs, "user_topk", part)]
                 storage.publish_partitions(
-                    join(staging, "user_topk"), join(root, "recs", "user_topk"), [part]
+                    join(staging, "user_topk"), join(recs, "user_topk"), [part]
                 )
                 if config.similar_items:
                     storage.publish_partitions(
-                        join(staging, "item_similar"), join(root, "recs", "item_similar"), [part]
+                        join(staging, "item_similar"), join(recs, "item_similar"), [part]
                     )
-                    outputs.append(join(root, "recs", "item_similar", part))
+                    outputs.append(join(recs, "item_similar", part))
         finally:
             inputs.unpersist()
             item_index.unpersist()

@@ -139,3 +139,13 @@ def test_unknown_step_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_config_exits_2_before_spark_starts(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["clean", "--data-root", "/x", "--run-date", "2026-11-20", "--days", "-1"]) == 2
     assert "invalid config value days=-1" in capsys.readouterr().err
+
+
+def test_relative_run_dates_are_utc_dates() -> None:
+    import datetime as dt
+
+    from jobs.config import parse_date
+
+    today = dt.datetime.now(dt.UTC).date()
+    assert parse_date("yesterday", "--run-date") == today - dt.timedelta(days=1)
+    assert parse_date(" Today ", "--run-date") == today
