@@ -32,7 +32,15 @@ STEPS: dict[str, tuple[str, str]] = {
         "model vs popularity, co-occurrence and ALS on the test period; promotes the champion",
     ),
     "score": ("jobs.score", "the champion model -> recs/user_topk and recs/item_similar tables"),
-    "demo": ("jobs.demo", "generate a small log and run every step on it, printing what came out"),
+    "nightly": (
+        "jobs.nightly",
+        "one night for --run-date: clean .. evaluate, then publish; resumable, locked, atomic",
+    ),
+    "backfill": (
+        "jobs.backfill",
+        "run the nights --from D1 --to D2 in order, stopping at a failure",
+    ),
+    "demo": ("jobs.demo", "generate a small log and run one night on it, printing what came out"),
 }
 
 

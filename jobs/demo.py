@@ -1,5 +1,5 @@
-"""cartwheel demo: generate a small log, run the pipeline on it (generate, clean, label,
-shard, train, evaluate, score), and print what came out.
+"""cartwheel demo: generate a small log, run one night on it (clean, label, shard, train,
+score, evaluate, publish: the same code as ``cartwheel nightly``), and print what came out.
 
 Uses an embedded default (synthetic data from a fixed seed, local Spark, everything under
 ``--data-root``), so a newcomer sees every step work before pointing cartwheel at real data.
@@ -13,14 +13,11 @@ import sys
 from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
-from jobs import clean, evaluate, generate, label, score, shard, train
+from jobs import evaluate, generate, night_report, nightly
 from jobs.common import format_counts, run_cli
 from jobs.config import StepConfig, opt
 from jobs.manifest import RunResult
-from jobs.readers import partition_name
-from jobs.storage import join
 from pipelines import generate as G
 from pipelines.errors import ConfigError
 
@@ -38,6 +35,11 @@ class DemoConfig(StepConfig):
     days: int = opt(7, help="days of log to generate and clean")
     seed: int = opt(7, help="generator seed")
     epochs: int = opt(4, help="training epochs")
+    gate_min_ratio: float = opt(
+        1.0,
+        help="the night publishes only if the model reaches this x popularity on recall@20 "
+        "(0: no gate, for logs too small to learn from)",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -56,8 +58,7 @@ class DemoConfig(StepConfig):
 
 
 def main(spark: SparkSession, config: DemoConfig) -> RunResult:
-    """Run generate, clean, label, shard, train, evaluate and score; the result's details hold
-    each step's result."""
+    """Generate the log, then run one night on it; the result's details hold each step's result."""
     root, day = config.data_root, config.end_date
     gen = generate.main(
         spark,
@@ -65,59 +66,25 @@ def main(spark: SparkSession, config: DemoConfig) -> RunResult:
             data_root=root, end_date=day, rows=config.rows, days=config.days, seed=config.seed
         ),
     )
-    cln = clean.main(spark, clean.CleanConfig(data_root=root, run_date=day, days=config.days))
-    lab = label.main(
-        spark, label.LabelConfig(data_root=root, run_date=day, lookback_days=config.days)
-    )
-    shd = shard.main(spark, shard.ShardConfig(data_root=root, run_date=day))
-    # A small log gives few examples per worker: keep several steps per epoch.
-    batch = max(16, min(256, shd.manifest["splits"]["train"]["rows"] // 8))
-    trn = train.main(
+    night = nightly.main(
         spark,
-        train.TrainConfig(
-            data_root=root, run_date=day, epochs=config.epochs, restart=True, batch_size=batch
+        nightly.NightlyConfig(
+            data_root=root,
+            run_date=day,
+            lookback_days=config.days,
+            epochs=config.epochs,
+            gate_min_ratio=config.gate_min_ratio,
         ),
     )
-    evl = evaluate.main(spark, evaluate.EvaluateConfig(data_root=root, run_date=day))
-    scr = score.main(spark, score.ScoreConfig(data_root=root, run_date=day))
-    steps = {
-        "generate": gen, "clean": cln, "label": lab, "shard": shd, "train": trn, "evaluate": evl, "score": scr,
-    }  # fmt: skip
-    status = "succeeded" if all(r.succeeded for r in steps.values()) else "failed"
+    steps = {"generate": gen, **night.details["results"]}
+    samples = night_report.sample_recs(spark, root, day) if night.succeeded else []
     return RunResult(
         "demo",
-        status,
-        scr.manifest,
-        scr.manifest_path,
-        {**steps, "samples": sample_recs(spark, root, day)},
+        night.status,
+        night.manifest,
+        night.manifest_path,
+        {**steps, "night": night, "samples": samples},
     )
-
-
-def sample_recs(
-    spark: SparkSession, root: str, day: dt.date, users: int = 3, top: int = 5
-) -> list[dict]:
-    """A few model-scored users' top items with their catalog titles (a handful of rows)."""
-    recs = spark.read.parquet(join(root, "recs", "user_topk", partition_name(day)))
-    chosen = (
-        recs.where((F.col("source") == "model") & (F.col("rank") == 1))
-        .orderBy("user_id")
-        .limit(users)
-        .select("user_id")
-    )
-    titles = spark.read.parquet(join(root, "raw", "catalog")).select("item_id", "title")
-    rows = (
-        recs.join(chosen, "user_id", "left_semi")
-        .where(F.col("rank") <= top)
-        .join(titles, "item_id", "left")
-        .orderBy("user_id", "rank")
-        .collect()  # users x top rows
-    )
-    out: dict[str, list[str]] = {}
-    for r in rows:
-        out.setdefault(r["user_id"], []).append(
-            f"{r['rank']}. {r['title'] or r['item_id']} ({r['score']:.3f})"
-        )
-    return [{"user_id": u, "items": items} for u, items in out.items()]
 
 
 def reconciliation(gen: dict, cln: dict) -> list[tuple[str, int, int]]:
@@ -156,17 +123,25 @@ def score_lines(result: RunResult) -> list[str]:
         f"{m['item_similar_rows']:,} similar-item rows; model v{m['model_version']}",
     ]
     for s in result.details["samples"]:
-        lines.append(f"          user {s['user_id']}: " + "; ".join(s["items"]))
+        items = [
+            f"{i['rank']}. {i['title'] or i['item_id']} ({i['score']:.3f})" for i in s["items"]
+        ]
+        lines.append(f"          user {s['user_id']}: " + "; ".join(items))
     return lines
 
 
 def summarize(result: RunResult) -> str:
+    night = nightly.summary_lines(result.details["night"])
+    if not result.succeeded:
+        return "\n".join(["", "cartwheel demo: the night failed", *night])
     gen = result.details["generate"].manifest
     cln = result.details["clean"].manifest
     rows = [
         "",
         "cartwheel demo: what happened",
         "=============================",
+        *night[:-3],
+        "",
         f"generate  {gen['raw_rows']:>10,} raw rows  ({gen['natural_rows']:,} natural, "
         f"{gen['plan']['users']:,} users, {gen['plan']['items']:,} items, {gen['sessions']:,} sessions)",
         f"clean     {cln['rows_in']:>10,} rows in -> {cln['rows_out']:,} clean, "
@@ -215,6 +190,8 @@ def summarize(result: RunResult) -> str:
         f"  run manifests   {cln['config']['data_root']}/_runs/{cln['run_date']}/",
         f"  recommendations {cln['config']['data_root']}/recs/user_topk/ and recs/item_similar/",
         f"  evaluation      {result.details['evaluate'].manifest['report']}/report.md",
+        f"  night report    {result.manifest['report']}  (open it in a browser)",
+        f"  latest night    {result.manifest['recs_latest']}",
         f"  MLflow          mlflow ui --backend-store-uri {result.details['train'].manifest['mlflow_tracking_uri']}",
     ]
     ok = all(i == f for _, i, f in reconciliation(gen, cln)) and q["sessions"] == gen["sessions"]

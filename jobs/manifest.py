@@ -97,6 +97,8 @@ class StepRun:
         self.rows_consumed: dict[str, int] = {}
         self.extra: dict[str, Any] = {}
         self.manifest: dict[str, Any] = {}
+        sc = spark.sparkContext
+        self.spark_info = {"master": sc.master, "app_id": sc.applicationId}
         self._started = time.monotonic()
         self._started_at = utc_now()
 
@@ -159,6 +161,9 @@ class StepRun:
             "finished_at": utc_now(),
             "duration_s": round(time.monotonic() - self._started, 3),
             "code_version": code_version(),
+            # where the code ran from: the checkout, site-packages, or a --py-files zip
+            "code_path": str(Path(__file__).resolve().parent.parent),
+            "spark": self.spark_info,
         }
         if error is not None:
             doc["error"] = error

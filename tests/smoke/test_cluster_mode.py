@@ -22,7 +22,7 @@ def test_demo_reconciles_on_a_two_executor_cluster(tmp_path: Path) -> None:
         "CARTWHEEL_DRIVER_MEMORY": "1g",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "demo", "--data-root", str(root), "--rows", "6000", "--days", "4", "--epochs", "1"],
+        [sys.executable, "-m", "jobs.cli", "demo", "--data-root", str(root), "--rows", "6000", "--days", "4", "--epochs", "1", "--gate-min-ratio", "0"],
         capture_output=True, text=True, env=env, timeout=900,
     )  # fmt: skip
     # The JVMs' shutdown noise follows a failure; show the Python error lines first.
@@ -36,3 +36,10 @@ def test_demo_reconciles_on_a_two_executor_cluster(tmp_path: Path) -> None:
     gen = json.loads((root / "_runs/2026-11-21/generate.json").read_text())
     cln = json.loads((root / "_runs/2026-11-21/clean.json").read_text())
     assert cln["rows_in"] == gen["raw_rows"] and cln["rows_out"] == gen["natural_rows"]
+    assert cln["spark"]["master"] == "local-cluster[2,1,1024]"
+    night = json.loads((root / "_runs/2026-11-21/nightly.json").read_text())
+    assert night["status"] == "succeeded" and night["published"]
+    latest = json.loads((root / "recs/_latest.json").read_text())
+    assert latest["run_date"] == "2026-11-21" and (root / "recs/user_topk/dt=2026-11-21").is_dir()
+    html = (root / "reports/dt=2026-11-21/night.html").read_text()
+    assert "Test metrics vs baselines" in html and "Sample recommendations" in html

@@ -1,0 +1,279 @@
+"""cartwheel nightly and backfill on a small generated log: idempotent, resumable, incremental,
+locked and atomic in what they publish.
+
+The tests share one data root and run in file order, night after night, as a scheduler would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from jobs import backfill, generate, nightly
+from jobs.lock import LockHeldError, data_root_lock, lock_path
+from jobs.storage import Storage
+from pipelines.errors import ConfigError
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.smoke
+
+D1, D2 = dt.date(2026, 11, 20), dt.date(2026, 11, 21)
+LOOKBACK = 5
+# Cheap baselines keep each evaluation short; the section also exercises --step-config.
+STEP_CONFIG = "evaluate:\n  baselines: [popularity, recent_popularity]\n  ks: [10, 20]\n"
+TABLES = ("clean/events", "quarantine/events", "examples")
+
+
+def night_config(root: Path, day: dt.date, **kw: Any) -> nightly.NightlyConfig:
+    values: dict[str, Any] = {
+        "data_root": str(root),
+        "run_date": day,
+        "lookback_days": LOOKBACK,
+        "epochs": 1,
+        # A 1-epoch model on 30k rows need not beat popularity, and two such models differ by
+        # noise: no gate, and a wide champion tolerance (both rules have their own tests).
+        "gate_min_ratio": 0.0,
+        "champion_tolerance": 0.9,
+        "step_config": str(root.parent / "steps.yaml"),
+        **kw,
+    }
+    return nightly.NightlyConfig(**values)
+
+
+def checksum(spark: SparkSession, path: Path, drop: tuple[str, ...] = ()) -> tuple[int, str]:
+    """(rows, order-independent hash of every row's columns except ``drop``)."""
+    df = spark.read.parquet(str(path))
+    cols = [c for c in df.columns if c not in drop]
+    row = df.agg(
+        F.count(F.lit(1)).alias("n"), F.sum(F.xxhash64(*cols).cast("decimal(38,0)")).alias("h")
+    ).first()
+    assert row is not None
+    return int(row["n"]), str(row["h"])
+
+
+def mtimes(folder: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def statuses(result: Any) -> dict[str, str]:
+    return {name: s["status"] for name, s in result.manifest["steps"].items()}
+
+
+@pytest.fixture(scope="module")
+def root(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("nightly")
+    (base / "steps.yaml").write_text(STEP_CONFIG)
+    data = base / "data"
+    # Raw logs up to D1 only: D2's day arrives later, as it would overnight.
+    generate.main(
+        spark,
+        generate.GenerateConfig(
+            data_root=str(data), end_date=D2, days=LOOKBACK + 1, rows=30_000, items=200, seed=3
+        ),
+    )
+    late = data / "raw" / "events" / f"dt={D2}"
+    late.rename(base / f"arrives-later-dt={D2}")
+    return data
+
+
+@pytest.fixture(scope="module")
+def first_night(spark: SparkSession, root: Path) -> nightly.RunResult:
+    return nightly.main(spark, night_config(root, D1))
+
+
+def test_first_night_runs_every_step_and_publishes(first_night: Any, root: Path) -> None:
+    assert first_night.succeeded, first_night.manifest["steps"]
+    assert set(statuses(first_night).values()) == {"succeeded"}
+    for step in nightly.NIGHT_STEPS:
+        assert json.loads((root / f"_runs/{D1}/{step}.json").read_text())["status"] == "succeeded"
+    clean = json.loads((root / f"_runs/{D1}/clean.json").read_text())
+    assert len(clean["days"]) == LOOKBACK and clean["days_reused"] == []
+    latest = json.loads((root / "recs/_latest.json").read_text())
+    assert latest["run_date"] == D1.isoformat()
+    assert (root / f"recs/user_topk/dt={D1}").is_dir() and (
+        root / f"recs/item_similar/dt={D1}"
+    ).is_dir()
+    assert not (root / "_pending").exists() or not any((root / "_pending").iterdir())
+    evaluated = json.loads((root / f"_runs/{D1}/evaluate.json").read_text())
+    assert set(evaluated["metrics"]) == {"model", "popularity", "recent_popularity"}  # steps.yaml
+    html = (root / f"reports/dt={D1}/night.html").read_text()
+    assert "Data quality (clean)" in html and "Sample recommendations" in html and "<svg" in html
+
+
+def test_a_second_run_skips_every_step_and_changes_nothing(
+    spark: SparkSession, first_night: Any, root: Path
+) -> None:
+    before = {t: checksum(spark, root / t) for t in TABLES}
+    recs = root / "recs" / "user_topk" / f"dt={D1}"
+    recs_before, recs_files = checksum(spark, recs), mtimes(recs)
+    again = nightly.main(spark, night_config(root, D1))
+    assert again.succeeded
+    assert set(statuses(again).values()) == {"skipped"}
+    assert {t: checksum(spark, root / t) for t in TABLES} == before
+    assert checksum(spark, recs) == recs_before and mtimes(recs) == recs_files
+
+
+def test_force_redoes_every_step_and_gives_the_same_tables(
+    spark: SparkSession, first_night: Any, root: Path
+) -> None:
+    before = {t: checksum(spark, root / t) for t in TABLES}
+    recs = root / "recs" / "user_topk" / f"dt={D1}"
+    # A retrained model is a new registry version and its float scores differ in the last bits;
+    # the lists themselves (users, items, ranks, sources) must be the same.
+    lists_before = checksum(spark, recs, drop=("model_version", "score"))
+    scores_before = spark.read.parquet(str(recs)).select("user_id", "rank", "score").toPandas()
+    forced = nightly.main(spark, night_config(root, D1, force=True))
+    assert forced.succeeded and set(statuses(forced).values()) == {"succeeded"}
+    assert {t: checksum(spark, root / t) for t in TABLES} == before
+    assert checksum(spark, recs, drop=("model_version", "score")) == lists_before
+    after = spark.read.parquet(str(recs)).select("user_id", "rank", "score").toPandas()
+    both = scores_before.merge(after, on=["user_id", "rank"], suffixes=("", "_after"))
+    assert len(both) == len(scores_before) == len(after)
+    assert (both["score"] - both["score_after"]).abs().max() < 1e-3
+
+
+def test_a_failed_evaluation_publishes_nothing_and_the_next_run_resumes_there(
+    spark: SparkSession, first_night: Any, root: Path
+) -> None:
+    # D2's raw day arrives; D1's clean partitions must be reused, not rewritten.
+    (root.parent / f"arrives-later-dt={D2}").rename(root / "raw" / "events" / f"dt={D2}")
+    clean_before = {
+        d: mtimes(root / "clean" / "events" / f"dt={d}") for d in (D1, D1 - dt.timedelta(days=1))
+    }
+    yesterday = root / "recs" / "user_topk" / f"dt={D1}"
+    yesterday_sum, yesterday_files = checksum(spark, yesterday), mtimes(yesterday)
+    latest_before = (root / "recs/_latest.json").read_text()
+
+    failed = nightly.main(spark, night_config(root, D2, gate_min_ratio=1000.0))
+    assert not failed.succeeded
+    assert statuses(failed) == {
+        "clean": "succeeded", "label": "succeeded", "shard": "succeeded", "train": "succeeded",
+        "score": "succeeded", "evaluate": "failed", "publish": "not run",
+    }  # fmt: skip
+    assert "quality gate" in failed.manifest["steps"]["evaluate"]["error"]
+    # incremental: only the new day was read and cleaned
+    clean = json.loads((root / f"_runs/{D2}/clean.json").read_text())
+    assert clean["days"] == [D2.isoformat()] and len(clean["days_reused"]) == LOOKBACK - 1
+    assert {d: mtimes(root / "clean" / "events" / f"dt={d}") for d in clean_before} == clean_before
+    # atomic: nothing for D2 in recs/, yesterday's tables untouched, latest still yesterday
+    assert not (root / "recs" / "user_topk" / f"dt={D2}").exists()
+    assert not (root / "recs" / "item_similar" / f"dt={D2}").exists()
+    assert checksum(spark, yesterday) == yesterday_sum and mtimes(yesterday) == yesterday_files
+    assert (root / "recs/_latest.json").read_text() == latest_before
+    assert (root / "_pending" / f"dt={D2}" / "recs" / "user_topk" / f"dt={D2}").is_dir()
+
+    resumed = nightly.main(spark, night_config(root, D2))
+    assert resumed.succeeded
+    assert statuses(resumed) == {
+        "clean": "skipped", "label": "skipped", "shard": "skipped", "train": "skipped",
+        "score": "skipped", "evaluate": "succeeded", "publish": "succeeded",
+    }  # fmt: skip
+    assert (root / "recs" / "user_topk" / f"dt={D2}").is_dir()
+    assert json.loads((root / "recs/_latest.json").read_text())["run_date"] == D2.isoformat()
+    assert checksum(spark, yesterday) == yesterday_sum and mtimes(yesterday) == yesterday_files
+
+
+def test_backfill_runs_the_nights_in_order_and_skips_what_is_done(
+    spark: SparkSession, root: Path
+) -> None:
+    config = backfill.BackfillConfig(
+        data_root=str(root), from_date=D1, to_date=D2, **night_config(root, D1).night_options()
+    )
+    result = backfill.main(spark, config)
+    assert result.succeeded
+    assert [n["run_date"] for n in result.manifest["nights"]] == [D1.isoformat(), D2.isoformat()]
+    for day in (D1, D2):
+        doc = json.loads((root / f"_runs/{day}/nightly.json").read_text())
+        assert {s["status"] for s in doc["steps"].values()} == {"skipped"}
+    assert "2026-11-20  succeeded" in backfill.summarize(result)
+
+
+def test_redoing_an_earlier_nights_evaluation_labels_that_night_again(
+    spark: SparkSession, root: Path
+) -> None:
+    meta = root / "examples" / "_meta.json"
+    assert json.loads(meta.read_text())["run_date"] == D2.isoformat()  # the latest night's
+    redo = nightly.main(spark, night_config(root, D1, from_step="evaluate"))
+    assert redo.succeeded
+    assert statuses(redo) == {
+        "clean": "skipped", "label": "succeeded", "shard": "skipped", "train": "skipped",
+        "score": "skipped", "evaluate": "succeeded", "publish": "succeeded",
+    }  # fmt: skip
+    assert json.loads(meta.read_text())["run_date"] == D1.isoformat()
+    # re-running an older night never moves the published pointer back
+    assert json.loads((root / "recs/_latest.json").read_text())["run_date"] == D2.isoformat()
+
+
+def test_a_second_run_on_a_locked_data_root_refuses_to_start(
+    spark: SparkSession, root: Path
+) -> None:
+    state = root / f"_runs/{D2}/nightly.json"
+    before = state.read_text()
+    with data_root_lock(Storage(spark), str(root), D2.isoformat()):
+        done = subprocess.run(
+            [sys.executable, "-m", "jobs.cli", "nightly", "--data-root", str(root),
+             "--run-date", D2.isoformat(), "--lookback-days", str(LOOKBACK)],
+            capture_output=True, text=True, cwd=REPO, timeout=600,
+            env={**os.environ, "CARTWHEEL_DRIVER_MEMORY": "1g"},
+        )  # fmt: skip
+        assert done.returncode == 3, done.stderr[-3000:]
+        assert f"pid {os.getpid()}" in done.stderr and "holds the lock" in done.stderr
+        assert state.read_text() == before  # the refused run wrote nothing
+    assert not Path(lock_path(str(root))).exists()  # released on exit
+
+
+def test_a_lock_left_by_a_dead_process_here_is_taken_over(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    storage = Storage(spark)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    import socket
+
+    holder = {"host": socket.gethostname(), "pid": int(dead.stdout), "run_date": "2026-11-01",
+              "started_at": "2026-11-01T00:00:00+00:00"}  # fmt: skip
+    path = Path(lock_path(str(tmp_path)))
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(holder))
+    with data_root_lock(storage, str(tmp_path), "2026-11-02") as me:
+        assert json.loads(path.read_text())["token"] == me["token"]
+    # A live holder on another host is never taken over.
+    path.write_text(json.dumps({**holder, "host": "elsewhere", "pid": 1}))
+    with (
+        pytest.raises(LockHeldError, match="elsewhere"),
+        data_root_lock(storage, str(tmp_path), "x"),
+    ):
+        pass
+    with data_root_lock(storage, str(tmp_path), "x", break_lock=True):
+        pass
+
+
+def test_bad_night_configs_fail_before_anything_runs(spark: SparkSession, tmp_path: Path) -> None:
+    bad = tmp_path / "steps.yaml"
+    bad.write_text("trian:\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match=r"steps.yaml: unknown section\(s\) trian"):
+        nightly.NightlyConfig(data_root=str(tmp_path), run_date=D1, step_config=str(bad))
+    bad.write_text("score:\n  output_root: /elsewhere\n")
+    with pytest.raises(ConfigError, match="sets output_root, which the night sets itself"):
+        nightly.NightlyConfig(data_root=str(tmp_path), run_date=D1, step_config=str(bad))
+    bad.write_text("train:\n  epochs: lots\n")
+    config = nightly.NightlyConfig(data_root=str(tmp_path), run_date=D1, step_config=str(bad))
+    with pytest.raises(
+        ConfigError, match=r"steps.yaml \[train\]: --epochs: expected int, got 'lots'"
+    ):
+        nightly.main(spark, config)
+    assert not (tmp_path / "_runs" / D1.isoformat() / "clean.json").exists()
+    with pytest.raises(ConfigError, match="from_step='bogus'"):
+        nightly.NightlyConfig(data_root=str(tmp_path), run_date=D1, from_step="bogus")
+    with pytest.raises(ConfigError, match="--to 2026-11-20 is before --from 2026-11-21"):
+        backfill.BackfillConfig(data_root=str(tmp_path), from_date=D2, to_date=D1)
