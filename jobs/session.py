@@ -52,6 +52,19 @@ def _python_env() -> None:
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 
 
+def submitted_conf() -> set[str] | None:
+    """The conf keys spark-submit set, when this process was started by spark-submit (or the
+    pyspark shell): the JVM is already up, so --master and --driver-memory must not be
+    overridden. None when cartwheel starts the JVM itself."""
+    if not os.environ.get("PYSPARK_GATEWAY_PORT"):
+        return None
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()
+    # Set at JVM launch; changing them now would be ignored or, for the master, wrong.
+    return {k for k, _ in SparkConf().getAll()} | {"spark.driver.memory"}
+
+
 def get_spark(
     app_name: str = "cartwheel", extra_conf: Mapping[str, str] | None = None
 ) -> SparkSession:
@@ -69,9 +82,9 @@ def get_spark(
         tempfile.gettempdir(), "cartwheel-spark"
     )
     os.makedirs(local_dir, exist_ok=True)
-    master = os.environ.get("CARTWHEEL_SPARK_MASTER", "local[*]")
-    builder = SparkSession.builder.appName(app_name).master(master)
     conf: dict[str, str] = {
+        "spark.master": os.environ.get("CARTWHEEL_SPARK_MASTER", "local[*]"),
+        "spark.app.name": app_name,
         **machine_defaults(),
         **RUNTIME_CONF,
         "spark.local.dir": local_dir,
@@ -82,6 +95,10 @@ def get_spark(
         "spark.executorEnv.PYSPARK_PYTHON": sys.executable,
         **(extra_conf or {}),
     }
+    preset = submitted_conf()
+    if preset is not None:  # spark-submit's flags (--master, --driver-memory, --conf) win
+        conf = {k: v for k, v in conf.items() if k not in preset}
+    builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
