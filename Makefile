@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 BENCH_ARGS ?=
 
-.PHONY: help check-tools venv install demo test test-all lint typecheck bench clean-demo
+.PHONY: help check-tools venv install demo test test-all lint typecheck bench package clean-demo
 
 help: ## list the targets
 	@echo "cartwheel: nightly batch recommendations on Apache Spark"
@@ -50,7 +50,7 @@ $(STAMP): pyproject.toml .ci/build_horovod.sh | $(PY)
 
 install: $(STAMP) ## install everything into .venv (idempotent; Horovod wheel cached in ~/.cache/cartwheel)
 
-demo: install ## generate a small log, run every step on it (clean .. train, evaluate, score), print what came out
+demo: install ## generate a small log, run one night on it (clean .. publish, ~5 min), print what came out
 	$(VENV)/bin/cartwheel demo --data-root $(DEMO_ROOT)
 
 test: install ## run the test suite (unit + smoke; not slow or gpu)
@@ -66,11 +66,18 @@ lint: install ## ruff over the code
 typecheck: install ## mypy on jobs pipelines udfs
 	$(VENV)/bin/mypy
 
-bench: install ## run the benchmarks in bench/ (results in bench/results/; long: ~2 hours on 2 cores)
+bench: install ## run the benchmarks in bench/ (results in bench/results/; long: ~3 hours on 2 cores)
 	$(PY) bench/ingest_bench.py --keep $(BENCH_ARGS)
 	$(PY) bench/label_shard_bench.py $(BENCH_ARGS)
 	$(PY) bench/train_bench.py
 	$(PY) bench/score_bench.py
+	$(PY) bench/nightly_bench.py
+
+package: install ## build dist/: the wheel, and the zip of jobs/ pipelines/ udfs/ for spark-submit --py-files
+	rm -rf dist build
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
+	$(PY) -m jobs.pyfiles dist
+	@ls -l dist
 
 clean-demo: ## remove the demo data folder
 	rm -rf $(DEMO_ROOT)
