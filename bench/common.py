@@ -43,10 +43,10 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_measured(args: list[str], log_path: Path) -> dict[str, Any]:
-    """Run ``cartwheel <args>``; return wall seconds, peak tree RSS (MB) and the exit code."""
+def run_sampled(args: list[str], log_path: Path) -> tuple[float, int, list[tuple[float, int]]]:
+    """Run ``cartwheel <args>``: (wall seconds, exit code, [(epoch seconds, tree RSS bytes)])."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    peak = 0
+    samples: list[tuple[float, int]] = []
     with open(log_path, "w") as log:
         start = time.monotonic()
         proc = subprocess.Popen([*CARTWHEEL, *args], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
@@ -54,9 +54,8 @@ def run_measured(args: list[str], log_path: Path) -> dict[str, Any]:
         done = threading.Event()
 
         def sample() -> None:
-            nonlocal peak
             while not done.is_set():
-                peak = max(peak, _tree_rss(ps))
+                samples.append((time.time(), _tree_rss(ps)))
                 done.wait(0.5)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -64,7 +63,13 @@ def run_measured(args: list[str], log_path: Path) -> dict[str, Any]:
         code = proc.wait()
         done.set()
         sampler.join()
-        wall = time.monotonic() - start
+    return time.monotonic() - start, code, samples
+
+
+def run_measured(args: list[str], log_path: Path) -> dict[str, Any]:
+    """Run ``cartwheel <args>``; return wall seconds and peak tree RSS (MB); raise on failure."""
+    wall, code, samples = run_sampled(args, log_path)
+    peak = max((rss for _, rss in samples), default=0)
     if code != 0:
         tail = log_path.read_text()[-3000:]
         raise RuntimeError(f"cartwheel {' '.join(args)} failed with exit code {code}:\n{tail}")

@@ -13,48 +13,19 @@ usage: python bench/nightly_bench.py [--rows 1000000 10000000] [--days 7] [--epo
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import CARTWHEEL, REPO, _tree_rss, rates, run_measured, write_result
+from bench.common import rates, run_measured, run_sampled, write_result
 
 RUN_DATE = "2026-11-21"
-
-
-def run_sampled(args: list[str], log_path: Path) -> tuple[float, int, list[tuple[float, int]]]:
-    """Run ``cartwheel <args>``: (wall seconds, exit code, [(epoch seconds, tree RSS bytes)])."""
-    samples: list[tuple[float, int]] = []
-    with open(log_path, "w") as log:
-        start = time.monotonic()
-        proc = subprocess.Popen([*CARTWHEEL, *args], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        ps = psutil.Process(proc.pid)
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                with contextlib.suppress(psutil.Error):
-                    samples.append((time.time(), _tree_rss(ps)))
-                done.wait(0.5)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        code = proc.wait()
-        done.set()
-        sampler.join()
-    return time.monotonic() - start, code, samples
 
 
 def step_figures(runs: Path, samples: list[tuple[float, int]]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from jobs import backfill, generate, nightly
 from jobs.lock import LockHeldError, data_root_lock, lock_path
 from jobs.storage import Storage
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, InputError
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.smoke
@@ -273,6 +273,13 @@ def test_bad_night_configs_fail_before_anything_runs(spark: SparkSession, tmp_pa
     ):
         nightly.main(spark, config)
     assert not (tmp_path / "_runs" / D1.isoformat() / "clean.json").exists()
+    # a run date with no raw day fails before any step, names the folder, and frees the lock
+    empty = nightly.NightlyConfig(data_root=str(tmp_path / "empty"), run_date=D1)
+    with pytest.raises(
+        InputError, match=f"no raw events for the run date {D1}: .*dt={D1} is missing"
+    ):
+        nightly.main(spark, empty)
+    assert not Path(lock_path(str(tmp_path / "empty"))).exists()
     with pytest.raises(ConfigError, match="from_step='bogus'"):
         nightly.NightlyConfig(data_root=str(tmp_path), run_date=D1, from_step="bogus")
     with pytest.raises(ConfigError, match="--to 2026-11-20 is before --from 2026-11-21"):
