@@ -9,8 +9,9 @@ table and one ``torch.topk``: never a per-user Python loop over items.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,13 +23,24 @@ from udfs.user_tower import UserTower
 
 @dataclass(frozen=True)
 class ScoringPayload:
-    """What every scoring task needs (broadcast once)."""
+    """What every scoring task needs (broadcast once). ``key`` is a digest of all of it: what a
+    Python worker caches its rebuilt tower and scorer under."""
 
     model_state: bytes
     item_vectors: np.ndarray  # (num_items, dim) float32
     candidates: np.ndarray  # (num_items,) bool
     item_ids: np.ndarray  # (num_items,) object: index -> item id ("" for PAD/OOV)
     popularity: np.ndarray  # candidate indices, most popular first
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        h = hashlib.sha256(self.model_state)
+        for array in (self.item_vectors, self.candidates, self.popularity):
+            a = np.ascontiguousarray(array)
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+        h.update("\x00".join(map(str, self.item_ids)).encode("utf-8"))
+        object.__setattr__(self, "key", h.hexdigest())
 
 
 @dataclass
@@ -38,19 +50,23 @@ class _Loaded:
     payload: ScoringPayload
 
 
-_CACHE: dict[int, _Loaded] = {}
+_CACHE: dict[str, _Loaded] = {}
 
 
 def _load(broadcast: Any) -> _Loaded:
-    """The payload's tower and scorer, built once per Python worker and broadcast."""
-    key = int(broadcast.id) if hasattr(broadcast, "id") else id(broadcast)
-    loaded = _CACHE.get(key)
+    """The payload's tower and scorer, built once per Python worker and payload.
+
+    Keyed by the payload's digest, not by the broadcast object: a reused Python worker sees
+    many broadcasts over its life, and a freed broadcast's ``id()`` is handed to the next one,
+    which once gave a later task the previous model (with another vocabulary size).
+    """
+    payload: ScoringPayload = broadcast.value if hasattr(broadcast, "value") else broadcast
+    loaded = _CACHE.get(payload.key)
     if loaded is None:
-        payload: ScoringPayload = broadcast.value if hasattr(broadcast, "value") else broadcast
         tower = UserTower.from_state_bytes(payload.model_state)
         scorer = R.TopKScorer(payload.item_vectors, payload.candidates, device=tower.device)
         _CACHE.clear()  # one model per worker at a time
-        loaded = _CACHE[key] = _Loaded(tower, scorer, payload)
+        loaded = _CACHE[payload.key] = _Loaded(tower, scorer, payload)
     return loaded
 
 
