@@ -97,15 +97,15 @@ def _write_partitioned(df: DataFrame, path: str, rows_per_day: dict[dt.date, int
 def _summarise_dispositions(
     rows: list[dict[str, Any]],
 ) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
-    """(per day: disposition -> rows, per file: lines/shaped)."""
+    """(per day: disposition -> rows, per file: lines and the OR of their present fields)."""
     per_day: dict[str, dict[str, int]] = {}
     per_file: dict[str, dict[str, int]] = {}
     for r in rows:
         day = per_day.setdefault(r["dt"].isoformat(), {})
         day[r["disposition"]] = day.get(r["disposition"], 0) + r["rows"]
-        f = per_file.setdefault(r["source_file"], {"lines": 0, "shaped": 0})
+        f = per_file.setdefault(r["source_file"], {"lines": 0, "present": 0})
         f["lines"] += r["rows"]
-        f["shaped"] += int(r["shaped"] or 0)
+        f["present"] |= int(r["present"] or 0)
     return per_day, per_file
 
 
@@ -151,32 +151,102 @@ def _quality_report(
     }
 
 
+def check_required_fields(per_file: dict[str, dict[str, int]]) -> None:
+    """InputError naming the raw files in which no line carries a required field."""
+    wrong = sorted(path for path, c in per_file.items() if c["lines"] and not c["present"])
+    if wrong:
+        raise InputError(
+            f"raw file(s) with the wrong columns (no line is a record with user_id, event_type or "
+            f"event_time): {', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''}"
+        )
+    lacking = {path: C.missing_fields(c["present"]) for path, c in per_file.items() if c["lines"]}
+    lacking = {path: fields for path, fields in sorted(lacking.items()) if fields}
+    if lacking:
+        listed = "; ".join(f"{path} lacks {', '.join(f)}" for path, f in list(lacking.items())[:5])
+        raise InputError(
+            f"raw file(s) missing a required column (no line has it; renamed?): {listed}"
+            f"{' ...' if len(lacking) > 5 else ''}. Required: {', '.join(C.REQUIRED_RAW_FIELDS)}"
+        )
+
+
+MARKER_VERSION = 2
+
+
 def day_marker(config: CleanConfig, files: list[FileInfo]) -> dict[str, Any]:
-    """The ``_cleaned.json`` of a day cleaned from ``files`` under ``config``'s rules."""
+    """What a day's ``_cleaned.json`` says it was made from (raw files, relative to the data
+    root, and the rules); ``complete_marker`` adds what it produced."""
     return {
-        "raw_fingerprint": files_digest(files),
+        "version": MARKER_VERSION,
+        "raw_fingerprint": files_digest(files, config.data_root),
         "raw_files": len(files),
         "rules": config.rules_digest(),
         "cleaned_for_run_date": config.run_date.isoformat(),
     }
 
 
+def partition_files(storage: Storage, folder: str) -> dict[str, int]:
+    """Data file name (relative to ``folder``) -> size, for a published or staged partition."""
+    base = folder.rstrip("/") + "/"
+    return {f.path[len(base) :] if f.path.startswith(base) else f.path: f.size
+            for f in storage.list_files(folder)}  # fmt: skip
+
+
+def complete_marker(
+    marker: dict[str, Any],
+    dispositions: dict[str, int],
+    quality: dict[str, int],
+    outputs: dict[str, dict[str, int]],
+) -> dict[str, Any]:
+    """The marker plus the day's row counts, quality figures and output files: enough to check
+    the day's outputs are all there and to report on the day without reading it again."""
+    return {**marker, "dispositions": dispositions, "quality": quality, "outputs": outputs}
+
+
+def reusable_marker(
+    storage: Storage, clean_root: str, quarantine_root: str, day: dt.date, expected: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The day's marker if the day is complete: same raw files and rules, and every output file
+    it names still there with its size (and no other); else None (the day is cleaned again)."""
+    part = partition_name(day)
+    path = join(clean_root, part, MARKER)
+    if not storage.exists(path):
+        return None
+    try:
+        marker: dict[str, Any] = storage.read_json(path)
+    except (OSError, ValueError) as exc:
+        log.warning("[clean] %s is unreadable (%s): cleaning %s again", path, exc, day)
+        return None
+    if any(marker.get(k) != expected[k] for k in ("version", "raw_fingerprint", "rules")):
+        return None
+    outputs = marker.get("outputs") or {}
+    for table, root in (("clean", clean_root), ("quarantine", quarantine_root)):
+        found = partition_files(storage, join(root, part))
+        if found != outputs.get(table, {}):
+            log.warning(
+                "[clean] %s of %s does not match its marker (%d file(s) found, %d recorded): "
+                "cleaning the day again",
+                join(root, part),
+                day,
+                len(found),
+                len(outputs.get(table, {})),
+            )
+            return None
+    return marker
+
+
 def split_done_days(
-    storage: Storage, clean_root: str, raw: RawInput, config: CleanConfig
-) -> tuple[RawInput, list[dt.date]]:
-    """(the days still to clean, the days whose clean partition is current)."""
-    todo, done = RawInput(missing_days=list(raw.missing_days)), []
+    storage: Storage, clean_root: str, quarantine_root: str, raw: RawInput, config: CleanConfig
+) -> tuple[RawInput, dict[dt.date, dict[str, Any]]]:
+    """(the days still to clean, the complete days' markers)."""
+    todo, done = RawInput(missing_days=list(raw.missing_days)), {}
     for day, files in raw.files.items():
-        marker = join(clean_root, partition_name(day), MARKER)
         expected = day_marker(config, files)
-        current = storage.exists(marker) and all(
-            storage.read_json(marker).get(k) == expected[k] for k in ("raw_fingerprint", "rules")
-        )
-        if current:
-            done.append(day)
+        marker = reusable_marker(storage, clean_root, quarantine_root, day, expected)
+        if marker is not None:
+            done[day] = marker
         else:
             todo.files[day] = files
-    return todo, sorted(done)
+    return todo, dict(sorted(done.items()))
 
 
 def _clean(
@@ -186,8 +256,9 @@ def _clean(
     raw: RawInput,
     clean_root: str,
     quarantine_root: str,
-) -> tuple[list[str], dict[str, Any]]:
-    """Clean the days in ``raw`` and publish their partitions; (partition names, report)."""
+) -> tuple[list[str], dict[str, dict[str, int]], list[dict[str, Any]]]:
+    """Clean the days in ``raw`` and publish their partitions; (partition names, dispositions
+    per day, quality rows per day)."""
     days = sorted(raw.files)
     log.info(
         "[clean] %d day(s) %s .. %s: %d files, %.1f MB%s",
@@ -205,12 +276,7 @@ def _clean(
         with naming_bad_files("raw events", lambda: first_unreadable_gzip(storage, raw.all_files)):
             counts = [r.asDict() for r in C.disposition_counts(labeled).collect()]
         per_day, per_file = _summarise_dispositions(counts)
-        wrong = sorted(path for path, c in per_file.items() if c["lines"] and not c["shaped"])
-        if wrong:
-            raise InputError(
-                f"raw file(s) with the wrong columns (no line is a record with user_id, event_type or "
-                f"event_time): {', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''}"
-            )
+        check_required_fields(per_file)
         log.info(
             "[clean] labelled %s lines; computing quality figures",
             f"{sum(c['lines'] for c in per_file.values()):,}",
@@ -228,18 +294,29 @@ def _clean(
                 C.quarantined_events(labeled), join(staging, "quarantine"), q_per_day
             )
             names = [partition_name(d) for d in days]
+            quality_of = {q["dt"]: {k: int(v) for k, v in q.items() if k != "dt"} for q in quality}
             for day in days:
                 if kept_per_day.get(day):  # a day with no clean rows has no partition to mark
+                    part = partition_name(day)
+                    outputs = {
+                        t: partition_files(storage, join(staging, t, part))
+                        for t in ("clean", "quarantine")
+                    }
                     storage.write_json(
-                        join(staging, "clean", partition_name(day), MARKER),
-                        day_marker(config, raw.files[day]),
+                        join(staging, "clean", part, MARKER),
+                        complete_marker(
+                            day_marker(config, raw.files[day]),
+                            per_day[day.isoformat()],
+                            quality_of.get(day, {}),
+                            outputs,
+                        ),
                     )
             storage.publish_partitions(join(staging, "clean"), clean_root, names)
             storage.publish_partitions(join(staging, "quarantine"), quarantine_root, names)
     finally:
         labeled.unpersist()
 
-    return names, _quality_report(per_day, quality, config)
+    return names, per_day, quality
 
 
 def main(spark: SparkSession, config: CleanConfig) -> RunResult:
@@ -258,9 +335,9 @@ def main(spark: SparkSession, config: CleanConfig) -> RunResult:
             date_window(config.run_date, config.days),
             allow_missing_days=config.allow_missing_days,
         )
-        reused: list[dt.date] = []
+        reused: dict[dt.date, dict[str, Any]] = {}
         if config.incremental:
-            raw, reused = split_done_days(storage, clean_root, raw, config)
+            raw, reused = split_done_days(storage, clean_root, quarantine_root, raw, config)
             if reused:
                 log.info(
                     "[clean] %d day(s) already clean from the same raw files and rules: %s",
@@ -270,11 +347,20 @@ def main(spark: SparkSession, config: CleanConfig) -> RunResult:
         days = sorted(raw.files)
         run.inputs = [f.path for f in raw.all_files]
         run.inputs.append(join(config.data_root, "raw", "catalog"))
+        names: list[str] = []
+        per_day: dict[str, dict[str, int]] = {}
+        quality: list[dict[str, Any]] = []
         if days:
-            names, report = _clean(spark, storage, config, raw, clean_root, quarantine_root)
+            names, per_day, quality = _clean(
+                spark, storage, config, raw, clean_root, quarantine_root
+            )
         else:
             log.info("[clean] nothing to clean: every day of the window is current")
-            names, report = [], _quality_report({}, [], config)
+        # A reused day is reported with the figures its marker recorded, never as zeros.
+        for day, marker in reused.items():
+            per_day[day.isoformat()] = marker["dispositions"]
+            quality.append({"dt": day, **marker["quality"]})
+        report = _quality_report(per_day, quality, config)
         storage.write_json(report_path, report)
         run.outputs = (
             [join(clean_root, n) for n in names]
@@ -290,6 +376,12 @@ def main(spark: SparkSession, config: CleanConfig) -> RunResult:
         run.extra = {
             "days": [d.isoformat() for d in days],
             "days_reused": [d.isoformat() for d in reused],
+            "rows_cleaned_now": sum(
+                v
+                for d, c in per_day.items()
+                if dt.date.fromisoformat(d) in raw.files
+                for v in c.values()
+            ),
             "missing_days": [d.isoformat() for d in raw.missing_days],
             "input_files": len(raw.all_files),
             "input_bytes": raw.bytes,
@@ -303,12 +395,16 @@ def main(spark: SparkSession, config: CleanConfig) -> RunResult:
 def summarize(result: RunResult) -> str:
     m = result.manifest
     q = m["quality"]
-    reused = f"; {len(m['days_reused'])} day(s) already clean" if m.get("days_reused") else ""
-    if not m["days"]:
-        return f"nothing to clean{reused}\nmanifest: {result.manifest_path}"
+    reused = m.get("days_reused") or []
+    head = (
+        f"cleaned {m['rows_cleaned_now']:,} raw rows for {m['days'][0]} .. {m['days'][-1]}"
+        if m["days"]
+        else "nothing to clean"
+    )
+    if reused:
+        head += f"; {len(reused)} day(s) already clean. Window {m['rows_in']:,} raw rows"
     return (
-        f"cleaned {m['rows_in']:,} raw rows for {m['days'][0]} .. {m['days'][-1]}{reused}: "
-        f"{m['rows_out']:,} kept, {m['rows_quarantined']:,} quarantined, "
+        f"{head}: {m['rows_out']:,} kept, {m['rows_quarantined']:,} quarantined, "
         f"{sum(m['rows_filtered'].values()):,} filtered\n"
         f"quarantined: {format_counts(m['rows_quarantined_by_reason'])}\n"
         f"filtered: {format_counts(m['rows_filtered'])}\n"

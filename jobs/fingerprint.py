@@ -20,11 +20,24 @@ def digest(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def files_digest(files: Iterable[FileInfo]) -> str:
-    """Digest of (path, size, mtime) for each file, in path order."""
-    return digest(sorted((f.path, f.size, f.mtime_ms) for f in files))
+def relative(path: str, root: str | None) -> str:
+    """``path`` relative to ``root`` when it lies under it (so a moved data root keeps its
+    fingerprints), else ``path`` itself."""
+    if root:
+        base = root.rstrip("/") + "/"
+        if path.startswith(base):
+            return path[len(base) :]
+    return path
 
 
-def paths_digest(storage: Storage, paths: Iterable[str]) -> str:
-    """Digest of every visible file under each path (a missing path counts as empty)."""
-    return digest({p: files_digest(storage.list_files(p)) for p in sorted(paths)})
+def files_digest(files: Iterable[FileInfo], root: str | None = None) -> str:
+    """Digest of (path relative to ``root``, size, mtime) for each file, in path order."""
+    return digest(sorted((relative(f.path, root), f.size, f.mtime_ms) for f in files))
+
+
+def paths_digest(storage: Storage, paths: Iterable[str], root: str | None = None) -> str:
+    """Digest of every visible file under each path (a missing path counts as empty), with
+    paths taken relative to ``root``."""
+    return digest(
+        {relative(p, root): files_digest(storage.list_files(p), root) for p in sorted(paths)}
+    )

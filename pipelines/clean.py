@@ -7,10 +7,12 @@ quarantined (bad records; the original line is kept with its reason):
   malformed_record        not valid JSON / wrong CSV field count
   missing_id              blank user id, or blank item id on a non-search event
   unknown_event_type      event type not canonical, not a known synonym, not ignored
-  unparseable_timestamp   event time missing or in no format we read
+  unparseable_timestamp   event time missing, in no format we read, or without a full date
+                          (``2026``, ``10:00:00``) or a plausible epoch (``0000000000``)
   future_timestamp        event time after the end of its partition day plus the allowed clock skew
   invalid_price           price not a number, negative, or above ``max_price``
   invalid_quantity        quantity not a whole number in [1, ``max_quantity``]
+  oversized_query         a search query longer than ``max_query_chars`` (never scanned for PII)
 filtered (valid records we deliberately drop; counted by reason):
   blank_line              an empty line
   ignored_event_type      a recognised non-interaction event (cancel, return, refund)
@@ -42,6 +44,7 @@ UNPARSEABLE_TIMESTAMP = "unparseable_timestamp"
 FUTURE_TIMESTAMP = "future_timestamp"
 INVALID_PRICE = "invalid_price"
 INVALID_QUANTITY = "invalid_quantity"
+OVERSIZED_QUERY = "oversized_query"
 QUARANTINE_REASONS: tuple[str, ...] = (
     MALFORMED_RECORD,
     MISSING_ID,
@@ -50,6 +53,7 @@ QUARANTINE_REASONS: tuple[str, ...] = (
     FUTURE_TIMESTAMP,
     INVALID_PRICE,
     INVALID_QUANTITY,
+    OVERSIZED_QUERY,
 )
 
 BLANK_LINE = "blank_line"
@@ -90,12 +94,28 @@ DEFAULT_EVENT_TYPE_SYNONYMS: dict[str, str] = {
 }
 DEFAULT_IGNORED_EVENT_TYPES: tuple[str, ...] = ("cancel", "cancellation", "return", "refund")
 
-# Privacy beats recall: a run of 8+ digits with phone-style separators is scrubbed even if it
-# was a model number. Emails: the usual local@domain.tld shape.
-EMAIL_PATTERN = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
-PHONE_PATTERN = r"\+?\(?\d(?:[\s().-]{0,2}\d){7,}"
+# Privacy beats recall: 8+ digits (any script's digits, e.g. full-width) joined by at most three
+# phone-style separators each (spaces, NBSP, dots, dashes, slashes, brackets) are scrubbed even
+# if they were a model or card number; an ISO date is not. Emails: local@domain.tld, letters of
+# any script (IDN domains). Both patterns run in linear time on java.util.regex and never
+# recurse per character (java.util.regex recurses per repetition of a group, which overflows
+# the stack on a long line): a match starts only where a run of its characters starts (the
+# negative lookbehinds), the local part is possessive, the digit count is checked by a lookahead
+# of bounded length, and the rest are plain character-class runs.
+_EMAIL_CHARS = r"[\p{L}\p{N}._%+\-]"
+EMAIL_PATTERN = (
+    rf"(?<!{_EMAIL_CHARS}){_EMAIL_CHARS}++@[\p{{L}}\p{{N}}\-][\p{{L}}\p{{N}}.\-]*\.\p{{L}}{{2,}}"
+)
+_PHONE_SEPARATORS = r"\s\u00A0\u2007\u202F\u3000().\-/\u2010-\u2015\uFF0D"
+PHONE_PATTERN = (
+    rf"(?<![\p{{Nd}}+\uFF0B])(?!\d{{4}}-\d{{2}}-\d{{2}}(?!\d))[+\uFF0B]?\(?"
+    rf"(?=(?:[{_PHONE_SEPARATORS}]{{0,3}}\p{{Nd}}){{8}})\p{{Nd}}[\p{{Nd}}{_PHONE_SEPARATORS}]*\p{{Nd}}"
+)
 EMAIL_TOKEN = "[email]"
 PHONE_TOKEN = "[phone]"
+# A quarantined line longer than this is kept truncated (at a token boundary) with a note of its
+# full length: enough to diagnose it, and the scrubber's work stays bounded.
+MAX_QUARANTINE_RECORD_CHARS = 65_536
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +161,13 @@ class CleanRules:
             "help": "inactivity gap that starts a new session when the log has no session id"
         },
     )
+    max_query_chars: int = field(
+        default=1_000,
+        metadata={
+            "help": "search queries longer than this are quarantined as oversized_query "
+            "(the PII scrubber never scans more)"
+        },
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -155,7 +182,13 @@ class CleanRules:
                 raise ConfigError(
                     f"invalid config value {name}={getattr(self, name)!r}: must be >= 0"
                 )
-        for name in ("max_price", "max_quantity", "double_fire_seconds", "session_gap_minutes"):
+        for name in (
+            "max_price",
+            "max_quantity",
+            "double_fire_seconds",
+            "session_gap_minutes",
+            "max_query_chars",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(
                     f"invalid config value {name}={getattr(self, name)!r}: must be > 0"
@@ -189,10 +222,20 @@ def _has_suffix(path: Column, suffixes: tuple[str, ...]) -> Column:
     return cond
 
 
+# Every record needs these: a raw file in which no line carries one of them (a renamed column
+# such as userId or timestamp) is a file-level error, not a quarantine of every line.
+REQUIRED_RAW_FIELDS: tuple[str, ...] = ("user_id", "event_type", "event_time")
+
+
+def missing_fields(present_bits: int) -> list[str]:
+    """The required raw fields whose bit is not set in a file's OR of ``present_fields``."""
+    return [n for i, n in enumerate(REQUIRED_RAW_FIELDS) if not present_bits & (1 << i)]
+
+
 def parse_raw_lines(lines: DataFrame) -> DataFrame:
     """(value, source_file, dt) -> raw string fields + ``raw_record``, ``is_blank``, ``is_malformed``,
-    ``is_shaped`` (a parsed record carrying at least one of user, type or time: a file with no
-    shaped line has the wrong columns).
+    ``present_fields`` (a bit per ``REQUIRED_RAW_FIELDS`` field the parsed record carries: a file
+    where no line has a field lacks that column, and one with none of them has the wrong columns).
 
     JSON-lines and CSV files are told apart by the file suffix; both parse into the same
     all-string struct, so a wrong type in a field is a value problem, never a reader crash.
@@ -205,16 +248,21 @@ def parse_raw_lines(lines: DataFrame) -> DataFrame:
     is_malformed = ~is_blank & (
         F.col("_parsed").isNull() | F.col(f"_parsed.{S.CORRUPT_COLUMN}").isNotNull()
     )
-    has_fields = F.coalesce(
-        *[F.col(f"_parsed.{n}") for n in ("user_id", "event_type", "event_time")]
-    ).isNotNull()
+    bits = sum(
+        (
+            F.when(F.col(f"_parsed.{n}").isNotNull(), F.lit(1 << i)).otherwise(F.lit(0))
+            for i, n in enumerate(REQUIRED_RAW_FIELDS)
+        ),
+        F.lit(0),
+    )
+    present = F.when(~is_blank & ~is_malformed, bits).otherwise(F.lit(0))
     return lines.withColumn("_parsed", parsed).select(
         F.col("value").alias("raw_record"),
         "source_file",
         "dt",
         is_blank.alias("is_blank"),
         is_malformed.alias("is_malformed"),
-        (~is_blank & ~is_malformed & has_fields).alias("is_shaped"),
+        present.alias("present_fields"),
         *[F.col(f"_parsed.{name}").alias(f"raw_{name}") for name in S.RAW_EVENT_FIELDS],
     )
 
@@ -228,13 +276,15 @@ def _null_if_blank(col: Column) -> Column:
 
 
 def parse_event_time(raw: Column) -> Column:
-    """A raw time string -> UTC timestamp: ISO 8601 (any offset), 'yyyy-MM-dd HH:mm:ss' (UTC),
-    unix seconds (9-11 digits) or unix milliseconds (12-14 digits); null if none fits."""
+    """A raw time string -> UTC timestamp: ISO 8601 with a full date (any offset), 'yyyy-MM-dd
+    HH:mm:ss' (UTC), unix seconds (9-11 digits) or unix milliseconds (12-14 digits); null if none
+    fits. A bare year or time of day, or an epoch with leading zeros, is not a time we can place:
+    Spark would read them as January 1st, today's date or 1970."""
     s = F.trim(raw)
     return (
-        F.when(s.rlike(r"^\d{9,11}$"), F.timestamp_seconds(s.cast("long")))
-        .when(s.rlike(r"^\d{12,14}$"), F.timestamp_seconds(s.cast("long") / F.lit(1000.0)))
-        .otherwise(F.try_to_timestamp(s))
+        F.when(s.rlike(r"^[1-9]\d{8,10}$"), F.timestamp_seconds(s.cast("long")))
+        .when(s.rlike(r"^[1-9]\d{11,13}$"), F.timestamp_seconds(s.cast("long") / F.lit(1000.0)))
+        .when(s.rlike(r"^\d{4}-\d{2}-\d{2}(?:$|[T ])"), F.try_to_timestamp(s))
     )
 
 
@@ -287,6 +337,7 @@ def assign_record_reasons(parsed: DataFrame, rules: CleanRules) -> DataFrame:
         .when(event_time > latest_allowed, F.lit(FUTURE_TIMESTAMP))
         .when(price_bad, F.lit(INVALID_PRICE))
         .when(quantity_bad, F.lit(INVALID_QUANTITY))
+        .when(F.length(F.col("raw_query")) > F.lit(rules.max_query_chars), F.lit(OVERSIZED_QUERY))
     )
     # Without a producer-assigned id, the record's content is its identity.
     content_id = F.substring(
@@ -406,14 +457,65 @@ def assign_sessions(events: DataFrame, rules: CleanRules) -> DataFrame:
     ).drop("_new_session", "_session_seq")
 
 
-def scrub_pii(events: DataFrame) -> DataFrame:
-    """``query``: the raw query with emails and phone numbers replaced; ``pii_scrubbed`` flag."""
-    q = F.col("query_raw")
-    scrubbed = F.regexp_replace(
-        F.regexp_replace(q, EMAIL_PATTERN, EMAIL_TOKEN), PHONE_PATTERN, PHONE_TOKEN
+def scrub_text(text: Column) -> Column:
+    """``text`` with emails and phone-like numbers replaced by tokens (one pass per pattern)."""
+    return F.regexp_replace(
+        F.regexp_replace(text, EMAIL_PATTERN, EMAIL_TOKEN), PHONE_PATTERN, PHONE_TOKEN
     )
+
+
+def scrub_pii(events: DataFrame) -> DataFrame:
+    """``query``: the kept rows' raw query with emails and phone numbers replaced;
+    ``pii_scrubbed`` flag. Quarantined rows get no query (their line is scrubbed instead), so an
+    oversized query is never scanned."""
+    q = F.col("query_raw")
+    scrubbed = F.when(_candidate(), scrub_text(q))
     return events.withColumn("query", scrubbed).withColumn(
-        "pii_scrubbed", F.coalesce(q.rlike(EMAIL_PATTERN) | q.rlike(PHONE_PATTERN), F.lit(False))
+        "pii_scrubbed", F.coalesce(F.col("query") != q, F.lit(False))
+    )
+
+
+def _truncated(line: Column, limit: int) -> Column:
+    """The first ``limit`` characters of ``line`` up to the last whole token, and a note of its
+    length (a token cut in half, such as half an e-mail address, would escape the scrubber)."""
+    head = F.regexp_replace(F.substring(line, 1, limit), r"(?<![^\s,;\"'])[^\s,;\"']*+$", "")
+    return F.concat(
+        head, F.lit(" ...[truncated: "), F.length(line).cast("string"), F.lit(" chars]")
+    )
+
+
+def quarantine_record(limit: int = MAX_QUARANTINE_RECORD_CHARS) -> Column:
+    """The line a quarantined row keeps for diagnosis, scrubbed of PII by the clean rules.
+
+    A parsed record keeps its original text with its query replaced by the scrubbed query (and
+    e-mails scrubbed anywhere), so timestamps and ids stay readable; when the query's text is not
+    found verbatim (JSON escapes), the record is re-serialised from its parsed fields instead. A
+    line that did not parse, or an overlong one (truncated first), is scrubbed whole.
+    """
+    line = F.col("raw_record")
+    query = F.col("raw_query")
+    clean_query = scrub_text(query)
+    verbatim = line.contains(query)
+    reserialised = F.to_json(
+        F.struct(
+            *[
+                (clean_query if n == "query" else F.col(f"raw_{n}")).alias(n)
+                for n in S.RAW_EVENT_FIELDS
+            ]
+        )
+    )
+    replaced = F.call_function("replace", line, query, clean_query)
+    parsed = F.regexp_replace(
+        F.when(query.isNull() | (clean_query == query), line)
+        .when(verbatim, replaced)
+        .otherwise(reserialised),
+        EMAIL_PATTERN,
+        EMAIL_TOKEN,
+    )
+    return (
+        F.when(F.length(line) > F.lit(limit), scrub_text(_truncated(line, limit)))
+        .when(F.col("is_malformed"), scrub_text(line))
+        .otherwise(parsed)
     )
 
 
@@ -450,15 +552,16 @@ def label_events(lines: DataFrame, catalog: DataFrame, rules: CleanRules) -> Dat
 
 def compact_labeled(labeled: DataFrame) -> DataFrame:
     """Just what the outputs and counts need: contract columns, ``reason``, the original line
-    (kept only for quarantined rows), ``source_file``, ``pii_scrubbed``, ``is_shaped``."""
+    (kept only for quarantined rows, scrubbed of PII), ``source_file``, ``pii_scrubbed``,
+    ``present_fields``."""
     keep_line = F.col("reason").isin(*QUARANTINE_REASONS)
     return labeled.select(
         *S.columns_of(S.CLEAN_EVENT_SCHEMA),
         "reason",
-        F.when(keep_line, F.col("raw_record")).alias("raw_record"),
+        F.when(keep_line, quarantine_record()).alias("raw_record"),
         "source_file",
         "pii_scrubbed",
-        "is_shaped",
+        "present_fields",
     )
 
 
@@ -480,9 +583,10 @@ def disposition() -> Column:
 
 
 def disposition_counts(labeled: DataFrame) -> DataFrame:
-    """(source_file, dt, disposition, rows, shaped): one small row per file, day and outcome."""
+    """(source_file, dt, disposition, rows, present): one small row per file, day and outcome;
+    ``present`` ORs the ``present_fields`` bits of its lines."""
     return labeled.groupBy("source_file", "dt", disposition().alias("disposition")).agg(
-        F.count(F.lit(1)).alias("rows"), F.sum(F.col("is_shaped").cast("long")).alias("shaped")
+        F.count(F.lit(1)).alias("rows"), F.bit_or("present_fields").alias("present")
     )
 
 

@@ -189,3 +189,124 @@ def test_ingest_movielens_without_its_header(spark: SparkSession, tmp_path: Path
     cfg = ingest.IngestConfig(data_root=str(tmp_path / "d"), format="movielens", input=str(folder))
     with pytest.raises(InputError, match=r"ratings\.csv has the wrong columns"):
         ingest.main(spark, cfg)
+
+
+# -- regressions from fault injection (issue 10) --------------------------------------------------
+
+
+def test_file_missing_a_required_column_is_named(spark: SparkSession, root: Path) -> None:
+    # user_id -> userId and event_time -> timestamp: every line still has event_type, so the
+    # file used to pass the column check and quarantine every line as missing_id
+    bad = root / f"raw/events/dt={END}/renamed.json.gz"
+    with gzip.open(bad, "wt") as fh:
+        for i in range(20):
+            fh.write(json.dumps({"userId": f"u{i}", "item_id": "i1", "event_type": "view",
+                                 "timestamp": "2026-11-21T10:00:00Z"}) + "\n")  # fmt: skip
+    assert_failed_cleanly(
+        spark,
+        root,
+        clean_cfg(root),
+        r"missing a required column .*renamed\.json\.gz lacks user_id, event_time",
+    )
+
+
+def _partition_rows(spark: SparkSession, folder: Path) -> int:
+    return spark.read.parquet(str(folder)).count()
+
+
+def test_incremental_clean_redoes_a_day_whose_output_was_removed(
+    spark: SparkSession, root: Path
+) -> None:
+    first = clean.main(spark, clean_cfg(root, days=2, incremental=True))
+    assert first.manifest["days_reused"] == [str(END - dt.timedelta(days=1)), str(END)]
+    lost = root / f"quarantine/events/dt={END}"
+    rows = _partition_rows(spark, lost)
+    assert rows > 0
+    shutil.rmtree(lost)
+    again = clean.main(spark, clean_cfg(root, days=2, incremental=True))
+    assert again.manifest["days"] == [str(END)]
+    assert _partition_rows(spark, lost) == rows
+    # the manifest and the report cover the whole window, never zeros for the reused day
+    for result in (first, again):
+        assert result.manifest["rows_in"] == (
+            result.manifest["rows_out"]
+            + result.manifest["rows_quarantined"]
+            + sum(result.manifest["rows_filtered"].values())
+        )
+    assert again.manifest["rows_in"] == first.manifest["rows_in"] > 0
+    assert (
+        again.manifest["rows_quarantined_by_reason"] == first.manifest["rows_quarantined_by_reason"]
+    )
+    report = json.loads((root / f"reports/dt={END}/clean_quality.json").read_text())
+    assert report["rows_in"] == first.manifest["rows_in"]
+
+
+def test_incremental_clean_redoes_a_day_with_a_missing_file(
+    spark: SparkSession, root: Path
+) -> None:
+    part = root / f"clean/events/dt={END}"
+    victim = sorted(part.glob("*.parquet"))[0]
+    victim.unlink()
+    victim.with_name(f".{victim.name}.crc").unlink(missing_ok=True)
+    result = clean.main(spark, clean_cfg(root, days=2, incremental=True))
+    assert result.manifest["days"] == [str(END)]
+    assert result.manifest["days_reused"] == [str(END - dt.timedelta(days=1))]
+
+
+def test_a_fully_skipped_clean_keeps_the_window_figures(spark: SparkSession, root: Path) -> None:
+    full = json.loads((root / f"_runs/{END}/clean.json").read_text())
+    skipped = clean.main(spark, clean_cfg(root, days=2, incremental=True))
+    assert skipped.manifest["days"] == []
+    for key in ("rows_in", "rows_out", "rows_quarantined", "rows_filtered"):
+        assert skipped.manifest[key] == full[key], key
+    assert skipped.manifest["rows_cleaned_now"] == 0
+
+
+def test_a_moved_data_root_is_not_cleaned_again(
+    spark: SparkSession, root: Path, tmp_path: Path
+) -> None:
+    moved = tmp_path / "moved"
+    shutil.move(root, moved)
+    result = clean.main(spark, clean_cfg(moved, days=2, incremental=True))
+    assert result.manifest["days"] == []
+    assert len(result.manifest["days_reused"]) == 2
+
+
+def test_a_truncated_clean_parquet_file_is_named_by_label(spark: SparkSession, root: Path) -> None:
+    from jobs import label
+
+    bad = sorted((root / f"clean/events/dt={END}").glob("*.parquet"))[0]
+    damage(bad, bad.read_bytes()[: bad.stat().st_size // 2])
+    cfg = label.LabelConfig(
+        data_root=str(root), run_date=END, lookback_days=2, val_days=0, test_days=1,
+        history_cutoff="event",
+    )  # fmt: skip
+    with pytest.raises(InputError, match=rf"cannot read clean events: .*{bad.name}"):
+        label.main(spark, cfg)
+    manifest = json.loads((root / f"_runs/{END}/label.json").read_text())
+    assert manifest["status"] == "failed" and bad.name in manifest["error"]
+    assert "\n" not in manifest["error"]
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_success(
+    spark: SparkSession, root: Path
+) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from jobs.common import _host_tag
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout)  # fmt: skip
+    orphan = root / f"_staging/clean-20261121T000000-{_host_tag()}-{dead}-0123abcd"
+    alive = root / f"_staging/clean-20991231T000000-{_host_tag()}-{os.getpid()}-0123abcd"
+    other = root / "_staging/score-20261121T000000-00000000-1-0123abcd"
+    for folder in (orphan, alive, other):
+        (folder / "clean/dt=x").mkdir(parents=True)
+    assert socket.gethostname()
+    clean.main(spark, clean_cfg(root, days=1))
+    assert not orphan.exists()
+    assert alive.exists(), "a folder whose process is alive is not touched"
+    assert other.exists(), "another step's folder is left to that step"

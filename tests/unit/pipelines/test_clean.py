@@ -172,7 +172,19 @@ def test_unknown_event_type_is_quarantined(spark: SparkSession, event_type: str 
 
 
 @pytest.mark.parametrize(
-    "raw_time", ["yesterday", "2026-02-30T25:61:00Z", "", None, "13/45/2026 10:00"]
+    "raw_time",
+    [
+        "yesterday",
+        "2026-02-30T25:61:00Z",
+        "",
+        None,
+        "13/45/2026 10:00",
+        # Spark reads these as Jan 1st, 1970 and today's date: none says when the event was
+        "2026",
+        "2026-11",
+        "0000000000",
+        "10:00:00",
+    ],
 )
 def test_unparseable_timestamp_is_quarantined(spark: SparkSession, raw_time: str | None) -> None:
     assert reasons(label(spark, lines(spark, event(event_time=raw_time)))) == {
@@ -380,6 +392,93 @@ def test_pii_is_scrubbed_from_queries(spark: SparkSession) -> None:
     }
     scrubbed = label(spark, raw).where("pii_scrubbed").select("event_id").collect()
     assert sorted(r[0] for r in scrubbed) == ["a", "b", "c"]
+
+
+def _search(eid: str, q: str, minute: int = 1, **fields: object) -> str:
+    record: dict[str, object] = {
+        "event_id": eid,
+        "event_type": "search",
+        "item_id": None,
+        "price": None,
+        "query": q,
+        "event_time": f"2026-11-20T10:{minute:02d}:00Z",
+    }
+    return event(**{**record, **fields})
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("call +44\u00a020\u00a07946\u00a00958 now", "call [phone] now"),
+        ("555 - 123 - 4567", "[phone]"),
+        ("030/1234567 berlin", "[phone] berlin"),
+        ("\uff10\uff13\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17", "[phone]"),
+        ("card 4111 1111 1111 1111 ok", "card [phone] ok"),
+        ("write jane@ex\u00e4mple.de", "write [email]"),
+        ("m\u00fcller.j+shop@example.co.uk boots", "[email] boots"),
+        ("shoes size 42 from 2026-11-20", "shoes size 42 from 2026-11-20"),
+    ],
+)
+def test_pii_variants_are_scrubbed_from_queries(
+    spark: SparkSession, query: str, expected: str
+) -> None:
+    rows = kept(label(spark, lines(spark, _search("a", query))))
+    assert [(r["query"]) for r in rows] == [expected]
+
+
+def test_scrubbing_long_adversarial_text_finds_the_pii_at_its_end(spark: SparkSession) -> None:
+    # 200k characters that every e-mail/phone start position could scan to the end: with the
+    # old patterns this took minutes per match (quadratic); the result is what is checked here.
+    noise = "a." * 50_000 + "1234567 x " * 10_000  # 7-digit runs: not a phone number
+    rules = C.CleanRules(max_query_chars=300_000)
+    raw = lines(spark, _search("a", noise + "x@example.com +44 20 7946 0958"))
+    (row,) = kept(label(spark, raw, rules))
+    assert row["query"].endswith("[email] [phone]")
+    assert len(row["query"]) == len(noise) + len("[email] [phone]")
+
+
+def test_oversized_query_is_quarantined_and_its_record_truncated(spark: SparkSession) -> None:
+    huge = "shoes " * 20_000 + "secret.person@example.com"
+    raw = lines(spark, _search("big", huge), _search("ok", "red shoes", minute=2))
+    labeled = label(spark, raw)
+    assert reasons(labeled) == {"big": C.OVERSIZED_QUERY, "ok": None}
+    (q,) = C.quarantined_events(labeled).collect()
+    assert q["reason"] == C.OVERSIZED_QUERY
+    assert len(q["raw_record"]) < C.MAX_QUARANTINE_RECORD_CHARS + 100
+    assert q["raw_record"].endswith(f"...[truncated: {len(raw.first()['value'])} chars]")
+    assert "secret.person" not in q["raw_record"]
+
+
+def test_quarantined_record_is_scrubbed_of_pii_and_keeps_its_other_fields(
+    spark: SparkSession,
+) -> None:
+    q = "mail me at secret.person+x@example.com or +44 20 7946 0958"
+    raw = lines(
+        spark,
+        _search("neg", q, price="-5"),  # invalid_price: quarantined with its query
+        _search("neg2", "card 4111-1111-1111-1111", minute=2, price="-5"),
+        '{"event_id": "bad", "query": "jane.doe@example.com 555 123 4567", "event_time": '
+        '"2026-11-20T10:00:00Z"',  # malformed: scrubbed whole
+    )
+    quarantined = {r["raw_record"] for r in C.quarantined_events(label(spark, raw)).collect()}
+    assert quarantined == {
+        _search("neg", "mail me at [email] or [phone]", price="-5"),
+        _search("neg2", "card [phone]", minute=2, price="-5"),
+        '{"event_id": "bad", "query": "[email] [phone]", "event_time": "2026-11-20T10:00:00Z"',
+    }
+
+
+def test_quarantined_record_with_an_escaped_query_is_reserialised_scrubbed(
+    spark: SparkSession,
+) -> None:
+    # The JSON text spells the query with escapes, so it is not found verbatim in the line.
+    line = (
+        '{"event_id": "x", "event_type": "search", "user_id": "u1", "price": "-5", '
+        '"event_time": "2026-11-20T10:00:00Z", "query": "jane\\u0040example.com \\"hi\\""}'
+    )
+    (q,) = C.quarantined_events(label(spark, lines(spark, line))).collect()
+    assert "jane" not in q["raw_record"] and "[email]" in q["raw_record"]
+    assert '"price":"-5"' in q["raw_record"]
 
 
 def test_unknown_item_is_flagged_and_kept(spark: SparkSession) -> None:
