@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from jobs.fingerprint import digest
 from jobs.manifest import utc_now
 from jobs.storage import Storage, join
 from pipelines.errors import CartwheelError
@@ -70,34 +71,59 @@ def describe(holder: dict[str, Any]) -> str:
     )
 
 
+def _take_over(storage: Storage, path: str, stale: dict[str, Any], token: str) -> bool:
+    """Remove the stale lock ``stale`` if this contender wins the right to; True if it did.
+
+    Deleting a dead lock and then creating one's own is a race: a second contender that also
+    saw the dead lock could delete the first one's fresh lock. So the right to delete one
+    particular stale lock is itself taken with an exclusive create (a claim file named after
+    that lock's token or content), and the winner checks that the lock is still the stale one
+    before deleting it. Losers go back and find the winner's lock.
+    """
+    name = stale.get("token") or digest(stale)
+    claim = f"{path}.takeover-{name}"
+    if not storage.create_exclusive(claim, token):
+        return False
+    try:
+        if _holder(storage, path) == stale:  # still the lock we judged stale
+            storage.delete(path)
+            return True
+        return False
+    finally:
+        storage.delete(claim)
+
+
 @contextlib.contextmanager
 def data_root_lock(
     storage: Storage, data_root: str, run_date: str, *, break_lock: bool = False
 ) -> Iterator[dict[str, Any]]:
     """Hold the data root's lock for the body; LockHeldError if another run holds it."""
     path = lock_path(data_root)
-    me = {
-        "token": uuid.uuid4().hex,
+    token = uuid.uuid4().hex
+    me: dict[str, Any] = {
+        "token": token,
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "run_date": run_date,
         "started_at": utc_now(),
         "command": " ".join(sys.argv),
     }
-    for attempt in range(2):
+    for attempt in range(3):
         if storage.create_exclusive(path, json.dumps(me, indent=2) + "\n"):
             break
         holder = _holder(storage, path)
-        if attempt == 0 and (break_lock or _dead_here(holder)):
+        if attempt < 2 and (break_lock or _dead_here(holder)):
             why = "--break-lock" if break_lock else "its process is gone"
-            log.warning("removing the lock %s (%s): %s", path, describe(holder), why)
-            storage.delete(path)
-            continue
+            if _take_over(storage, path, holder, token):
+                log.warning("removed the lock %s (%s): %s", path, describe(holder), why)
+            continue  # whoever won the take-over may hold the lock now: look again
         raise LockHeldError(
             f"another cartwheel run holds the lock on {data_root} ({describe(holder)}); "
             f"not starting. Wait for it to finish; if it died on another host, delete {path} "
             "or pass --break-lock"
         )
+    else:
+        raise LockHeldError(f"could not take the lock on {data_root} ({path}): contended")
     try:
         yield me
     finally:

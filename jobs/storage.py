@@ -11,6 +11,7 @@ per file, which matters when a dataset spans thousands of day partitions.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -61,13 +62,16 @@ def _local_info(path: str, os_path: str) -> FileInfo:
 class Storage:
     """File-system operations on local paths and Hadoop URIs."""
 
-    def __init__(self, spark: SparkSession, *, native_local: bool = True) -> None:
-        jvm, jsc = spark.sparkContext._jvm, spark.sparkContext._jsc
-        if jvm is None or jsc is None:
-            raise RuntimeError("the SparkSession has no JVM gateway (stopped session?)")
-        self._jvm: Any = jvm
-        self._conf: Any = jsc.hadoopConfiguration()
-        self._native_local = native_local
+    def __init__(self, spark: SparkSession | None, *, native_local: bool = True) -> None:
+        """``spark`` None: local paths only (no JVM), e.g. for tools that run without Spark."""
+        self._jvm: Any = None
+        self._conf: Any = None
+        if spark is not None:
+            jvm, jsc = spark.sparkContext._jvm, spark.sparkContext._jsc
+            if jvm is None or jsc is None:
+                raise RuntimeError("the SparkSession has no JVM gateway (stopped session?)")
+            self._jvm, self._conf = jvm, jsc.hadoopConfiguration()
+        self._native_local = native_local or spark is None
 
     # -- dispatch -----------------------------------------------------------------------------
 
@@ -78,6 +82,8 @@ class Storage:
         return self._jvm.org.apache.hadoop.fs.Path(path)
 
     def _fs(self, path: str) -> Any:
+        if self._jvm is None:
+            raise ValueError(f"{path} is not a local path, and this Storage has no Spark session")
         return self._path(path).getFileSystem(self._conf)
 
     # -- queries ------------------------------------------------------------------------------
@@ -184,16 +190,26 @@ class Storage:
             os.makedirs(os.path.dirname(p) or ".", exist_ok=True)
             t = self._os(tmp)
             assert t is not None
-            with open(t, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(t, p)
+            try:
+                with open(t, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.replace(t, p)
+            except BaseException:  # a full disk: no half-written temp file is left behind
+                with contextlib.suppress(OSError):
+                    os.remove(t)
+                raise
             return
         fs = self._fs(path)
-        out = fs.create(self._path(tmp), True)
         try:
-            out.write(bytearray(text.encode("utf-8")))
-        finally:
-            out.close()
+            out = fs.create(self._path(tmp), True)
+            try:
+                out.write(bytearray(text.encode("utf-8")))
+            finally:
+                out.close()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                fs.delete(self._path(tmp), False)
+            raise
         if fs.exists(self._path(path)):
             fs.delete(self._path(path), False)
         self.rename(tmp, path)
@@ -237,8 +253,13 @@ class Storage:
                 fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+            except BaseException:  # never leave a half-written (unreadable) file behind
+                with contextlib.suppress(OSError):
+                    os.remove(p)
+                raise
             return True
         fs, jp = self._fs(path), self._path(path)
         if fs.exists(jp):
