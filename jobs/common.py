@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import logging
+import os
+import re
+import socket
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
+import psutil
 from pyspark.sql import SparkSession
 
 from jobs.config import StepConfig, parse_config
 from jobs.manifest import RunResult
+from jobs.readers import explain_failure
 from jobs.session import get_spark
-from jobs.storage import Storage, join
+from jobs.storage import Storage, join, local_path
 from pipelines.errors import CartwheelError, ConfigError
 
 C = TypeVar("C", bound=StepConfig)
@@ -47,29 +53,73 @@ def run_cli(
     except ConfigError as exc:
         print(f"cartwheel {step}: error: {exc}", file=sys.stderr)
         return 2
+    root = local_path(str(getattr(config, "data_root", "") or ""))
+    if root and os.path.exists(root) and not os.path.isdir(root):
+        print(f"cartwheel {step}: error: data root {root} is a file, not a folder", file=sys.stderr)
+        return 1
     spark = get_spark(f"cartwheel-{step}")
     try:
         result = main(spark, config)
     except CartwheelError as exc:
         print(f"cartwheel {step}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        # A bad file, a full or read-only disk, a file in place of the data root: one line
+        # naming the path and the cause instead of a Java stack trace.
+        explained = explain_failure(exc, getattr(config, "data_root", None))
+        if explained is None:
+            raise
+        log.debug("cartwheel %s failed", step, exc_info=True)
+        print(f"cartwheel {step}: error: {explained}", file=sys.stderr)
+        return 1
     print(summarize(result))
     return 0 if result.succeeded else 1
 
 
+STALE_STAGING_HOURS = 24
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _stale_staging(name: str, step: str, now: dt.datetime) -> bool:
+    """Whether ``_staging/<name>`` is an abandoned folder of ``step``: its process (on this host)
+    is gone, or it is older than STALE_STAGING_HOURS (any host)."""
+    m = re.fullmatch(
+        rf"{re.escape(step)}-(\d{{8}}T\d{{6}})-(?:([0-9a-f]{{8}})-(\d+)-)?[0-9a-f]{{8}}", name
+    )
+    if m is None:
+        return False
+    stamp = dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
+    if now - stamp > dt.timedelta(hours=STALE_STAGING_HOURS):
+        return True
+    return m.group(2) == _host_tag() and not psutil.pid_exists(int(m.group(3)))
+
+
 @contextlib.contextmanager
 def staging_area(storage: Storage, data_root: str, step: str) -> Iterator[str]:
-    """A fresh ``_staging/<step>/<id>/`` folder under the data root, removed afterwards.
+    """A fresh ``_staging/<step>-<time>-<host>-<pid>-<id>/`` folder under the data root, removed
+    afterwards.
 
     Outputs are written here first and renamed into place only after every check passed, so a
-    failed step publishes nothing and a reader never sees a half-written table.
+    failed step publishes nothing and a reader never sees a half-written table. A run that was
+    killed cannot remove its folder; the next successful run of the same step removes it.
     """
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    path = join(data_root, "_staging", f"{step}-{stamp}-{uuid.uuid4().hex[:8]}")
+    now = dt.datetime.now(dt.UTC)
+    parent = join(data_root, "_staging")
+    name = f"{step}-{now:%Y%m%dT%H%M%S}-{_host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    path = join(parent, name)
     try:
         yield path
     finally:
         storage.delete(path)
+    for other, is_dir in storage.list_dir(parent):
+        if is_dir and _stale_staging(other, step, now):
+            log.info(
+                "[%s] removing %s, left by a run that did not finish", step, join(parent, other)
+            )
+            storage.delete(join(parent, other))
 
 
 def format_counts(counts: dict[str, int]) -> str:

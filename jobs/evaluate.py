@@ -57,6 +57,17 @@ HANDLING = {
 }
 
 
+def check_gate_values(gate_min_ratio: float, champion_tolerance: float) -> None:
+    """ConfigError unless the gate ratio is >= 0 and the champion tolerance in [0, 1) (shared by
+    evaluate and the night's options, which are checked before Spark starts)."""
+    if not 0 <= champion_tolerance < 1:
+        raise ConfigError(
+            f"invalid config value champion_tolerance={champion_tolerance}: must be in [0, 1)"
+        )
+    if gate_min_ratio < 0:
+        raise ConfigError(f"invalid config value gate_min_ratio={gate_min_ratio}: must be >= 0")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EvaluateConfig(DatedStepConfig):
     """Flags of ``cartwheel evaluate``."""
@@ -97,14 +108,7 @@ class EvaluateConfig(DatedStepConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not 0 <= self.champion_tolerance < 1:
-            raise ConfigError(
-                f"invalid config value champion_tolerance={self.champion_tolerance}: must be in [0, 1)"
-            )
-        if self.gate_min_ratio < 0:
-            raise ConfigError(
-                f"invalid config value gate_min_ratio={self.gate_min_ratio}: must be >= 0"
-            )
+        check_gate_values(self.gate_min_ratio, self.champion_tolerance)
         if self.gate_min_ratio > 0 and self.gate_baseline not in self.baselines:
             raise ConfigError(
                 f"invalid config value gate_baseline={self.gate_baseline!r}: must be one of the "

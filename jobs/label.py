@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 from jobs.common import format_counts, run_cli, staging_area
 from jobs.config import DatedStepConfig
 from jobs.manifest import RunResult, StepRun
-from jobs.readers import date_window, read_clean_events
+from jobs.readers import date_window, naming_bad_files, read_clean_events
 from jobs.storage import Storage, join
 from pipelines import label as L
 from pipelines.errors import InputError
@@ -51,7 +51,8 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
         events = read_clean_events(spark, storage, root, days).persist(StorageLevel.MEMORY_AND_DISK)
         labeled = None
         try:
-            rows_in = events.count()
+            with naming_bad_files("clean events"):  # the first action reads every file
+                rows_in = events.count()
             if rows_in == 0:
                 raise InputError(
                     f"no clean events in {days[0]} .. {days[-1]} under {join(root, 'clean', 'events')}"

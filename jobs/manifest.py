@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from jobs.config import StepConfig
+from jobs.readers import explain_failure
 from jobs.storage import Storage, join
 from pipelines.errors import CartwheelError
 
@@ -54,6 +55,15 @@ def code_version() -> str:
         except (OSError, subprocess.SubprocessError):
             pass
     return version
+
+
+def describe_failure(exc: BaseException, data_root: str | None = None) -> str:
+    """What a manifest, a night's summary and a log line say of a failure: one line naming the
+    path and the cause when one can be found, else the exception's type and message."""
+    explained = explain_failure(exc, data_root)
+    if explained is not None and not isinstance(exc, CartwheelError):
+        return f"{type(exc).__name__}: {explained}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def manifest_path(data_root: str, run_date: dt.date, step: str) -> str:
@@ -177,14 +187,21 @@ class StepRun:
         tb: TracebackType | None,
     ) -> None:
         status = "succeeded" if exc is None else "failed"
-        error = None if exc is None else f"{type(exc).__name__}: {exc}"
+        error = None if exc is None else describe_failure(exc, self.config.data_root)
         self.manifest = self._document(status, error)
         try:
             self.storage.write_json(self.path, self.manifest)
         except Exception as write_exc:  # the step's own error matters more than the manifest's
             log.error("[%s] could not write manifest %s: %s", self.step, self.path, write_exc)
-            if exc is None:
-                raise
+            # Never leave an earlier run's manifest standing (it may say "succeeded"); deleting
+            # it may also free the space the new one needs.
+            try:
+                self.storage.delete(self.path)
+                self.storage.write_json(self.path, self.manifest)
+            except Exception as retry_exc:
+                log.error("[%s] no manifest for this run: %s", self.step, retry_exc)
+                if exc is None:
+                    raise write_exc from None
         log.info(
             "[%s] %s in %.1fs: %d in, %d out, %d quarantined, %d filtered; manifest %s",
             self.step,

@@ -32,10 +32,10 @@ from pyspark.sql import SparkSession
 from jobs import clean, evaluate, label, score, shard, train
 from jobs.common import run_cli
 from jobs.config import DatedStepConfig, StepConfig, config_from_values, load_yaml, opt
-from jobs.fingerprint import digest, paths_digest
+from jobs.fingerprint import digest, paths_digest, relative
 from jobs.lock import data_root_lock
-from jobs.manifest import RunResult, StepRun, manifest_path, utc_now
-from jobs.readers import date_window, partition_name
+from jobs.manifest import RunResult, StepRun, describe_failure, manifest_path, utc_now
+from jobs.readers import date_window, explain_failure, partition_name
 from jobs.storage import Storage, join
 from pipelines.errors import CartwheelError, ConfigError, InputError, QualityGateError
 
@@ -98,6 +98,7 @@ class NightOptions:
                 raise ConfigError(
                     f"invalid config value {name}={getattr(self, name)!r}: must be >= 1"
                 )
+        evaluate.check_gate_values(self.gate_min_ratio, self.champion_tolerance)
         if self.from_step is not None and self.from_step not in NIGHT_STEPS:
             raise ConfigError(
                 f"invalid config value from_step={self.from_step!r}: one of {', '.join(NIGHT_STEPS)}"
@@ -248,8 +249,9 @@ class Night:
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
 
-    def derived(self, name: str) -> dict[str, Any]:
-        """The values the night gives a step (before its --step-config section)."""
+    def derived(self, name: str, *, check: bool = False) -> dict[str, Any]:
+        """The values the night gives a step (before its --step-config section); ``check``:
+        placeholders for what only an upstream step can tell (shard rows, the model)."""
         c = self.config
         if name == "clean":
             # forced: clean every day again; otherwise only new or changed days
@@ -263,7 +265,11 @@ class Night:
         if name == "shard":
             return {"workers": c.num_proc}
         if name == "train":
-            shard_rows = self.manifest("shard")["splits"]["train"]["rows"]
+            shard_rows = (
+                16 * c.batch_size * c.num_proc
+                if check
+                else self.manifest("shard")["splits"]["train"]["rows"]
+            )
             # A small night still gets several steps per epoch.
             batch = max(16, min(c.batch_size, shard_rows // (8 * c.num_proc)))
             return {
@@ -272,7 +278,7 @@ class Night:
                 "num_proc": c.num_proc,
                 "restart": self.redo("train"),
             }
-        model = self.candidate_uri()
+        model = "models:/check/1" if check else self.candidate_uri()
         if name == "score":
             return {
                 "model_uri": model,
@@ -289,16 +295,11 @@ class Night:
         raise KeyError(name)
 
     def check_configs(self) -> None:
-        """Build every step's config with placeholder upstream values: a bad --step-config
-        section fails here, before any step runs."""
-        placeholders: dict[str, dict[str, Any]] = {
-            "train": {"epochs": self.config.epochs},
-            "score": {"model_uri": "models:/check/1"},
-            "evaluate": {"model_uri": "models:/check/1"},
-        }
+        """Build and validate every step's config as the night will (with placeholders for
+        upstream results): a bad night option or --step-config section fails here, before any
+        step runs, instead of minutes later in the step that uses it."""
         for name in STEP_CONFIGS:
-            derived = placeholders.get(name) or self.derived(name)
-            self.step_config(name, derived)
+            self.step_config(name, self.derived(name, check=True))
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -343,8 +344,15 @@ class Night:
         # how a step goes about its work when forced, not what it computes
         record.pop("restart", None)
         record.pop("incremental", None)
+        # where the data root lives is not what a step computes: a moved root keeps its state
+        record.pop("data_root", None)
+        record = {k: relative(v, self.root) if isinstance(v, str) else v for k, v in record.items()}
         return digest(
-            {"config": record, "inputs": paths_digest(self.storage, paths), "extra": extra}
+            {
+                "config": record,
+                "inputs": paths_digest(self.storage, paths, self.root),
+                "extra": extra,
+            }
         )
 
     # -- skipping -------------------------------------------------------------------------------
@@ -423,12 +431,13 @@ class Night:
             outcome.result = result
             outcome.status = SUCCEEDED if result.succeeded else FAILED
         except CartwheelError as exc:
-            outcome.status, outcome.error = FAILED, f"{type(exc).__name__}: {exc}"
+            outcome.status, outcome.error = FAILED, describe_failure(exc)
             outcome.result = self._failed_manifest(name)
-        except Exception as exc:  # a bug or a cluster failure: record it, stop the night
-            outcome.status, outcome.error = FAILED, f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug, a bad file, a full disk: record it, stop the night
+            outcome.status, outcome.error = FAILED, describe_failure(exc, self.root)
             outcome.result = self._failed_manifest(name)
-            log.error("%s crashed:\n%s", counter, traceback.format_exc())
+            if explain_failure(exc) is None:  # a bug: the trace is what a developer needs
+                log.error("%s crashed:\n%s", counter, traceback.format_exc())
         outcome.duration_s = time.monotonic() - began
         outcome.finished_at = utc_now()
         if outcome.status == SUCCEEDED:

@@ -33,9 +33,40 @@ _CAUSES: tuple[tuple[str, str], ...] = (
     ),
     (r"FileNotFoundException|does not exist", "file disappeared while reading"),
 )
+# Causes of a failure to write (or to create folders) that a user can act on.
+_IO_CAUSES: tuple[tuple[str, str], ...] = (
+    (r"No space left on device|ENOSPC|Disk quota exceeded", "no space left on the device"),
+    (r"Read-only file system|EROFS", "read-only file system"),
+    (r"Permission denied|AccessDeniedException|EACCES", "permission denied"),
+    (r"Not a directory|Parent path is not a directory|ENOTDIR", "a file is in the way of a folder"),
+    (r"Mkdirs failed to create", "cannot create the folder"),
+)
 _PATH = re.compile(
     r"((?:file|s3a?|abfss?|gs|hdfs|dbfs|wasbs?):/+[^\s,'\"\]\)]+|/[^\s,'\"\]\)]+?\.(?:gz|json|jsonl|csv|parquet))"
 )
+
+
+def _where(text: str) -> str | None:
+    match = re.search(
+        r"(?:reading file|footer for file:?|file|path=?)\s*((?:\w+:)?/[^\s,;'\"\]\}]+)", text
+    ) or _PATH.search(text)
+    return match.group(1).rstrip(".") if match else None
+
+
+def explain_failure(exc: BaseException, fallback: str | None = None) -> str | None:
+    """One line naming the path and the cause of a failure a user can act on (a bad input file,
+    a full or read-only disk, a file where a folder should be), or None for anything else.
+
+    Spark's Java errors bury both in pages of stack trace; Python's ``OSError`` carries them.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename or fallback or "a file"
+        return f"{where}: {exc.strerror}"
+    text = str(exc)
+    for pattern, meaning in _CAUSES + _IO_CAUSES:
+        if re.search(pattern, text):
+            return f"{_where(text) or fallback or 'a file'}: {meaning}"
+    return None
 
 
 @contextlib.contextmanager
@@ -54,10 +85,7 @@ def naming_bad_files(what: str, probe: Callable[[], str | None] | None = None) -
         cause = next((meaning for pattern, meaning in _CAUSES if re.search(pattern, text)), None)
         if cause is None:
             raise
-        match = re.search(
-            r"(?:reading file|footer for file:?|file)\s+((?:\w+:)?/[^\s,'\"\]]+)", text
-        ) or _PATH.search(text)
-        where = match.group(1).rstrip(".") if match else (probe() if probe else None)
+        where = _where(text) or (probe() if probe else None)
         raise InputError(f"cannot read {what}: {where or 'an input file'}: {cause}") from exc
 
 

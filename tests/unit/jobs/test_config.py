@@ -149,3 +149,28 @@ def test_relative_run_dates_are_utc_dates() -> None:
     today = dt.datetime.now(dt.UTC).date()
     assert parse_date("yesterday", "--run-date") == today - dt.timedelta(days=1)
     assert parse_date(" Today ", "--run-date") == today
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("champion_tolerance", 1.0, r"champion_tolerance=1.0: must be in \[0, 1\)"),
+        ("gate_min_ratio", -1.0, r"gate_min_ratio=-1.0: must be >= 0"),
+    ],
+)
+def test_night_options_are_checked_before_spark_starts(
+    tmp_path: Path, flag: str, value: float, message: str
+) -> None:
+    # `nightly --champion-tolerance 1.0` used to run every step for minutes, then fail in
+    # evaluate; the night's options are now checked when its config is parsed.
+    from jobs import backfill, nightly
+
+    with pytest.raises(ConfigError, match=message):
+        nightly.NightlyConfig(
+            data_root=str(tmp_path), run_date=dt.date(2026, 11, 20), **{flag: value}
+        )
+    with pytest.raises(ConfigError, match=message):
+        backfill.BackfillConfig(
+            data_root=str(tmp_path), from_date=dt.date(2026, 11, 20),
+            to_date=dt.date(2026, 11, 21), **{flag: value},
+        )  # fmt: skip

@@ -108,3 +108,81 @@ def test_storage_operations_agree_on_local_paths(
     assert storage.read_text(join(root, "c", "b", "data.txt")) == "hello"
     storage.delete(join(root, "c"))
     assert not storage.exists(join(root, "c")) and storage.list_files(join(root, "missing")) == []
+
+
+def _disk_full(monkeypatch: pytest.MonkeyPatch, failures: int) -> None:
+    """The next ``failures`` atomic renames of a written file fail as on a full disk (the temp
+    file was written; making it the manifest is what runs out of space)."""
+    import errno
+    import os
+
+    real = os.replace
+    left = [failures]
+
+    def replace(src: str, dst: str) -> None:
+        if left[0] > 0:
+            left[0] -= 1
+            raise OSError(errno.ENOSPC, "No space left on device", dst)
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_a_step_failing_on_a_full_disk_leaves_no_stale_manifest_or_temp_file(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ok = StepRun(spark, "clean", config(tmp_path))
+    with ok:
+        ok.record(rows_in=1, rows_out=1)
+    assert json.loads(Path(ok.path).read_text())["status"] == "succeeded"
+    _disk_full(monkeypatch, failures=2)  # the manifest cannot be written at all
+    run = StepRun(spark, "clean", config(tmp_path))
+    with pytest.raises(OSError, match="No space left"), run:
+        raise OSError(28, "No space left on device", str(tmp_path / "clean"))
+    folder = Path(run.path).parent
+    assert not Path(run.path).exists(), "the earlier run's 'succeeded' manifest must not stand"
+    assert not list(folder.glob("*.tmp")), "no half-written temp file is left"
+
+
+def test_a_failed_manifest_is_written_once_the_old_one_is_gone(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ok = StepRun(spark, "clean", config(tmp_path))
+    with ok:
+        ok.record(rows_in=1, rows_out=1)
+    _disk_full(monkeypatch, failures=1)  # deleting the old manifest freed enough space
+    run = StepRun(spark, "clean", config(tmp_path))
+    with pytest.raises(OSError), run:
+        raise OSError(28, "No space left on device", str(tmp_path / "clean"))
+    doc = json.loads(Path(run.path).read_text())
+    assert doc["status"] == "failed"
+    assert doc["error"] == f"OSError: {tmp_path / 'clean'}: No space left on device"
+    assert not list(Path(run.path).parent.glob("*.tmp"))
+
+
+def test_spark_failures_are_explained_in_one_line_naming_the_path(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    from jobs.readers import explain_failure
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(Exception) as caught:  # a real Java error from a real write
+        spark.range(3).write.parquet(str(blocker / "table"))
+    line = explain_failure(caught.value)
+    assert line is not None and "\n" not in line
+    assert str(blocker) in line
+    assert explain_failure(ValueError("a bug")) is None
+
+
+def test_a_data_root_that_is_a_file_gets_one_line_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobs import nightly
+
+    a_file = tmp_path / "root.txt"
+    a_file.write_text("oops")
+    rc = nightly.cli(["--data-root", str(a_file), "--run-date", "2026-11-20"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1
+    assert err == [f"cartwheel nightly: error: data root {a_file} is a file, not a folder"]
