@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -238,9 +239,62 @@ def default_tracking_uri(data_root: str) -> str:
             f"data root {data_root} is not local: set MLFLOW_TRACKING_URI to an MLflow server"
         )
     os.makedirs(os.path.join(root, "mlflow"), exist_ok=True)
-    uri = f"sqlite:///{os.path.join(root, 'mlflow', 'mlflow.db')}"
+    db = os.path.join(root, "mlflow", "mlflow.db")
+    rebase_artifact_locations(db, artifact_root(root))
+    uri = f"sqlite:///{db}"
     os.environ[DEFAULT_MARKER] = uri
     return uri
+
+
+def artifact_root(root: str) -> str:
+    """The artifact location of the default MLflow store of the local data root ``root``."""
+    return f"file://{os.path.join(os.path.abspath(root), 'mlflow', 'artifacts')}"
+
+
+def rebase_artifact_locations(db: str, location: str) -> int:
+    """Point a copied or moved data root's MLflow store at its own artifacts; rows changed.
+
+    MLflow records absolute artifact locations (experiments, runs, model versions, logged
+    models). After ``cp -r`` or ``mv`` of a data root they still name the old place, so a copy
+    would write into the original root, and a moved root would find no artifacts. Every text
+    value that starts with the old ``.../mlflow/artifacts`` prefix is rewritten to ``location``.
+    """
+    if not os.path.exists(db):
+        return 0
+    con = sqlite3.connect(db)
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        if "experiments" not in tables:
+            return 0
+        suffix = "/mlflow/artifacts"
+        old = next(
+            (
+                loc[: loc.index(suffix) + len(suffix)]
+                for (loc,) in con.execute("SELECT artifact_location FROM experiments")
+                if loc and loc.startswith("file://") and suffix in loc
+            ),
+            None,
+        )
+        if old is None or old == location:
+            return 0
+        changed = 0
+        with con:
+            for table in tables:
+                columns = [
+                    r[1]
+                    for r in con.execute(f'PRAGMA table_info("{table}")')
+                    if "CHAR" in str(r[2]).upper() or "TEXT" in str(r[2]).upper()
+                ]
+                for column in columns:
+                    changed += con.execute(
+                        f'UPDATE "{table}" SET "{column}" = ? || substr("{column}", ?) '
+                        f'WHERE substr("{column}", 1, ?) = ?',
+                        (location, len(old) + 1, len(old), old),
+                    ).rowcount
+        log.info("MLflow store %s: artifact locations moved from %s to %s", db, old, location)
+        return changed
+    finally:
+        con.close()
 
 
 def experiment_id(mlflow: Any, name: str, data_root: str) -> str:
@@ -248,11 +302,7 @@ def experiment_id(mlflow: Any, name: str, data_root: str) -> str:
     if found is not None:
         return str(found.experiment_id)
     root = local_path(data_root)
-    location = (
-        f"file://{os.path.join(root, 'mlflow', 'artifacts')}"
-        if root and not user_tracking_uri()
-        else None
-    )
+    location = artifact_root(root) if root and not user_tracking_uri() else None
     return str(mlflow.create_experiment(name, artifact_location=location))
 
 
