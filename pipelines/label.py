@@ -290,9 +290,55 @@ def build_vocab(
 # -- examples ----------------------------------------------------------------------------------
 
 
-def _pad(arr: Column, length: int) -> Column:
-    """Right-pad an int array with PAD to ``length``."""
-    return F.concat(arr, F.array_repeat(F.lit(PAD), F.lit(length) - F.size(arr)))
+# -- the history builder (training examples and scoring inputs both use it) ------------------
+
+MAX_AGE_S = 2**31 - 1  # ages are int32 seconds: older events are clamped (~68 years)
+HISTORY_COLUMNS: tuple[str, ...] = ("hist_item_idx", "hist_type_idx", "hist_age_s", "hist_len")
+HISTORY_ENTRY = "struct<t:double,idx:int,type_idx:int>"  # what history_entry() builds
+
+
+def indexed_events(events: DataFrame, vocab: DataFrame, broadcast_vocab: bool = False) -> DataFrame:
+    """Clean events + a vocabulary (``item_id``, ``item_idx`` and any other columns to carry)
+    -> the events (user, id, item, type, time) with the vocabulary's columns, ``idx`` (the item
+    index; OOV for an unknown item or a search), ``type_idx`` and ``t`` (epoch seconds): what a
+    history is built from."""
+    type_index = F.create_map(*[F.lit(x) for kv in TYPE_INDEX.items() for x in kv])
+    return (
+        events.select("event_id", "user_id", "item_id", "event_type", "event_time")
+        .join(F.broadcast(vocab) if broadcast_vocab else vocab, on="item_id", how="left")
+        .select(
+            "*",
+            F.coalesce("item_idx", F.lit(OOV)).cast("int").alias("idx"),
+            type_index[F.col("event_type")].alias("type_idx"),
+            F.col("event_time").cast("double").alias("t"),
+        )
+    )
+
+
+def history_entry() -> Column:
+    """One history position of an ``indexed_events`` row: (t, idx, type_idx)."""
+    return F.struct(F.col("t"), F.col("idx"), F.col("type_idx"))
+
+
+def history_columns(recent_first: Column, t_ref: Column, length: int) -> dict[str, Column]:
+    """An array of ``history_entry`` structs, most recent first (at most ``length``), and the
+    reference time its ages count from -> the model input columns (``HISTORY_COLUMNS``): item
+    indices, type indices and ages in seconds, right-padded with PAD to ``length``, and the
+    number of real positions."""
+
+    def padded(values: Column) -> Column:
+        return F.concat(values, F.array_repeat(F.lit(PAD), F.lit(length) - F.size(values)))
+
+    return {
+        "hist_item_idx": padded(F.transform(recent_first, lambda h: h["idx"])),
+        "hist_type_idx": padded(F.transform(recent_first, lambda h: h["type_idx"])),
+        "hist_age_s": padded(
+            F.transform(
+                recent_first, lambda h: F.least(t_ref - h["t"], F.lit(float(MAX_AGE_S))).cast("int")
+            )
+        ),
+        "hist_len": F.size(recent_first).cast("int"),
+    }
 
 
 def label_events(
@@ -308,7 +354,6 @@ def label_events(
     ``broadcast_vocab``: ship the vocabulary to every task instead of shuffling the events by
     item (right for vocabularies up to a few million items)."""
     L = rules.history_length
-    type_index = F.create_map(*[F.lit(x) for kv in TYPE_INDEX.items() for x in kv])
     weights = F.create_map(
         *[F.lit(x) for kv in sorted(rules.label_weights.items()) for x in (kv[0], float(kv[1]))]
     )
@@ -318,13 +363,9 @@ def label_events(
     has_item = F.col("item_id").isNotNull()
 
     ev = (
-        events.select("event_id", "user_id", "item_id", "event_type", "event_time")
-        .join(F.broadcast(vocab) if broadcast_vocab else vocab, on="item_id", how="left")
+        indexed_events(events, vocab, broadcast_vocab)
         .select(
             "*",
-            F.coalesce("item_idx", F.lit(OOV)).cast("int").alias("idx"),
-            type_index[F.col("event_type")].alias("type_idx"),
-            F.col("event_time").cast("double").alias("t"),
             # Events of one group share one history: the group is the UTC day (day cutoff) or
             # the timestamp (event cutoff); the history ends before the group's first event.
             (
@@ -347,7 +388,7 @@ def label_events(
     )
     # History of the first event of each tie group: the L rows before it (all strictly earlier).
     before = ordered.rowsBetween(-L, -1)
-    history = F.collect_list(F.struct(F.col("t"), F.col("idx"), F.col("type_idx"))).over(before)
+    history = F.collect_list(history_entry()).over(before)
     ev = ev.withColumn("_hist", F.when(F.col("pos") == F.col("tie_start"), history))
     ev = ev.withColumn(
         "_hist",
@@ -385,11 +426,8 @@ def label_events(
         .when(~user_has_examples, F.lit(USER_WITHOUT_TARGETS))
         .otherwise(F.lit(NOT_BEFORE_ANY_TARGET))
     )
-    recent_first = F.reverse(F.col("_hist"))
     is_target = disposition == TARGET
-
-    def only_targets(arr: Column) -> Column:
-        return F.when(is_target, arr)
+    hist = history_columns(F.reverse(F.col("_hist")), F.col("t_ref"), L)
 
     return ev.select(
         "event_id",
@@ -402,19 +440,8 @@ def label_events(
         F.col("type_idx").alias("target_type_idx"),
         weights[F.col("event_type")].cast("float").alias("label_weight"),
         F.col("event_time").alias("target_time"),
-        only_targets(_pad(F.transform(recent_first, lambda h: h["idx"]), L)).alias("hist_item_idx"),
-        only_targets(_pad(F.transform(recent_first, lambda h: h["type_idx"]), L)).alias(
-            "hist_type_idx"
-        ),
-        only_targets(
-            _pad(
-                F.transform(
-                    recent_first,
-                    lambda h: F.least(F.col("t_ref") - h["t"], F.lit(2**31 - 1.0)).cast("int"),
-                ),
-                L,
-            )
-        ).alias("hist_age_s"),
+        # history arrays only on targets: the other rows are counted, never written
+        *[F.when(is_target, hist[c]).alias(c) for c in HISTORY_COLUMNS[:3]],
         hist_len.alias("hist_len"),
         split_of(F.col("event_time"), rules, run_date).alias("split"),
     )

@@ -93,23 +93,15 @@ def scoring_inputs(
     Users are those with any event before the cutoff, or exactly ``users`` (one ``user_id``
     column) when given; a user without item events gets ``hist_len`` 0."""
     Ln = history_length
-    type_index = F.create_map(*[F.lit(x) for kv in L.TYPE_INDEX.items() for x in kv])
     before = events.where(F.col("event_time") < L.day_start(cutoff))
     if users is not None:
         before = before.join(users.select("user_id").distinct(), on="user_id", how="inner")
-    items = (
-        before.where(F.col("item_id").isNotNull())
-        .join(F.broadcast(item_index.select("item_id", "item_idx")), on="item_id", how="left")
-        .select(
-            "user_id",
-            "event_id",
-            "event_type",
-            "event_time",
-            F.coalesce("item_idx", F.lit(L.OOV)).cast("int").alias("idx"),
-            type_index[F.col("event_type")].alias("type_idx"),
-            (F.lit(cutoff_seconds(cutoff)) - F.col("event_time").cast("double")).alias("age"),
-        )
+    items = L.indexed_events(
+        before.where(F.col("item_id").isNotNull()),
+        F.broadcast(item_index.select("item_id", "item_idx")),
     )
+    # The last L item events before the cutoff, most recent first: the same order and ties as
+    # a training example's history (label orders by event time, then event id).
     recent = Window.partitionBy("user_id").orderBy(
         F.col("event_time").desc(), F.col("event_id").desc()
     )
@@ -117,7 +109,7 @@ def scoring_inputs(
         items.withColumn("pos", F.row_number().over(recent))
         .where(F.col("pos") <= Ln)
         .groupBy("user_id")
-        .agg(F.sort_array(F.collect_list(F.struct("pos", "idx", "type_idx", "age"))).alias("h"))
+        .agg(F.sort_array(F.collect_list(F.struct("pos", L.history_entry().alias("e")))).alias("h"))
     )
     hidden = EXCLUDE_RULES[exclude]
     excluded = (
@@ -128,29 +120,16 @@ def scoring_inputs(
     active = (
         users.select("user_id").distinct() if users is not None else before.select("user_id")
     ).distinct()
-    empty = F.array_repeat(F.lit(L.PAD), Ln)
-
-    def padded(field: str, cast: str) -> F.Column:
-        values = F.transform(F.col("h"), lambda x: x[field].cast(cast))
-        return F.coalesce(
-            F.concat(values, F.array_repeat(F.lit(L.PAD), Ln - F.size(values))), empty
-        )
-
+    recent_first = F.coalesce(
+        F.transform(F.col("h"), lambda x: x["e"]), F.array().cast(f"array<{L.HISTORY_ENTRY}>")
+    )
+    columns = L.history_columns(recent_first, F.lit(cutoff_seconds(cutoff)), Ln)
     return (
         active.join(hist, on="user_id", how="left")
         .join(excluded, on="user_id", how="left")
         .select(
             "user_id",
-            padded("idx", "int").alias("hist_item_idx"),
-            padded("type_idx", "int").alias("hist_type_idx"),
-            F.transform(
-                padded("age", "double"),
-                lambda a: F.least(a, F.lit(2**31 - 1.0)).cast("int"),
-            ).alias("hist_age_s"),
-            F.when(F.col("h").isNull(), F.lit(0))
-            .otherwise(F.size("h"))
-            .cast("int")
-            .alias("hist_len"),
+            *[columns[c].alias(c) for c in L.HISTORY_COLUMNS],
             F.coalesce("excluded_idx", F.array().cast("array<int>")).alias("excluded_idx"),
         )
     )

@@ -45,3 +45,20 @@ def catalog(spark: SparkSession, *items: tuple[str, str]) -> DataFrame:
         [(i, f"title {i}", c, 1.0, True) for i, c in items or (("i1", "shoes"), ("i2", "hats"))],
         S.CATALOG_SCHEMA,
     )
+
+
+def at(day: dt.date, hh: int, mm: int = 0, ss: int = 0) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, hh, mm, ss)
+
+
+def events(spark: SparkSession, *rows: tuple) -> DataFrame:
+    """(user, item or None, type, time) -> clean events; items starting with 'x' are unknown."""
+    data = []
+    for n, (user, item, kind, when) in enumerate(rows):
+        known = None if item is None else not item.startswith("x")
+        category = None if item is None or not known else f"cat-{item[-1]}"
+        data.append(
+            (f"e{n:03d}", user, item, kind, when, f"{user}-s", None, None, "q" if item is None else None,
+             category, known, when.date())
+        )  # fmt: skip
+    return spark.createDataFrame(data, S.CLEAN_EVENT_SCHEMA)

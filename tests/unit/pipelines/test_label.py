@@ -9,31 +9,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines import label as L
-from pipelines import schemas as S
 from pipelines.errors import ConfigError
+from tests.helpers import at, events
 
 pytestmark = pytest.mark.unit
 
 RUN = dt.date(2026, 11, 21)
 TRAIN_DAY, VAL_DAY, TEST_DAY = dt.date(2026, 11, 19), dt.date(2026, 11, 20), RUN
 RULES = L.LabelRules(lookback_days=5, history_length=3, min_item_count=1, history_cutoff="event")
-
-
-def at(day: dt.date, hh: int, mm: int = 0, ss: int = 0) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, hh, mm, ss)
-
-
-def events(spark: SparkSession, *rows: tuple) -> DataFrame:
-    """(user, item or None, type, time) -> clean events; items starting with 'x' are unknown."""
-    data = []
-    for n, (user, item, kind, when) in enumerate(rows):
-        known = None if item is None else not item.startswith("x")
-        category = None if item is None or not known else f"cat-{item[-1]}"
-        data.append(
-            (f"e{n:03d}", user, item, kind, when, f"{user}-s", None, None, "q" if item is None else None,
-             category, known, when.date())
-        )  # fmt: skip
-    return spark.createDataFrame(data, S.CLEAN_EVENT_SCHEMA)
 
 
 def run_label(
