@@ -34,7 +34,14 @@ from jobs.common import run_cli
 from jobs.config import DatedStepConfig, StepConfig, config_from_values, load_yaml, opt
 from jobs.fingerprint import digest, paths_digest, relative
 from jobs.lock import data_root_lock
-from jobs.manifest import RunResult, StepRun, describe_failure, manifest_path, utc_now
+from jobs.manifest import (
+    RunResult,
+    StepRun,
+    code_version,
+    describe_failure,
+    manifest_path,
+    utc_now,
+)
 from jobs.readers import date_window, explain_failure, partition_name
 from jobs.storage import Storage, join
 from pipelines.errors import CartwheelError, ConfigError, InputError, QualityGateError
@@ -90,6 +97,11 @@ class NightOptions:
     from_step: str | None = opt(None, help="redo this step and every later one")
     break_lock: bool = opt(
         False, help="remove another run's lock first (only when you know that run is dead)"
+    )
+    keep_results_across_versions: bool = opt(
+        False,
+        help="skip a finished step even if it ran under another cartwheel version (by default "
+        "a new version redoes the night's steps)",
     )
 
     def validate_night(self) -> None:
@@ -168,6 +180,7 @@ class StepOutcome:
     status: str = NOT_RUN
     duration_s: float = 0.0
     fingerprint: str | None = None
+    code_version: str | None = None
     result: RunResult | None = None
     error: str | None = None
     finished_at: str | None = None
@@ -178,6 +191,7 @@ class StepOutcome:
             "status": self.status,
             "duration_s": round(self.duration_s, 3),
             "fingerprint": self.fingerprint,
+            "code_version": self.code_version,
             "finished_at": self.finished_at,
             "manifest": self.result.manifest_path if self.result else None,
             "rows_in": m.get("rows_in"),
@@ -368,6 +382,19 @@ class Night:
         before = self.previous.get(name) or {}
         if self.redo(name) or before.get("fingerprint") != fingerprint:
             return None
+        if (
+            not self.config.keep_results_across_versions
+            and before.get("code_version") != code_version()
+        ):
+            log.info(
+                "[night %s] %s ran under cartwheel %s, this is %s: redoing it "
+                "(--keep-results-across-versions keeps it)",
+                self.day,
+                name,
+                before.get("code_version") or "an unrecorded version",
+                code_version(),
+            )
+            return None
         if before.get("status") not in (SUCCEEDED, SKIPPED):
             return None
         path = manifest_path(self.root, self.day, name)
@@ -414,10 +441,13 @@ class Night:
         try:
             config = None if name == "publish" else self.step_config(name, self.derived(name))
             outcome.fingerprint = self.fingerprint(name, config)
+            outcome.code_version = code_version()
             earlier = self.skippable(name, outcome.fingerprint)
             if earlier is not None:
                 outcome.status, outcome.result = SKIPPED, earlier
                 outcome.finished_at = earlier.manifest.get("finished_at")
+                # the results kept are the earlier version's
+                outcome.code_version = (self.previous.get(name) or {}).get("code_version")
                 log.info(
                     "%s skipped: same config and inputs as the run that finished %s",
                     counter,
