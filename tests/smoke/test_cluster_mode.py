@@ -1,5 +1,8 @@
 """The pipeline on ``local-cluster[2,1,1024]``: two real executor JVMs with their own Python
-workers, so a step that leaned on driver-local state (files, globals) would fail here."""
+workers, so a step that leaned on driver-local state (files, globals) would fail here.
+
+A full demo in a subprocess on two executor JVMs takes several minutes on 2 cores: it is
+``slow`` (run by ``make test-all``), so ``make test`` stays within its time budget."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.smoke
+pytestmark = [pytest.mark.smoke, pytest.mark.slow]
 
 
 def test_demo_reconciles_on_a_two_executor_cluster(tmp_path: Path) -> None:
