@@ -128,36 +128,38 @@ def _disk_full(monkeypatch: pytest.MonkeyPatch, failures: int) -> None:
     monkeypatch.setattr(os, "replace", replace)
 
 
-def test_a_step_failing_on_a_full_disk_leaves_no_stale_manifest_or_temp_file(
-    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ok = StepRun(spark, "clean", config(tmp_path))
+def fail_on_a_full_disk(
+    spark: SparkSession, root: Path, monkeypatch: pytest.MonkeyPatch, failures: int
+) -> Path:
+    """A step succeeds, then the next run of it fails with a full disk on which the next
+    ``failures`` manifest writes fail too; the manifest's path."""
+    ok = StepRun(spark, "clean", config(root))
     with ok:
         ok.record(rows_in=1, rows_out=1)
     assert json.loads(Path(ok.path).read_text())["status"] == "succeeded"
-    _disk_full(monkeypatch, failures=2)  # the manifest cannot be written at all
-    run = StepRun(spark, "clean", config(tmp_path))
+    _disk_full(monkeypatch, failures)
+    run = StepRun(spark, "clean", config(root))
     with pytest.raises(OSError, match="No space left"), run:
-        raise OSError(28, "No space left on device", str(tmp_path / "clean"))
-    folder = Path(run.path).parent
-    assert not Path(run.path).exists(), "the earlier run's 'succeeded' manifest must not stand"
-    assert not list(folder.glob("*.tmp")), "no half-written temp file is left"
+        raise OSError(28, "No space left on device", str(root / "clean"))
+    assert not list(Path(run.path).parent.glob("*.tmp")), "no half-written temp file is left"
+    return Path(run.path)
+
+
+def test_a_step_failing_on_a_full_disk_leaves_no_stale_manifest_or_temp_file(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = fail_on_a_full_disk(spark, tmp_path, monkeypatch, failures=2)  # no manifest at all
+    assert not path.exists(), "the earlier run's 'succeeded' manifest must not stand"
 
 
 def test_a_failed_manifest_is_written_once_the_old_one_is_gone(
     spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ok = StepRun(spark, "clean", config(tmp_path))
-    with ok:
-        ok.record(rows_in=1, rows_out=1)
-    _disk_full(monkeypatch, failures=1)  # deleting the old manifest freed enough space
-    run = StepRun(spark, "clean", config(tmp_path))
-    with pytest.raises(OSError), run:
-        raise OSError(28, "No space left on device", str(tmp_path / "clean"))
-    doc = json.loads(Path(run.path).read_text())
+    # deleting the old manifest freed enough space for the new one
+    path = fail_on_a_full_disk(spark, tmp_path, monkeypatch, failures=1)
+    doc = json.loads(path.read_text())
     assert doc["status"] == "failed"
     assert doc["error"] == f"OSError: {tmp_path / 'clean'}: No space left on device"
-    assert not list(Path(run.path).parent.glob("*.tmp"))
 
 
 def test_spark_failures_are_explained_in_one_line_naming_the_path(
