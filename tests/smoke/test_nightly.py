@@ -1,7 +1,9 @@
 """cartwheel nightly and backfill on a small generated log: idempotent, resumable, incremental,
 locked and atomic in what they publish.
 
-The tests share one data root and run in file order, night after night, as a scheduler would.
+The nights run once per module, as a scheduler would run them (the fixtures ``first_night``
+and ``second_night``); a test that changes a root's state (``--force``, ``--from-step``) works
+on a copy of it, so every test passes alone and in any order.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,8 +53,12 @@ def night_config(root: Path, day: dt.date, **kw: Any) -> nightly.NightlyConfig:
 
 
 def checksum(spark: SparkSession, path: Path, drop: tuple[str, ...] = ()) -> tuple[int, str]:
-    """(rows, order-independent hash of every row's columns except ``drop``)."""
+    """(rows, order-independent hash of every row's columns except ``drop``). A quarantined
+    row's ``source_file`` counts from ``raw/``: it names its raw file under the data root it was
+    cleaned in, which for a copied root is the copy."""
     df = spark.read.parquet(str(path))
+    if "source_file" in df.columns:
+        df = df.withColumn("source_file", F.regexp_extract("source_file", r"(raw/events/.*)$", 1))
     cols = [c for c in df.columns if c not in drop]
     row = df.agg(
         F.count(F.lit(1)).alias("n"), F.sum(F.xxhash64(*cols).cast("decimal(38,0)")).alias("h")
@@ -90,6 +97,47 @@ def first_night(spark: SparkSession, root: Path) -> nightly.RunResult:
     return nightly.main(spark, night_config(root, D1))
 
 
+def copy_of(root: Path, tmp_path: Path) -> Path:
+    """A copy of a data root (times kept, as ``cp -a``), to change without touching the module's."""
+    copy = tmp_path / "copy" / "data"
+    shutil.copytree(root, copy)
+    shutil.copy(root.parent / "steps.yaml", copy.parent / "steps.yaml")
+    return copy
+
+
+@pytest.fixture(scope="module")
+def second_night(spark: SparkSession, first_night: Any, root: Path) -> dict[str, Any]:
+    """D2's raw day arrives; D2's night fails its quality gate, then the same night is run again
+    with the gate it should have. What the tests check is recorded between the two."""
+    (root.parent / f"arrives-later-dt={D2}").rename(root / "raw" / "events" / f"dt={D2}")
+    seen: dict[str, Any] = {
+        "clean_before": {
+            d: mtimes(root / "clean" / "events" / f"dt={d}")
+            for d in (D1, D1 - dt.timedelta(days=1))
+        },
+        "yesterday": (checksum(spark, yesterday_recs(root)), mtimes(yesterday_recs(root))),
+        "latest_before": (root / "recs/_latest.json").read_text(),
+    }
+    seen["failed"] = nightly.main(spark, night_config(root, D2, gate_min_ratio=1000.0))
+    seen["after_failure"] = {
+        "clean": json.loads((root / f"_runs/{D2}/clean.json").read_text()),
+        "clean_mtimes": {
+            d: mtimes(root / "clean" / "events" / f"dt={d}") for d in seen["clean_before"]
+        },
+        "d2_published": any((root / "recs" / t / f"dt={D2}").exists() for t in nightly.RECS_TABLES),
+        "yesterday": (checksum(spark, yesterday_recs(root)), mtimes(yesterday_recs(root))),
+        "latest": (root / "recs/_latest.json").read_text(),
+        "pending": (root / "_pending" / f"dt={D2}" / "recs" / "user_topk" / f"dt={D2}").is_dir(),
+    }
+    seen["resumed"] = nightly.main(spark, night_config(root, D2))
+    return seen
+
+
+def yesterday_recs(root: Path) -> Path:
+    """The first night's published user_topk partition."""
+    return root / "recs" / "user_topk" / f"dt={D1}"
+
+
 def test_first_night_runs_every_step_and_publishes(first_night: Any, root: Path) -> None:
     assert first_night.succeeded, first_night.manifest["steps"]
     assert set(statuses(first_night).values()) == {"succeeded"}
@@ -123,8 +171,9 @@ def test_a_second_run_skips_every_step_and_changes_nothing(
 
 
 def test_force_redoes_every_step_and_gives_the_same_tables(
-    spark: SparkSession, first_night: Any, root: Path
+    spark: SparkSession, first_night: Any, root: Path, tmp_path: Path
 ) -> None:
+    root = copy_of(root, tmp_path)
     before = {t: checksum(spark, root / t) for t in TABLES}
     recs = root / "recs" / "user_topk" / f"dt={D1}"
     # A retrained model is a new registry version and its float scores differ in the last bits;
@@ -141,37 +190,29 @@ def test_force_redoes_every_step_and_gives_the_same_tables(
     assert (both["score"] - both["score_after"]).abs().max() < 1e-3
 
 
-def test_a_failed_evaluation_publishes_nothing_and_the_next_run_resumes_there(
-    spark: SparkSession, first_night: Any, root: Path
-) -> None:
-    # D2's raw day arrives; D1's clean partitions must be reused, not rewritten.
-    (root.parent / f"arrives-later-dt={D2}").rename(root / "raw" / "events" / f"dt={D2}")
-    clean_before = {
-        d: mtimes(root / "clean" / "events" / f"dt={d}") for d in (D1, D1 - dt.timedelta(days=1))
-    }
-    yesterday = root / "recs" / "user_topk" / f"dt={D1}"
-    yesterday_sum, yesterday_files = checksum(spark, yesterday), mtimes(yesterday)
-    latest_before = (root / "recs/_latest.json").read_text()
-
-    failed = nightly.main(spark, night_config(root, D2, gate_min_ratio=1000.0))
+def test_a_failed_evaluation_publishes_nothing(second_night: dict[str, Any]) -> None:
+    failed, seen = second_night["failed"], second_night["after_failure"]
     assert not failed.succeeded
     assert statuses(failed) == {
         "clean": "succeeded", "label": "succeeded", "shard": "succeeded", "train": "succeeded",
         "score": "succeeded", "evaluate": "failed", "publish": "not run",
     }  # fmt: skip
     assert "quality gate" in failed.manifest["steps"]["evaluate"]["error"]
-    # incremental: only the new day was read and cleaned
-    clean = json.loads((root / f"_runs/{D2}/clean.json").read_text())
+    # incremental: only the new day was read and cleaned; earlier partitions kept their files
+    clean = seen["clean"]
     assert clean["days"] == [D2.isoformat()] and len(clean["days_reused"]) == LOOKBACK - 1
-    assert {d: mtimes(root / "clean" / "events" / f"dt={d}") for d in clean_before} == clean_before
+    assert seen["clean_mtimes"] == second_night["clean_before"]
     # atomic: nothing for D2 in recs/, yesterday's tables untouched, latest still yesterday
-    assert not (root / "recs" / "user_topk" / f"dt={D2}").exists()
-    assert not (root / "recs" / "item_similar" / f"dt={D2}").exists()
-    assert checksum(spark, yesterday) == yesterday_sum and mtimes(yesterday) == yesterday_files
-    assert (root / "recs/_latest.json").read_text() == latest_before
-    assert (root / "_pending" / f"dt={D2}" / "recs" / "user_topk" / f"dt={D2}").is_dir()
+    assert not seen["d2_published"]
+    assert seen["yesterday"] == second_night["yesterday"]
+    assert seen["latest"] == second_night["latest_before"]
+    assert seen["pending"]
 
-    resumed = nightly.main(spark, night_config(root, D2))
+
+def test_the_next_run_resumes_at_evaluate_and_publishes(
+    spark: SparkSession, second_night: dict[str, Any], root: Path
+) -> None:
+    resumed = second_night["resumed"]
     assert resumed.succeeded
     assert statuses(resumed) == {
         "clean": "skipped", "label": "skipped", "shard": "skipped", "train": "skipped",
@@ -179,11 +220,12 @@ def test_a_failed_evaluation_publishes_nothing_and_the_next_run_resumes_there(
     }  # fmt: skip
     assert (root / "recs" / "user_topk" / f"dt={D2}").is_dir()
     assert json.loads((root / "recs/_latest.json").read_text())["run_date"] == D2.isoformat()
-    assert checksum(spark, yesterday) == yesterday_sum and mtimes(yesterday) == yesterday_files
+    yesterday = yesterday_recs(root)
+    assert (checksum(spark, yesterday), mtimes(yesterday)) == second_night["yesterday"]
 
 
 def test_backfill_runs_the_nights_in_order_and_skips_what_is_done(
-    spark: SparkSession, root: Path
+    spark: SparkSession, second_night: dict[str, Any], root: Path
 ) -> None:
     config = backfill.BackfillConfig(
         data_root=str(root), from_date=D1, to_date=D2, **night_config(root, D1).night_options()
@@ -198,8 +240,9 @@ def test_backfill_runs_the_nights_in_order_and_skips_what_is_done(
 
 
 def test_redoing_an_earlier_nights_evaluation_labels_that_night_again(
-    spark: SparkSession, root: Path
+    spark: SparkSession, second_night: dict[str, Any], root: Path, tmp_path: Path
 ) -> None:
+    root = copy_of(root, tmp_path)
     meta = root / "examples" / "_meta.json"
     assert json.loads(meta.read_text())["run_date"] == D2.isoformat()  # the latest night's
     redo = nightly.main(spark, night_config(root, D1, from_step="evaluate"))
@@ -214,7 +257,7 @@ def test_redoing_an_earlier_nights_evaluation_labels_that_night_again(
 
 
 def test_a_second_run_on_a_locked_data_root_refuses_to_start(
-    spark: SparkSession, root: Path
+    spark: SparkSession, second_night: dict[str, Any], root: Path
 ) -> None:
     state = root / f"_runs/{D2}/nightly.json"
     before = state.read_text()
