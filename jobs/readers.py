@@ -62,6 +62,10 @@ def explain_failure(exc: BaseException, fallback: str | None = None) -> str | No
     if isinstance(exc, OSError) and exc.strerror:
         where = exc.filename or fallback or "a file"
         return f"{where}: {exc.strerror}"
+    # Only errors from Spark's JVM: a Python bug whose message says "does not exist" is a bug,
+    # and its trace must not be replaced by a guess about files.
+    if not type(exc).__module__.startswith(("py4j", "pyspark")):
+        return None
     text = str(exc)
     for pattern, meaning in _CAUSES + _IO_CAUSES:
         if re.search(pattern, text):

@@ -175,6 +175,7 @@ def test_spark_failures_are_explained_in_one_line_naming_the_path(
     assert line is not None and "\n" not in line
     assert str(blocker) in line
     assert explain_failure(ValueError("a bug")) is None
+    assert explain_failure(KeyError("column x does not exist")) is None
 
 
 def test_a_data_root_that_is_a_file_gets_one_line_and_exit_1(
