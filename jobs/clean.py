@@ -40,6 +40,7 @@ from jobs.readers import (
     read_catalog,
     read_raw_lines,
 )
+from jobs.runtime import layout
 from jobs.storage import FileInfo, Storage, join
 from pipelines import clean as C
 from pipelines.errors import ConfigError, InputError
@@ -323,11 +324,9 @@ def main(spark: SparkSession, config: CleanConfig) -> RunResult:
     """Clean ``config.days`` days of raw events ending at ``config.run_date``."""
     storage = Storage(spark)
     run = StepRun(spark, "clean", config)
-    clean_root = join(config.data_root, "clean", "events")
-    quarantine_root = join(config.data_root, "quarantine", "events")
-    report_path = join(
-        config.data_root, "reports", partition_name(config.run_date), "clean_quality.json"
-    )
+    clean_root = layout.clean_events(config.data_root)
+    quarantine_root = layout.quarantine_events(config.data_root)
+    report_path = layout.reports(config.data_root, config.run_date, "clean_quality.json")
     with run:
         raw = discover_raw_events(
             storage,
@@ -346,7 +345,7 @@ def main(spark: SparkSession, config: CleanConfig) -> RunResult:
                 )
         days = sorted(raw.files)
         run.inputs = [f.path for f in raw.all_files]
-        run.inputs.append(join(config.data_root, "raw", "catalog"))
+        run.inputs.append(layout.raw_catalog(config.data_root))
         names: list[str] = []
         per_day: dict[str, dict[str, int]] = {}
         quality: list[dict[str, Any]] = []

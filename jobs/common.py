@@ -20,6 +20,7 @@ from pyspark.sql import SparkSession
 from jobs.config import StepConfig, parse_config
 from jobs.manifest import RunResult
 from jobs.readers import explain_failure
+from jobs.runtime import layout
 from jobs.session import get_spark
 from jobs.storage import Storage, join, local_path
 from pipelines.errors import CartwheelError, ConfigError
@@ -107,7 +108,7 @@ def staging_area(storage: Storage, data_root: str, step: str) -> Iterator[str]:
     killed cannot remove its folder; the next successful run of the same step removes it.
     """
     now = dt.datetime.now(dt.UTC)
-    parent = join(data_root, "_staging")
+    parent = layout.staging(data_root)
     name = f"{step}-{now:%Y%m%dT%H%M%S}-{_host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     path = join(parent, name)
     try:

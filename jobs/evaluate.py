@@ -37,7 +37,8 @@ from jobs import models
 from jobs.common import run_cli
 from jobs.config import DatedStepConfig, opt
 from jobs.manifest import RunResult, StepRun
-from jobs.readers import date_window, partition_name, read_catalog, read_clean_events
+from jobs.readers import date_window, read_catalog, read_clean_events
+from jobs.runtime import layout
 from jobs.storage import Storage, join
 from pipelines import baselines as B
 from pipelines import label as L
@@ -151,15 +152,15 @@ class EvaluateConfig(DatedStepConfig):
 
 
 def read_meta(storage: Storage, root: str, run_date: dt.date) -> dict[str, Any]:
-    path = join(root, "examples", "_meta.json")
+    path = layout.examples_meta(root)
     if not storage.exists(path):
         raise InputError(
-            f"no labelled examples at {join(root, 'examples')}: run `cartwheel label` first"
+            f"no labelled examples at {layout.examples(root)}: run `cartwheel label` first"
         )
     meta: dict[str, Any] = storage.read_json(path)
     if meta["run_date"] != run_date.isoformat():
         raise InputError(
-            f"the examples under {join(root, 'examples')} were labelled for {meta['run_date']}, not {run_date}: "
+            f"the examples under {layout.examples(root)} were labelled for {meta['run_date']}, not {run_date}: "
             f"run `cartwheel label --run-date {run_date}` first"
         )
     return meta
@@ -384,7 +385,7 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
         window_start = dt.date.fromisoformat(b["window_start"])
         test_start = dt.date.fromisoformat(b["test_start"])
         days = date_window(day, (day - window_start).days + 1)
-        examples_path = join(root, "examples", "split=test")
+        examples_path = layout.examples_split(root, "test")
         if not storage.exists(examples_path):
             raise InputError(f"no test examples at {examples_path}")
         test = spark.read.parquet(examples_path).select(
@@ -539,7 +540,7 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             "gate": gate,
             "promotion": decision,
         }
-        report_dir = join(root, "reports", partition_name(day))
+        report_dir = layout.reports(root, day)
         files = {
             "metrics.json": json.dumps(doc, indent=2) + "\n",
             "report.md": report_markdown(doc),
@@ -558,8 +559,8 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             )
         run.inputs = [
             examples_path,
-            join(root, "clean", "events"),
-            join(root, "raw", "catalog"),
+            layout.clean_events(root),
+            layout.raw_catalog(root),
             config.model_uri,
         ]
         run.outputs = [report_dir]

@@ -22,6 +22,7 @@ from jobs.common import format_counts, run_cli, staging_area
 from jobs.config import DatedStepConfig
 from jobs.manifest import RunResult, StepRun
 from jobs.readers import date_window, naming_bad_files, read_clean_events
+from jobs.runtime import layout
 from jobs.storage import Storage, join
 from pipelines import label as L
 from pipelines.errors import InputError
@@ -55,9 +56,9 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
                 rows_in = events.count()
             if rows_in == 0:
                 raise InputError(
-                    f"no clean events in {days[0]} .. {days[-1]} under {join(root, 'clean', 'events')}"
+                    f"no clean events in {days[0]} .. {days[-1]} under {layout.clean_events(root)}"
                 )
-            run.inputs = [join(root, "clean", "events")]
+            run.inputs = [layout.clean_events(root)]
             log.info(
                 "[label] %s clean events in %s .. %s; building the vocabulary",
                 f"{rows_in:,}",
@@ -113,9 +114,12 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
                 ).write.parquet(join(staging, "vocab", "items"))
                 categories.coalesce(1).write.parquet(join(staging, "vocab", "categories"))
                 storage.write_json(join(staging, "examples", "_meta.json"), meta)
-                for name in ("examples", "vocab"):
-                    storage.delete(join(root, name))
-                    storage.rename(join(staging, name), join(root, name))
+                for name, target in (
+                    ("examples", layout.examples(root)),
+                    ("vocab", layout.vocab(root)),
+                ):
+                    storage.delete(target)
+                    storage.rename(join(staging, name), target)
         finally:
             events.unpersist()
             if labeled is not None:
@@ -124,7 +128,7 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
         totals: dict[str, int] = {}
         for c in counts:
             totals[c["disposition"]] = totals.get(c["disposition"], 0) + c["rows"]
-        run.outputs = [join(root, "examples"), join(root, "vocab")]
+        run.outputs = [layout.examples(root), layout.vocab(root)]
         run.record(
             rows_in=rows_in,
             rows_out=totals.get(L.TARGET, 0),

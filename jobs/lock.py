@@ -24,7 +24,8 @@ import psutil
 
 from jobs.fingerprint import digest
 from jobs.manifest import utc_now
-from jobs.storage import Storage, join
+from jobs.runtime import layout
+from jobs.storage import Storage
 from pipelines.errors import CartwheelError
 
 log = logging.getLogger("cartwheel")
@@ -37,7 +38,7 @@ class LockHeldError(CartwheelError):
 
 
 def lock_path(data_root: str) -> str:
-    return join(data_root, "_runs", "_lock.json")
+    return layout.lock(data_root)
 
 
 def _holder(storage: Storage, path: str) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from typing import Any
 
 from jobs.config import StepConfig
 from jobs.readers import explain_failure
-from jobs.storage import Storage, join
+from jobs.runtime import layout
+from jobs.storage import Storage
 from pipelines.errors import CartwheelError
 
 log = logging.getLogger("cartwheel")
@@ -68,7 +69,7 @@ def describe_failure(exc: BaseException, data_root: str | None = None) -> str:
 
 def manifest_path(data_root: str, run_date: dt.date, step: str) -> str:
     """Where ``step``'s manifest for ``run_date`` lives under ``data_root``."""
-    return join(data_root, "_runs", run_date.isoformat(), f"{step}.json")
+    return layout.manifest(data_root, run_date, step)
 
 
 def utc_now() -> str:

@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.evaluate import method_order
-from jobs.readers import partition_name
+from jobs.runtime import layout
 from jobs.storage import Storage, join
 
 STYLE = """
@@ -34,14 +34,14 @@ def sample_recs(
     spark: SparkSession, root: str, day: dt.date, users: int = 3, top: int = 5
 ) -> list[dict[str, Any]]:
     """A few model-scored users' top items with their catalog titles (a handful of rows)."""
-    recs = spark.read.parquet(join(root, "recs", "user_topk", partition_name(day)))
+    recs = spark.read.parquet(layout.recs(root, "user_topk", day))
     chosen = (
         recs.where((F.col("source") == "model") & (F.col("rank") == 1))
         .orderBy("user_id")
         .limit(users)
         .select("user_id")
     )
-    titles = spark.read.parquet(join(root, "raw", "catalog")).select("item_id", "title")
+    titles = spark.read.parquet(layout.raw_catalog(root)).select("item_id", "title")
     rows = (
         recs.join(chosen, "user_id", "left_semi")
         .where(F.col("rank") <= top)
@@ -256,10 +256,10 @@ def render(
         + "".join(
             f"<li>{_e(what)}: <code>{_e(where)}</code></li>"
             for what, where in [
-                ("recommendations", join(root, "recs", "user_topk", f"dt={day}")),
-                ("similar items", join(root, "recs", "item_similar", f"dt={day}")),
-                ("latest published night", join(root, "recs", "_latest.json")),
-                ("run manifests", join(root, "_runs", day)),
+                ("recommendations", layout.recs(root, "user_topk", day)),
+                ("similar items", layout.recs(root, "item_similar", day)),
+                ("latest published night", layout.latest(root)),
+                ("run manifests", layout.runs(root, day)),
                 ("MLflow UI", f"mlflow ui --backend-store-uri {_tracking_uri(manifests)}"),
             ]
         )
@@ -291,7 +291,7 @@ def write(
         # a failed evaluation still has its metrics: they say why the gate failed
         and (o.result.manifest.get("status") == "succeeded" or "metrics" in o.result.manifest)
     }
-    report_dir = join(root, "reports", partition_name(day))
+    report_dir = layout.reports(root, day)
     svg_path = join(report_dir, "recall_at_k.svg")
     svg = (
         _inline_svg(storage.read_text(svg_path))

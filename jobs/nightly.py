@@ -43,6 +43,7 @@ from jobs.manifest import (
     utc_now,
 )
 from jobs.readers import date_window, explain_failure, partition_name
+from jobs.runtime import layout
 from jobs.storage import Storage, join
 from pipelines.errors import CartwheelError, ConfigError, InputError, QualityGateError
 
@@ -61,7 +62,7 @@ STEP_CONFIGS: dict[str, type[DatedStepConfig]] = {
 }
 # Set by the night itself; a --step-config section may not override them.
 MANAGED_KEYS = ("data_root", "run_date", "config", "output_root", "incremental", "restart")
-RECS_TABLES = ("user_topk", "item_similar")
+RECS_TABLES = layout.RECS_TABLES
 SUCCEEDED, SKIPPED, FAILED, NOT_RUN = "succeeded", "skipped", "failed", "not run"
 
 
@@ -159,15 +160,6 @@ def step_sections(path: str) -> dict[str, dict[str, Any]]:
     return sections
 
 
-def pending_root(data_root: str, day: dt.date) -> str:
-    """Where a night's scores wait for its evaluation before they are published."""
-    return join(data_root, "_pending", partition_name(day))
-
-
-def latest_path(data_root: str) -> str:
-    return join(data_root, "recs", "_latest.json")
-
-
 def state_path(data_root: str, day: dt.date) -> str:
     return manifest_path(data_root, day, "nightly")
 
@@ -239,8 +231,8 @@ class Night:
             "duration_s": round(time.monotonic() - self.started, 3),
             "steps": {n: o.record() for n, o in self.outcomes.items()},
             "published": self.outcomes["publish"].status in (SUCCEEDED, SKIPPED),
-            "recs_latest": latest_path(self.root),
-            "report": join(self.root, "reports", partition_name(self.day), "night.html"),
+            "recs_latest": layout.latest(self.root),
+            "report": layout.reports(self.root, self.day, "night.html"),
         }
 
     def save(self, status: str) -> dict[str, Any]:
@@ -298,7 +290,7 @@ class Night:
                 "model_uri": model,
                 "k": c.k,
                 "lookback_days": c.lookback_days,
-                "output_root": pending_root(self.root, self.day),
+                "output_root": layout.pending(self.root, self.day),
             }
         if name == "evaluate":
             return {
@@ -328,23 +320,26 @@ class Night:
         return f"models:/{m['registered_model']}/{m['model_version']}"
 
     def day_paths(self, table: str) -> list[str]:
-        return [join(self.root, table, partition_name(d)) for d in self.window]
+        """The window's day partitions of a table folder (``layout.raw_events(root)``...)."""
+        return [join(table, partition_name(d)) for d in self.window]
 
     def inputs(self, name: str) -> tuple[list[str], dict[str, Any]]:
         """(paths whose files the step reads, other things it depends on) for its fingerprint."""
-        catalog = join(self.root, "raw", "catalog")
+        catalog = layout.raw_catalog(self.root)
         if name == "clean":
-            return self.day_paths("raw/events"), {}
+            return self.day_paths(layout.raw_events(self.root)), {}
         if name == "label":
-            return self.day_paths("clean/events"), {}
+            return self.day_paths(layout.clean_events(self.root)), {}
         if name == "shard":  # examples/ is shared by every date: chain on label instead
             return [], {"label": self.outcomes["label"].fingerprint}
         if name == "train":
-            return [join(self.root, "shards", self.day.isoformat())], {}
+            return [layout.shards(self.root, self.day.isoformat())], {}
         if name == "score":
-            return [*self.day_paths("clean/events"), catalog], {"model": self.candidate_uri()}
+            return [*self.day_paths(layout.clean_events(self.root)), catalog], {
+                "model": self.candidate_uri()
+            }
         if name == "evaluate":
-            return [*self.day_paths("clean/events"), catalog], {
+            return [*self.day_paths(layout.clean_events(self.root)), catalog], {
                 "model": self.candidate_uri(),
                 "label": self.outcomes["label"].fingerprint,
             }
@@ -413,7 +408,7 @@ class Night:
             return True
         published = self.previous.get("publish") or {}
         return published.get("status") in (SUCCEEDED, SKIPPED) and all(
-            self.storage.exists(join(self.root, "recs", t, partition_name(self.day)))
+            self.storage.exists(layout.recs(self.root, t, self.day))
             for t in RECS_TABLES
             if any(f"/{t}/" in p for p in manifest["outputs"])
         )
@@ -479,7 +474,7 @@ class Night:
     def ensure_examples(self) -> None:
         """examples/ holds one date's labels (the latest labelled). A step that reads it for an
         earlier night (a backfill after a later night, a resumed evaluate) labels that night again."""
-        meta = join(self.root, "examples", "_meta.json")
+        meta = layout.examples_meta(self.root)
         if self.storage.exists(meta) and self.storage.read_json(meta).get("run_date") == str(
             self.day
         ):
@@ -509,7 +504,7 @@ class Night:
 
     def run(self) -> str:
         self.check_configs()
-        raw_day = join(self.root, "raw", "events", partition_name(self.day))
+        raw_day = join(layout.raw_events(self.root), partition_name(self.day))
         if not self.storage.is_dir(raw_day):
             raise InputError(f"no raw events for the run date {self.day}: {raw_day} is missing")
         status = SUCCEEDED
@@ -540,54 +535,54 @@ class Night:
                     f"{self.latest_line()} stay as they were"
                 )
             part = partition_name(self.day)
-            pending = join(pending_root(self.root, self.day), "recs")
+            pending = layout.recs_root(layout.pending(self.root, self.day))
             outputs = []
             for table in RECS_TABLES:
                 staged = join(pending, table, part)
                 if self.storage.exists(staged):
-                    target = join(self.root, "recs", table)
+                    target = layout.recs(self.root, table)
                     self.storage.publish_partitions(join(pending, table), target, [part])
                     outputs.append(join(target, part))
-                elif not self.storage.exists(join(self.root, "recs", table, part)) and any(
+                elif not self.storage.exists(layout.recs(self.root, table, self.day)) and any(
                     f"/{table}/" in p for p in scored["outputs"]
                 ):
                     raise InputError(f"the pending table {staged} is missing: rerun score")
             latest = (
-                self.storage.read_json(latest_path(self.root))
-                if self.storage.exists(latest_path(self.root))
+                self.storage.read_json(layout.latest(self.root))
+                if self.storage.exists(layout.latest(self.root))
                 else {}
             )
             if latest.get("run_date", "") <= self.day.isoformat():
                 self.storage.write_json(
-                    latest_path(self.root),
+                    layout.latest(self.root),
                     {
                         "run_date": self.day.isoformat(),
                         "model_name": scored["model_name"],
                         "model_version": version,
                         "published_at": utc_now(),
                         "tables": {
-                            t: join(self.root, "recs", t, part)
+                            t: layout.recs(self.root, t, self.day)
                             for t in RECS_TABLES
-                            if self.storage.exists(join(self.root, "recs", t, part))
+                            if self.storage.exists(layout.recs(self.root, t, self.day))
                         },
                         "users": scored["rows_out"],
                     },
                 )
-            self.storage.delete(pending_root(self.root, self.day))
+            self.storage.delete(layout.pending(self.root, self.day))
             run.inputs = [pending]
             run.outputs = outputs
             run.record(rows_in=scored["rows_out"], rows_out=scored["rows_out"])
             run.extra = {
                 "model_name": scored["model_name"],
                 "model_version": version,
-                "latest": latest_path(self.root),
+                "latest": layout.latest(self.root),
             }
         return run.result()
 
     def latest_line(self) -> str:
-        if not self.storage.exists(latest_path(self.root)):
+        if not self.storage.exists(layout.latest(self.root)):
             return "recs/ (nothing published yet)"
-        latest = self.storage.read_json(latest_path(self.root))
+        latest = self.storage.read_json(layout.latest(self.root))
         return f"the tables of {latest['run_date']} (model v{latest['model_version']})"
 
 

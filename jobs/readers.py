@@ -12,6 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from jobs.runtime import layout
 from jobs.storage import FileInfo, Storage, join
 from pipelines import schemas as S
 from pipelines.errors import InputError
@@ -125,15 +126,14 @@ def date_window(run_date: dt.date, days: int) -> list[dt.date]:
     return [run_date - dt.timedelta(days=days - 1 - i) for i in range(days)]
 
 
-def partition_name(day: dt.date) -> str:
-    return f"dt={day.isoformat()}"
+partition_name = layout.partition  # one convention, in the layout
 
 
 def discover_raw_events(
     storage: Storage, data_root: str, days: Sequence[dt.date], *, allow_missing_days: bool
 ) -> RawInput:
     """List raw event files for ``days``; InputError for a missing/empty folder or unknown file type."""
-    root = join(data_root, "raw", "events")
+    root = layout.raw_events(data_root)
     if not storage.is_dir(root):
         raise InputError(
             f"no raw events folder at {root}: run `cartwheel generate` or `cartwheel ingest` for this data root first"
@@ -185,7 +185,7 @@ def read_clean_events(
 ) -> DataFrame:
     """Clean events of the days present in ``days`` (contract schema, with ``dt``);
     InputError naming the window when none of its days has clean events."""
-    root = join(data_root, "clean", "events")
+    root = layout.clean_events(data_root)
     present = {name for name, is_dir in storage.list_dir(root) if is_dir}
     paths = [join(root, partition_name(d)) for d in days if partition_name(d) in present]
     if not paths:
@@ -235,5 +235,5 @@ def read_parquet_table(
 def read_catalog(spark: SparkSession, storage: Storage, data_root: str) -> DataFrame:
     """The item catalog (``raw/catalog/``) in its contract schema."""
     return read_parquet_table(
-        spark, storage, join(data_root, "raw", "catalog"), S.CATALOG_SCHEMA, "item catalog"
+        spark, storage, layout.raw_catalog(data_root), S.CATALOG_SCHEMA, "item catalog"
     )

@@ -31,6 +31,7 @@ from jobs.common import run_cli, staging_area
 from jobs.config import DatedStepConfig, opt
 from jobs.manifest import RunResult, StepRun
 from jobs.readers import date_window, partition_name, read_catalog, read_clean_events
+from jobs.runtime import layout
 from jobs.storage import Storage, join
 from pipelines import recs as R
 from pipelines.errors import ConfigError, InputError
@@ -66,7 +67,7 @@ class ScoreConfig(DatedStepConfig):
 
     @property
     def recs_root(self) -> str:
-        return join(self.output_root or self.data_root, "recs")
+        return layout.recs_root(self.output_root or self.data_root)
 
     def validate(self) -> None:
         super().validate()
@@ -198,7 +199,7 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
             item_index.unpersist()
             for b in broadcasts:
                 b.unpersist()
-        run.inputs = [join(root, "clean", "events"), join(root, "raw", "catalog"), config.model_uri]
+        run.inputs = [layout.clean_events(root), layout.raw_catalog(root), config.model_uri]
         run.outputs = outputs
         run.record(
             rows_in=active,

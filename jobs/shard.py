@@ -26,6 +26,7 @@ from jobs.common import run_cli, staging_area
 from jobs.config import DatedStepConfig, opt
 from jobs.manifest import RunResult, StepRun
 from jobs.readers import naming_bad_files
+from jobs.runtime import layout
 from jobs.storage import Storage, join, local_path
 from pipelines import label as L
 from pipelines import shard as SH
@@ -108,8 +109,8 @@ def main(spark: SparkSession, config: ShardConfig) -> RunResult:
     storage = Storage(spark)
     run = StepRun(spark, "shard", config)
     root = config.data_root
-    examples_root = join(root, "examples")
-    target = join(root, "shards", config.shard_id)
+    examples_root = layout.examples(root)
+    target = layout.shards(root, config.shard_id)
     with run:
         meta_path = join(examples_root, "_meta.json")
         if not storage.exists(meta_path):
@@ -117,7 +118,7 @@ def main(spark: SparkSession, config: ShardConfig) -> RunResult:
                 f"no labelled examples at {examples_root} (missing _meta.json): run `cartwheel label` first"
             )
         meta = storage.read_json(meta_path)
-        run.inputs = [examples_root, join(root, "vocab")]
+        run.inputs = [examples_root, layout.vocab(root)]
         with naming_bad_files("examples"):
             examples = spark.read.schema(L.example_schema(meta["history_length"])).parquet(
                 examples_root
@@ -151,10 +152,10 @@ def main(spark: SparkSession, config: ShardConfig) -> RunResult:
                         f"split {split}: wrote {len(splits[split]['files'])} files with {splits[split]['rows']} rows, "
                         f"expected {files} files with {rows[split]} rows"
                     )
-            spark.read.parquet(join(root, "vocab", "items")).coalesce(1).write.parquet(
+            spark.read.parquet(layout.vocab(root, "items")).coalesce(1).write.parquet(
                 join(out, "vocab", "items")
             )
-            spark.read.parquet(join(root, "vocab", "categories")).coalesce(1).write.parquet(
+            spark.read.parquet(layout.vocab(root, "categories")).coalesce(1).write.parquet(
                 join(out, "vocab", "categories")
             )
             schema = [

@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 from jobs.common import run_cli
 from jobs.config import DatedStepConfig, normalise_uri, opt
 from jobs.manifest import RunResult, StepRun, code_version
+from jobs.runtime import layout
 from jobs.storage import Storage, join, local_path
 from jobs.train_worker import WorkerSpec, horovod_worker, torch_worker
 from pipelines import label as L
@@ -238,8 +239,9 @@ def default_tracking_uri(data_root: str) -> str:
         raise ConfigError(
             f"data root {data_root} is not local: set MLFLOW_TRACKING_URI to an MLflow server"
         )
-    os.makedirs(os.path.join(root, "mlflow"), exist_ok=True)
-    db = os.path.join(root, "mlflow", "mlflow.db")
+    store = local_path(layout.mlflow_dir(root)) or ""
+    os.makedirs(store, exist_ok=True)
+    db = os.path.join(store, "mlflow.db")
     rebase_artifact_locations(db, artifact_root(root))
     uri = f"sqlite:///{db}"
     os.environ[DEFAULT_MARKER] = uri
@@ -248,7 +250,7 @@ def default_tracking_uri(data_root: str) -> str:
 
 def artifact_root(root: str) -> str:
     """The artifact location of the default MLflow store of the local data root ``root``."""
-    return f"file://{os.path.join(os.path.abspath(root), 'mlflow', 'artifacts')}"
+    return f"file://{os.path.join(os.path.abspath(layout.mlflow_dir(root)), 'artifacts')}"
 
 
 def rebase_artifact_locations(db: str, location: str) -> int:
@@ -449,9 +451,7 @@ def main(spark: SparkSession, config: TrainConfig) -> RunResult:
     storage = Storage(spark)
     run = StepRun(spark, "train", config)
     root = config.data_root
-    folder = (
-        normalise_uri(config.shards) if config.shards else join(root, "shards", config.shard_id)
-    )
+    folder = normalise_uri(config.shards) if config.shards else layout.shards(root, config.shard_id)
     with run:
         manifest = load_shard_manifest(storage, folder, config.num_proc)
         per_worker = manifest["splits"]["train"]["rows"] // config.num_proc
@@ -462,7 +462,7 @@ def main(spark: SparkSession, config: TrainConfig) -> RunResult:
             )
         vocab_items = local_path(join(folder, "vocab", "items"))
         ckpt = config.checkpoint_dir or (
-            local_path(join(root, "checkpoints", config.shard_id)) or ""
+            local_path(layout.checkpoints(root, config.shard_id)) or ""
         )
         if not vocab_items or not ckpt:
             raise ConfigError(

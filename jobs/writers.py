@@ -7,6 +7,7 @@ import datetime as dt
 from pyspark.sql import DataFrame
 
 from jobs.readers import partition_name
+from jobs.runtime import layout
 from jobs.storage import Storage, join
 
 RAW_SUFFIX = {"json": ".json.gz", "csv": ".csv.gz"}
@@ -35,8 +36,8 @@ def stage_raw(
 
 def publish_raw(storage: Storage, staging: str, data_root: str, days: list[dt.date]) -> list[str]:
     """Move staged events (exactly ``days``' partitions) and the catalog into ``raw/``."""
-    events_root = join(data_root, "raw", "events")
-    catalog_root = join(data_root, "raw", "catalog")
+    events_root = layout.raw_events(data_root)
+    catalog_root = layout.raw_catalog(data_root)
     storage.publish_partitions(
         join(staging, "events"), events_root, [partition_name(d) for d in days]
     )

@@ -36,3 +36,43 @@ def test_the_rule_sees_an_import_inside_a_function(tmp_path: Path) -> None:
     sample = tmp_path / "x.py"
     sample.write_text("def f():\n    from jobs.storage import Storage\n    import udfs.score\n")
     assert imported_modules(sample) == {"jobs.storage", "udfs.score"}
+
+
+ROOT_NAMES = {"root", "data_root"}
+
+
+def root_joins(path: Path) -> list[int]:
+    """Lines that join a literal path segment onto a data root (``join(root, "recs")``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and node.args):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        first = node.args[0]
+        base = first.attr if isinstance(first, ast.Attribute) else getattr(first, "id", "")
+        literal = any(
+            isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args[1:]
+        )
+        if name == "join" and base in ROOT_NAMES and literal:
+            found.append(node.lineno)
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for folder in ("jobs", "pipelines", "udfs") for p in (REPO / folder).glob("*.py")),
+    ids=lambda p: str(p.relative_to(REPO)),
+)
+def test_only_the_layout_module_names_paths_under_the_data_root(path: Path) -> None:
+    assert root_joins(path) == [], (
+        f"{path.relative_to(REPO)} builds a path under the data root at lines "
+        f"{root_joins(path)}: add it to jobs/runtime/layout.py and call that"
+    )
+
+
+def test_the_layout_rule_sees_a_root_join(tmp_path: Path) -> None:
+    sample = tmp_path / "x.py"
+    sample.write_text('a = join(config.data_root, "recs")\nb = join(staging, "recs")\n')
+    assert root_joins(sample) == [1]
