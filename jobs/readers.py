@@ -68,10 +68,13 @@ def explain_failure(exc: BaseException, fallback: str | None = None) -> str | No
     if not type(exc).__module__.startswith(("py4j", "pyspark")):
         return None
     text = str(exc)
-    for pattern, meaning in _CAUSES + _IO_CAUSES:
-        if re.search(pattern, text):
-            return f"{_where(text) or fallback or 'a file'}: {meaning}"
-    return None
+    meaning = _cause(text, _CAUSES + _IO_CAUSES)
+    return None if meaning is None else f"{_where(text) or fallback or 'a file'}: {meaning}"
+
+
+def _cause(text: str, table: tuple[tuple[str, str], ...]) -> str | None:
+    """The meaning of the first pattern of ``table`` found in ``text``."""
+    return next((meaning for pattern, meaning in table if re.search(pattern, text)), None)
 
 
 @contextlib.contextmanager
@@ -87,7 +90,7 @@ def naming_bad_files(what: str, probe: Callable[[], str | None] | None = None) -
         raise
     except Exception as exc:
         text = str(exc)
-        cause = next((meaning for pattern, meaning in _CAUSES if re.search(pattern, text)), None)
+        cause = _cause(text, _CAUSES)
         if cause is None:
             raise
         where = _where(text) or (probe() if probe else None)
