@@ -76,7 +76,7 @@ bench: install ## run the benchmarks in bench/ (results in bench/results/; long:
 package: install ## build dist/: the wheel, and the zip of jobs/ pipelines/ udfs/ for spark-submit --py-files
 	rm -rf dist build
 	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
-	$(PY) -m jobs.pyfiles dist
+	$(PY) -m jobs.runtime.pyfiles dist
 	@ls -l dist
 
 clean-demo: ## remove the demo data folder

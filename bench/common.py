@@ -86,7 +86,7 @@ def rates(rows: int, wall_s: float) -> dict[str, float]:
 
 def write_result(name: str, doc: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    from jobs.manifest import code_version
+    from jobs.runtime.manifest import code_version
 
     doc = {
         "benchmark": name,

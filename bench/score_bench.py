@@ -60,7 +60,7 @@ class PeakMemory:
 
 def build_model(items: int) -> Any:
     from pipelines.model import ModelConfig, TwoTower
-    from udfs.user_tower import UserTower
+    from udfs.pyfunc import UserTower
 
     torch.manual_seed(0)
     config = ModelConfig(num_items=items + 2, num_categories=50, history_length=HISTORY, dim=DIM)
@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=50)
     args = parser.parse_args()
 
-    from jobs.session import get_spark
+    from jobs.runtime.session import get_spark
 
     spark = get_spark("cartwheel-score-bench")
     tower = build_model(args.items)

@@ -19,11 +19,12 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from jobs import nightly
-from jobs.common import run_cli
-from jobs.config import StepConfig, opt
-from jobs.lock import data_root_lock
-from jobs.manifest import RunResult, manifest_path, utc_now
-from jobs.storage import Storage
+from jobs.night.options import NightOptions
+from jobs.runtime.config import StepConfig, opt
+from jobs.runtime.lock import data_root_lock
+from jobs.runtime.manifest import RunResult, manifest_path, utc_now
+from jobs.runtime.step import run_cli
+from jobs.runtime.storage import Storage
 from pipelines.errors import ConfigError
 
 log = logging.getLogger("cartwheel")
@@ -31,7 +32,7 @@ MAX_NIGHTS = 366
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class BackfillConfig(StepConfig, nightly.NightOptions):
+class BackfillConfig(StepConfig, NightOptions):
     """Flags of ``cartwheel backfill``."""
 
     from_date: dt.date = opt(help="first night, YYYY-MM-DD", aliases=("--from",))

@@ -10,6 +10,10 @@ With ``--incremental`` a day is skipped when its clean partition was made from t
 files (names, sizes, modification times) under the same rules: each published clean partition
 carries a ``_cleaned.json`` marker recording both. The nightly run cleans this way, so only new
 or changed days are read.
+
+Why this entry point is longer than the others: incremental cleaning (markers, reuse,
+reconciliation against the generator's ledger) is I/O, so it lives here and not in
+``pipelines/clean.py``.
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common import format_counts, run_cli, staging_area
-from jobs.config import DatedStepConfig, opt
-from jobs.fingerprint import digest, files_digest
-from jobs.manifest import RunResult, StepRun
-from jobs.readers import (
+from jobs.runtime import layout
+from jobs.runtime.config import DatedStepConfig, opt
+from jobs.runtime.fingerprint import digest, files_digest
+from jobs.runtime.manifest import RunResult, StepRun
+from jobs.runtime.readers import (
     RawInput,
     date_window,
     discover_raw_events,
@@ -40,8 +44,8 @@ from jobs.readers import (
     read_catalog,
     read_raw_lines,
 )
-from jobs.runtime import layout
-from jobs.storage import FileInfo, Storage, join
+from jobs.runtime.step import format_counts, run_cli, staging_area
+from jobs.runtime.storage import FileInfo, Storage, join
 from pipelines import clean as C
 from pipelines.errors import ConfigError, InputError
 

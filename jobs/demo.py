@@ -14,10 +14,11 @@ from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 
-from jobs import evaluate, generate, night_report, nightly
-from jobs.common import format_counts, run_cli
-from jobs.config import StepConfig, opt
-from jobs.manifest import RunResult
+from jobs import evaluate, generate, nightly
+from jobs.night import report
+from jobs.runtime.config import StepConfig, opt
+from jobs.runtime.manifest import RunResult
+from jobs.runtime.step import format_counts, run_cli
 from pipelines import generate as G
 from pipelines.errors import ConfigError
 
@@ -77,7 +78,7 @@ def main(spark: SparkSession, config: DemoConfig) -> RunResult:
         ),
     )
     steps = {"generate": gen, **night.details["results"]}
-    samples = night_report.sample_recs(spark, root, day) if night.succeeded else []
+    samples = report.sample_recs(spark, root, day) if night.succeeded else []
     return RunResult(
         "demo",
         night.status,
@@ -131,7 +132,7 @@ def score_lines(result: RunResult) -> list[str]:
 
 
 def summarize(result: RunResult) -> str:
-    night = nightly.summary_lines(result.details["night"])
+    night = report.summary_lines(result.details["night"])
     if not result.succeeded:
         return "\n".join(["", "cartwheel demo: the night failed", *night])
     gen = result.details["generate"].manifest
@@ -185,7 +186,7 @@ def summarize(result: RunResult) -> str:
         f"  clean events    {cln['config']['data_root']}/clean/events/",
         f"  quarantine      {cln['config']['data_root']}/quarantine/events/",
         f"  quality report  {cln['report']}",
-        f"  examples        {cln['config']['data_root']}/examples/  (vocabularies in vocab/)",
+        f"  examples        {cln['config']['data_root']}/examples/dt={lab['run_date']}/  (vocabularies in vocab/dt={lab['run_date']}/)",
         f"  shards          {cln['config']['data_root']}/shards/{shd['run_id']}/  ({shd['shard_manifest']})",
         f"  run manifests   {cln['config']['data_root']}/_runs/{cln['run_date']}/",
         f"  recommendations {cln['config']['data_root']}/recs/user_topk/ and recs/item_similar/",

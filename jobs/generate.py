@@ -17,12 +17,12 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from jobs.common import format_counts, run_cli, staging_area
-from jobs.config import StepConfig, opt
-from jobs.manifest import RunResult, StepRun
-from jobs.readers import date_window
-from jobs.storage import Storage
-from jobs.writers import publish_raw, stage_raw
+from jobs.runtime.config import StepConfig, opt
+from jobs.runtime.manifest import RunResult, StepRun
+from jobs.runtime.readers import date_window
+from jobs.runtime.step import format_counts, run_cli, staging_area
+from jobs.runtime.storage import Storage
+from jobs.runtime.writers import publish_raw, stage_raw
 from pipelines import clean as C
 from pipelines import generate as G
 from pipelines.errors import ConfigError

@@ -20,12 +20,12 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common import run_cli, staging_area
-from jobs.config import StepConfig, normalise_uri, opt
-from jobs.manifest import RunResult, StepRun
-from jobs.readers import naming_bad_files, read_parquet_table
-from jobs.storage import Storage, join
-from jobs.writers import publish_raw, stage_raw
+from jobs.runtime.config import StepConfig, normalise_uri, opt
+from jobs.runtime.manifest import RunResult, StepRun
+from jobs.runtime.readers import naming_bad_files, read_parquet_table
+from jobs.runtime.step import run_cli, staging_area
+from jobs.runtime.storage import Storage, join
+from jobs.runtime.writers import publish_raw, stage_raw
 from pipelines import ingest as I
 from pipelines.errors import ConfigError, InputError
 

@@ -18,12 +18,12 @@ from typing import Any
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 
-from jobs.common import format_counts, run_cli, staging_area
-from jobs.config import DatedStepConfig
-from jobs.manifest import RunResult, StepRun
-from jobs.readers import date_window, naming_bad_files, read_clean_events
 from jobs.runtime import layout
-from jobs.storage import Storage, join
+from jobs.runtime.config import DatedStepConfig
+from jobs.runtime.manifest import RunResult, StepRun
+from jobs.runtime.readers import date_window, naming_bad_files, read_clean_events
+from jobs.runtime.step import format_counts, run_cli, staging_area
+from jobs.runtime.storage import Storage, join
 from pipelines import label as L
 from pipelines.errors import InputError
 
@@ -107,19 +107,20 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
                 "type_index": L.TYPE_INDEX,
                 "examples": per_split,
             }
+            part = layout.partition(config.run_date)
             with staging_area(storage, root, "label") as staging:
-                L.examples(labeled).write.partitionBy("split").parquet(join(staging, "examples"))
+                staged_examples = join(staging, "examples", part)
+                L.examples(labeled).write.partitionBy("split").parquet(staged_examples)
                 L.with_target_counts(items, L.examples(labeled)).orderBy("item_idx").coalesce(
                     1
-                ).write.parquet(join(staging, "vocab", "items"))
-                categories.coalesce(1).write.parquet(join(staging, "vocab", "categories"))
-                storage.write_json(join(staging, "examples", "_meta.json"), meta)
-                for name, target in (
-                    ("examples", layout.examples(root)),
-                    ("vocab", layout.vocab(root)),
-                ):
-                    storage.delete(target)
-                    storage.rename(join(staging, name), target)
+                ).write.parquet(join(staging, "vocab", part, "items"))
+                categories.coalesce(1).write.parquet(join(staging, "vocab", part, "categories"))
+                storage.write_json(join(staged_examples, "_meta.json"), meta)
+                # only this run date's folders change: other nights' examples stay as they were
+                storage.publish_partitions(
+                    join(staging, "examples"), layout.examples_root(root), [part]
+                )
+                storage.publish_partitions(join(staging, "vocab"), layout.vocab_root(root), [part])
         finally:
             events.unpersist()
             if labeled is not None:
@@ -128,7 +129,7 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
         totals: dict[str, int] = {}
         for c in counts:
             totals[c["disposition"]] = totals.get(c["disposition"], 0) + c["rows"]
-        run.outputs = [layout.examples(root), layout.vocab(root)]
+        run.outputs = [layout.examples(root, config.run_date), layout.vocab(root, config.run_date)]
         run.record(
             rows_in=rows_in,
             rows_out=totals.get(L.TARGET, 0),

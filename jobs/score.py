@@ -26,13 +26,12 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import models
-from jobs.common import run_cli, staging_area
-from jobs.config import DatedStepConfig, opt
-from jobs.manifest import RunResult, StepRun
-from jobs.readers import date_window, partition_name, read_catalog, read_clean_events
-from jobs.runtime import layout
-from jobs.storage import Storage, join
+from jobs.runtime import layout, registry, scoring
+from jobs.runtime.config import DatedStepConfig, opt
+from jobs.runtime.manifest import RunResult, StepRun
+from jobs.runtime.readers import date_window, partition_name, read_catalog, read_clean_events
+from jobs.runtime.step import run_cli, staging_area
+from jobs.runtime.storage import Storage, join
 from pipelines import recs as R
 from pipelines.errors import ConfigError, InputError
 
@@ -81,7 +80,7 @@ class ScoreConfig(DatedStepConfig):
             raise ConfigError(
                 f"invalid config value min_vocab_coverage={self.min_vocab_coverage}: must be in [0, 1]"
             )
-        if not models.MODEL_URI.match(self.model_uri):
+        if not registry.MODEL_URI.match(self.model_uri):
             raise ConfigError(
                 f"invalid config value model_uri={self.model_uri!r}: use models:/NAME@ALIAS or models:/NAME/VERSION"
             )
@@ -99,7 +98,9 @@ def vocabulary_coverage(events: DataFrame, item_index: DataFrame) -> dict[str, i
     return {"item_events": int(row["item_events"]), "item_events_in_vocabulary": int(row["known"])}
 
 
-def check_coverage(model: models.ResolvedModel, coverage: dict[str, int], minimum: float) -> float:
+def check_coverage(
+    model: registry.ResolvedModel, coverage: dict[str, int], minimum: float
+) -> float:
     share = coverage["item_events_in_vocabulary"] / max(1, coverage["item_events"])
     if coverage["item_events"] and share < minimum:
         raise InputError(
@@ -111,7 +112,7 @@ def check_coverage(model: models.ResolvedModel, coverage: dict[str, int], minimu
 
 
 def with_model_columns(
-    frame: DataFrame, model: models.ResolvedModel, run_date: dt.date, schema: Any
+    frame: DataFrame, model: registry.ResolvedModel, run_date: dt.date, schema: Any
 ) -> DataFrame:
     return frame.select(
         "*",
@@ -130,17 +131,17 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
         days = date_window(day, config.lookback_days)
         events = read_clean_events(spark, storage, root, days)
         catalog = read_catalog(spark, storage, root)
-        models.configure_tracking(root)
-        model = models.resolve(config.model_uri)
+        registry.configure_tracking(root)
+        model = registry.resolve(config.model_uri)
         item_index = model.item_index(spark).persist()
         coverage = vocabulary_coverage(events, item_index)
         share = check_coverage(model, coverage, config.min_vocab_coverage)
-        candidates, catalog_counts = models.sellable_candidates(spark, model, catalog)
+        candidates, catalog_counts = scoring.sellable_candidates(spark, model, catalog)
         cutoff = day + dt.timedelta(days=1)  # histories include the whole run date
-        popularity = models.popularity_order(
+        popularity = scoring.popularity_order(
             R.item_popularity(events, item_index, cutoff), candidates, config.k + 10_000
         )
-        data = models.payload(model, candidates, popularity)
+        data = scoring.payload(model, candidates, popularity)
         inputs = R.scoring_inputs(
             events, item_index, cutoff, model.history_length, config.exclude
         ).persist(StorageLevel.MEMORY_AND_DISK)
@@ -158,14 +159,14 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
                 "[score] %s active users (%s cold), %s candidate items, model %s v%s",
                 f"{active:,}", f"{cold:,}", f"{catalog_counts['candidate_items']:,}", model.name, model.version,
             )  # fmt: skip
-            scored, bc = models.score_users(spark, inputs, data, config.k)
+            scored, bc = scoring.score_users(spark, inputs, data, config.k)
             broadcasts.append(bc)
             topk = with_model_columns(scored, model, day, R.USER_TOPK_SCHEMA)
             part = partition_name(day)
             with staging_area(storage, root, "score") as staging:
                 topk.write.parquet(join(staging, "user_topk", part))
                 if config.similar_items:
-                    similar, bc2 = models.similar_items(spark, data, config.k)
+                    similar, bc2 = scoring.similar_items(spark, data, config.k)
                     broadcasts.append(bc2)
                     with_model_columns(similar, model, day, R.ITEM_SIMILAR_SCHEMA).write.parquet(
                         join(staging, "item_similar", part)

@@ -22,12 +22,12 @@ from pyarrow import fs as pafs
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common import run_cli, staging_area
-from jobs.config import DatedStepConfig, opt
-from jobs.manifest import RunResult, StepRun
-from jobs.readers import naming_bad_files
 from jobs.runtime import layout
-from jobs.storage import Storage, join, local_path
+from jobs.runtime.config import DatedStepConfig, opt
+from jobs.runtime.manifest import RunResult, StepRun
+from jobs.runtime.readers import naming_bad_files
+from jobs.runtime.step import run_cli, staging_area
+from jobs.runtime.storage import Storage, join, local_path
 from pipelines import label as L
 from pipelines import shard as SH
 from pipelines.errors import ConfigError, InputError
@@ -109,16 +109,17 @@ def main(spark: SparkSession, config: ShardConfig) -> RunResult:
     storage = Storage(spark)
     run = StepRun(spark, "shard", config)
     root = config.data_root
-    examples_root = layout.examples(root)
+    examples_root = layout.examples(root, config.run_date)
     target = layout.shards(root, config.shard_id)
     with run:
         meta_path = join(examples_root, "_meta.json")
         if not storage.exists(meta_path):
             raise InputError(
-                f"no labelled examples at {examples_root} (missing _meta.json): run `cartwheel label` first"
+                f"no labelled examples for {config.run_date} at {examples_root} (missing _meta.json): "
+                f"run `cartwheel label --run-date {config.run_date}` first"
             )
         meta = storage.read_json(meta_path)
-        run.inputs = [examples_root, layout.vocab(root)]
+        run.inputs = [examples_root, layout.vocab(root, config.run_date)]
         with naming_bad_files("examples"):
             examples = spark.read.schema(L.example_schema(meta["history_length"])).parquet(
                 examples_root
@@ -152,12 +153,12 @@ def main(spark: SparkSession, config: ShardConfig) -> RunResult:
                         f"split {split}: wrote {len(splits[split]['files'])} files with {splits[split]['rows']} rows, "
                         f"expected {files} files with {rows[split]} rows"
                     )
-            spark.read.parquet(layout.vocab(root, "items")).coalesce(1).write.parquet(
-                join(out, "vocab", "items")
-            )
-            spark.read.parquet(layout.vocab(root, "categories")).coalesce(1).write.parquet(
-                join(out, "vocab", "categories")
-            )
+            spark.read.parquet(layout.vocab(root, config.run_date, "items")).coalesce(
+                1
+            ).write.parquet(join(out, "vocab", "items"))
+            spark.read.parquet(layout.vocab(root, config.run_date, "categories")).coalesce(
+                1
+            ).write.parquet(join(out, "vocab", "categories"))
             schema = [
                 {"name": f.name, "type": f.dataType.simpleString()}
                 for f in L.example_schema(0).fields

@@ -9,6 +9,10 @@ latest checkpoint when started again). MLflow (a SQLite store under the data roo
 ``MLFLOW_TRACKING_URI`` is set) records the config, the dataset manifest, per-epoch metrics and
 throughput, and the best model as a pyfunc (history -> user vector) with its item-vector table,
 registered under ``--model-name`` with alias ``--alias``.
+
+Why this entry point is longer than the others: it owns the launch (Horovod or
+TorchDistributor), resume from checkpoints, and the MLflow run around training; the loop
+itself is ``pipelines/train.py`` and the worker ``jobs/runtime/training.py``.
 """
 
 from __future__ import annotations
@@ -20,24 +24,20 @@ import logging
 import os
 import re
 import shutil
-import sqlite3
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common import run_cli
-from jobs.config import DatedStepConfig, normalise_uri, opt
-from jobs.manifest import RunResult, StepRun, code_version
-from jobs.runtime import layout
-from jobs.storage import Storage, join, local_path
-from jobs.train_worker import WorkerSpec, horovod_worker, torch_worker
+from jobs.runtime import layout, registry
+from jobs.runtime.config import DatedStepConfig, normalise_uri, opt
+from jobs.runtime.manifest import RunResult, StepRun, code_version
+from jobs.runtime.step import run_cli
+from jobs.runtime.storage import Storage, join, local_path
+from jobs.runtime.training import WorkerSpec, horovod_worker, torch_worker
 from pipelines import label as L
 from pipelines import model as M
 from pipelines import train as T
@@ -45,9 +45,6 @@ from pipelines.errors import ConfigError, InputError
 
 log = logging.getLogger("cartwheel")
 LAUNCHERS = ("horovod", "torch-distributor")
-PACKAGE_DIRS = [
-    str(Path(__file__).resolve().parent.parent / name) for name in ("pipelines", "udfs")
-]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -217,97 +214,6 @@ def _uri(path: str) -> str:
     return f"file://{path}" if path.startswith("/") else path
 
 
-# mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI (for subprocesses). When the value there
-# is a default cartwheel chose for some data root, it is not the user's choice: remember it here
-# (inherited by subprocesses too) so the next data root in the same process gets its own store.
-DEFAULT_MARKER = "CARTWHEEL_MLFLOW_DEFAULT_URI"
-
-
-def user_tracking_uri() -> str | None:
-    """$MLFLOW_TRACKING_URI if the user set it (not a default cartwheel chose)."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    return env if env and env != os.environ.get(DEFAULT_MARKER) else None
-
-
-def default_tracking_uri(data_root: str) -> str:
-    """$MLFLOW_TRACKING_URI when the user set it, else a SQLite store under a local data root."""
-    env = user_tracking_uri()
-    if env:
-        return env
-    root = local_path(data_root)
-    if root is None:
-        raise ConfigError(
-            f"data root {data_root} is not local: set MLFLOW_TRACKING_URI to an MLflow server"
-        )
-    store = local_path(layout.mlflow_dir(root)) or ""
-    os.makedirs(store, exist_ok=True)
-    db = os.path.join(store, "mlflow.db")
-    rebase_artifact_locations(db, artifact_root(root))
-    uri = f"sqlite:///{db}"
-    os.environ[DEFAULT_MARKER] = uri
-    return uri
-
-
-def artifact_root(root: str) -> str:
-    """The artifact location of the default MLflow store of the local data root ``root``."""
-    return f"file://{os.path.join(os.path.abspath(layout.mlflow_dir(root)), 'artifacts')}"
-
-
-def rebase_artifact_locations(db: str, location: str) -> int:
-    """Point a copied or moved data root's MLflow store at its own artifacts; rows changed.
-
-    MLflow records absolute artifact locations (experiments, runs, model versions, logged
-    models). After ``cp -r`` or ``mv`` of a data root they still name the old place, so a copy
-    would write into the original root, and a moved root would find no artifacts. Every text
-    value that starts with the old ``.../mlflow/artifacts`` prefix is rewritten to ``location``.
-    """
-    if not os.path.exists(db):
-        return 0
-    con = sqlite3.connect(db)
-    try:
-        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        if "experiments" not in tables:
-            return 0
-        suffix = "/mlflow/artifacts"
-        old = next(
-            (
-                loc[: loc.index(suffix) + len(suffix)]
-                for (loc,) in con.execute("SELECT artifact_location FROM experiments")
-                if loc and loc.startswith("file://") and suffix in loc
-            ),
-            None,
-        )
-        if old is None or old == location:
-            return 0
-        changed = 0
-        with con:
-            for table in tables:
-                columns = [
-                    r[1]
-                    for r in con.execute(f'PRAGMA table_info("{table}")')
-                    if "CHAR" in str(r[2]).upper() or "TEXT" in str(r[2]).upper()
-                ]
-                for column in columns:
-                    changed += con.execute(
-                        f'UPDATE "{table}" SET "{column}" = ? || substr("{column}", ?) '
-                        f'WHERE substr("{column}", 1, ?) = ?',
-                        (location, len(old) + 1, len(old), old),
-                    ).rowcount
-        log.info("MLflow store %s: artifact locations moved from %s to %s", db, old, location)
-        return changed
-    finally:
-        con.close()
-
-
-def experiment_id(mlflow: Any, name: str, data_root: str) -> str:
-    found = mlflow.get_experiment_by_name(name)
-    if found is not None:
-        return str(found.experiment_id)
-    root = local_path(data_root)
-    location = artifact_root(root) if root and not user_tracking_uri() else None
-    return str(mlflow.create_experiment(name, artifact_location=location))
-
-
 def local_threads(spark: SparkSession, num_proc: int) -> int:
     """Torch threads per worker when every worker shares this machine (a local master)."""
     master = spark.sparkContext.master or ""
@@ -379,71 +285,6 @@ def popularity_recall(
     return hits / manifest["splits"]["val"]["rows"]
 
 
-def model_signature(dim: int) -> Any:
-    """History columns (int lists + length) in, (rows, dim) float32 user vectors out."""
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
-
-    columns: list[ColSpec | TensorSpec] = [
-        ColSpec(Array(DataType.long), name)
-        for name in ("hist_item_idx", "hist_type_idx", "hist_age_s")
-    ]
-    columns.append(ColSpec(DataType.long, "hist_len"))
-    inputs = Schema(columns)
-    return ModelSignature(
-        inputs=inputs, outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim))])
-    )
-
-
-def model_requirements() -> list[str]:
-    """The pins the logged model needs (without torch's local '+cpu' label)."""
-    from importlib import metadata
-
-    names = ("torch", "numpy", "pandas", "pyarrow", "mlflow")
-    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in names]
-
-
-def log_model(
-    mlflow: Any, best_checkpoint: str, vocab_items: str, config: TrainConfig
-) -> tuple[str, str]:
-    """Log the best model (pyfunc + item vectors) in the active run, register it, set the alias.
-    Returns (model URI, version)."""
-    from mlflow import MlflowClient
-
-    from udfs.user_tower import UserTower, save_model_data
-
-    model = T.load_model(best_checkpoint)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = os.path.join(tmp, "data")
-        save_model_data(model, data)
-        example = pd.DataFrame(
-            {
-                "hist_item_idx": [[2] + [0] * (model.config.history_length - 1)],
-                "hist_type_idx": [[1] + [0] * (model.config.history_length - 1)],
-                "hist_age_s": [[60] + [0] * (model.config.history_length - 1)],
-                "hist_len": [1],
-            }
-        )
-        if UserTower(data).predict(example).shape != (1, model.config.dim):
-            raise T.TrainingError("the saved model does not give one user vector per history")
-        info = mlflow.pyfunc.log_model(
-            name="model", loader_module="udfs.user_tower", data_path=data, code_paths=PACKAGE_DIRS,
-            signature=model_signature(model.config.dim), input_example=example,
-            pip_requirements=model_requirements(),
-        )  # fmt: skip
-        vectors = np.load(os.path.join(data, "item_vectors.npy"))
-        items = pd.read_parquet(vocab_items)[["item_idx", "item_id", "category_idx"]]
-        table = pd.DataFrame({"item_idx": np.arange(len(vectors)), "vector": list(vectors)}).merge(
-            items, on="item_idx", how="left"
-        )
-        path = os.path.join(tmp, "item_embeddings.parquet")
-        table.to_parquet(path, index=False)
-        mlflow.log_artifact(path, artifact_path="item_embeddings")
-    version = mlflow.register_model(info.model_uri, config.model_name)
-    MlflowClient().set_registered_model_alias(config.model_name, config.alias, version.version)
-    return info.model_uri, str(version.version)
-
-
 def main(spark: SparkSession, config: TrainConfig) -> RunResult:
     """Train on the shard set, log and register the best model."""
     import mlflow
@@ -472,7 +313,7 @@ def main(spark: SparkSession, config: TrainConfig) -> RunResult:
         if config.resume and not store.has_progress():
             raise InputError(f"nothing to resume in {ckpt}: no unfinished checkpoint")
         resume = store.has_progress() and not config.restart
-        tracking_uri = default_tracking_uri(root)
+        tracking_uri = registry.default_tracking_uri(root)
         mlflow.set_tracking_uri(tracking_uri)
         vocab = manifest["vocab"]
         model_config = M.ModelConfig(
@@ -491,7 +332,7 @@ def main(spark: SparkSession, config: TrainConfig) -> RunResult:
         else:
             shutil.rmtree(ckpt, ignore_errors=True)
             active = mlflow.start_run(
-                experiment_id=experiment_id(mlflow, config.experiment, root),
+                experiment_id=registry.experiment_id(mlflow, config.experiment, root),
                 run_name=f"train-{config.shard_id}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}",
             )
             mlflow_run_id = active.info.run_id
@@ -545,7 +386,13 @@ def main(spark: SparkSession, config: TrainConfig) -> RunResult:
                     f"baseline_random_val_recall_at_{k}": random_recall,
                 }
             )
-            model_uri, version = log_model(mlflow, str(store.best_path()), vocab_items, config)
+            model_uri, version = registry.log_model(
+                mlflow,
+                T.load_model(str(store.best_path())),
+                vocab_items,
+                config.model_name,
+                config.alias,
+            )
             store.mark_complete(
                 {"mlflow_run_id": mlflow_run_id, "model_uri": model_uri, "version": version}
             )

@@ -20,10 +20,10 @@ dbutils.widgets.dropdown("force", "false", ["false", "true"], "Redo every step")
 # COMMAND ----------
 
 from jobs import nightly
-from jobs.common import setup_logging
-from jobs.config import config_from_values
-from jobs.session import get_spark
-from jobs.storage import Storage
+from jobs.runtime.step import setup_logging
+from jobs.runtime.config import config_from_values
+from jobs.runtime.session import get_spark
+from jobs.runtime.storage import Storage
 
 setup_logging()  # one progress line per step in the cell output
 config = config_from_values(

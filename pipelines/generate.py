@@ -18,6 +18,10 @@ Guarantees the clean step's reconciliation relies on:
     kind maps to exactly one clean reason code; modifications (unknown item, PII in a query)
     change a natural row in place and keep it valid;
   * bots are extra users with bursts of >= 100 events at ~0.6 s spacing.
+
+Why one module of this size: the generator's structure (tastes, popularity, funnel, queries)
+and its defect ledger must agree row for row; split, the exact injected counts would have to be
+kept in step across files.
 """
 
 from __future__ import annotations

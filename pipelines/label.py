@@ -32,6 +32,10 @@ Capping rule for very long histories (heavy buyers, bots clean did not catch): o
 Splits are by target time: test = the last ``test_days`` days up to the run date, val = the
 ``val_days`` before, train = everything earlier in the window. The vocabulary is built from the
 train period only, so val/test never leak item identity into training.
+
+Why one module of this size: the history builder, the vocabulary and the dispositions share
+the cutoff rule and the index conventions (PAD, OOV, FIRST_INDEX) that training and scoring
+both depend on; the history code exists only here.
 """
 
 from __future__ import annotations

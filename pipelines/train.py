@@ -11,6 +11,9 @@ agree before each step that every one still has a batch), evaluate Recall@K and 
 val split against all items (sums all-reduced), checkpoint on rank 0, and stop early when val
 Recall@K has not improved for ``patience`` epochs. A non-finite loss on any worker stops every
 worker with an error naming the epoch and step.
+
+Why one module of this size: the loop, its batching and its collective interface are one
+contract with the two launchers; checkpoint files live in ``jobs/runtime/checkpoints.py``.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def shared_data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator:
-    from jobs.session import get_spark
+    from jobs.runtime.session import get_spark
 
     session = get_spark(
         "cartwheel-tests", {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"}

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines import recs as R
-from udfs.user_tower import UserTower
+from udfs.pyfunc import UserTower
 
 
 @dataclass(frozen=True)

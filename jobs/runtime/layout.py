@@ -8,8 +8,8 @@ A data root is a local folder or any Hadoop URI; the names below are relative to
     raw/catalog/              the item catalog (Parquet)
     clean/events/dt=D/        clean events (+ _cleaned.json per day)
     quarantine/events/dt=D/   quarantined lines with their reason
-    examples/split=S/         labelled examples (+ _meta.json)
-    vocab/{items,categories}  the vocabularies
+    examples/dt=D/split=S/    examples labelled for run date D (+ dt=D/_meta.json)
+    vocab/dt=D/{items,categories}  the vocabularies of run date D
     shards/<run id>/          Petastorm-ready shards (+ manifest)
     checkpoints/<run id>/     training checkpoints
     recs/<table>/dt=D/        published recommendation tables; recs/_latest.json the pointer
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from jobs.storage import join
+from jobs.runtime.storage import join
 
 RECS_TABLES: tuple[str, ...] = ("user_topk", "item_similar")
 
@@ -50,21 +50,33 @@ def quarantine_events(root: str) -> str:
     return join(root, "quarantine", "events")
 
 
-def examples(root: str) -> str:
+def examples_root(root: str) -> str:
+    """``examples/``: one ``dt=D`` folder per labelled run date."""
     return join(root, "examples")
 
 
-def examples_split(root: str, split: str) -> str:
-    return join(root, "examples", f"split={split}")
+def examples(root: str, day: dt.date | str) -> str:
+    """The examples labelled for run date ``day`` (``split=S`` folders and ``_meta.json``)."""
+    return join(root, "examples", partition(day))
 
 
-def examples_meta(root: str) -> str:
-    return join(root, "examples", "_meta.json")
+def examples_split(root: str, day: dt.date | str, split: str) -> str:
+    return join(examples(root, day), f"split={split}")
 
 
-def vocab(root: str, name: str | None = None) -> str:
-    """``vocab/`` or one of its tables (``items``, ``categories``)."""
-    return join(root, "vocab", name) if name else join(root, "vocab")
+def examples_meta(root: str, day: dt.date | str) -> str:
+    return join(examples(root, day), "_meta.json")
+
+
+def vocab_root(root: str) -> str:
+    """``vocab/``: one ``dt=D`` folder per labelled run date."""
+    return join(root, "vocab")
+
+
+def vocab(root: str, day: dt.date | str, name: str | None = None) -> str:
+    """The vocabularies built for run date ``day``, or one of them (``items``, ``categories``)."""
+    folder = join(root, "vocab", partition(day))
+    return join(folder, name) if name else folder
 
 
 def shards(root: str, run_id: str) -> str:

@@ -296,7 +296,7 @@ def test_a_killed_runs_staging_folder_is_removed_by_the_next_success(
     import subprocess
     import sys
 
-    from jobs.common import _host_tag
+    from jobs.runtime.step import _host_tag
 
     dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True).stdout)  # fmt: skip

@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs import clean, generate
-from jobs.manifest import RunResult
+from jobs.runtime.manifest import RunResult
 from pipelines import clean as C
 from pipelines import generate as G
 from pipelines import schemas as S

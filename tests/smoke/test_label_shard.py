@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs import clean, generate, label, shard
-from jobs.manifest import RunResult
+from jobs.runtime.manifest import RunResult
 from pipelines import label as L
 from pipelines.errors import InputError
 
@@ -75,7 +75,7 @@ def test_examples_never_see_the_future(
     spark: SparkSession, run: tuple[Path, RunResult, RunResult]
 ) -> None:
     root, _, _ = run
-    ex = spark.read.parquet(str(root / "examples"))
+    ex = spark.read.parquet(str(root / "examples" / f"dt={END}"))
     # every real history entry is earlier than its target (the generator spaces a user's events >= 5 s)
     ages = ex.select(F.posexplode("hist_age_s").alias("pos", "age"), "hist_len").where(
         F.col("pos") < F.col("hist_len")
@@ -167,7 +167,7 @@ def test_label_refuses_an_empty_window_and_publishes_nothing(
 def test_shard_refuses_missing_examples_and_too_many_workers(
     spark: SparkSession, run: tuple[Path, RunResult, RunResult], tmp_path: Path
 ) -> None:
-    with pytest.raises(InputError, match=r"no labelled examples at .*examples"):
+    with pytest.raises(InputError, match=rf"no labelled examples for {END} at .*examples/dt={END}"):
         shard.main(spark, shard.ShardConfig(data_root=str(tmp_path / "empty"), run_date=END))
     root, lab, _ = run
     too_many = lab.manifest["examples"]["test"] + 1

@@ -22,8 +22,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs import backfill, generate, nightly
-from jobs.lock import LockHeldError, data_root_lock, lock_path
-from jobs.storage import Storage
+from jobs.night.steps import STEP_NAMES
+from jobs.runtime import layout
+from jobs.runtime.lock import LockHeldError, data_root_lock, lock_path
+from jobs.runtime.manifest import RunResult
+from jobs.runtime.storage import Storage
 from pipelines.errors import ConfigError, InputError
 from tests.conftest import REPO
 
@@ -93,7 +96,7 @@ def root(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_night(spark: SparkSession, root: Path) -> nightly.RunResult:
+def first_night(spark: SparkSession, root: Path) -> RunResult:
     return nightly.main(spark, night_config(root, D1))
 
 
@@ -124,7 +127,7 @@ def second_night(spark: SparkSession, first_night: Any, root: Path) -> dict[str,
         "clean_mtimes": {
             d: mtimes(root / "clean" / "events" / f"dt={d}") for d in seen["clean_before"]
         },
-        "d2_published": any((root / "recs" / t / f"dt={D2}").exists() for t in nightly.RECS_TABLES),
+        "d2_published": any((root / "recs" / t / f"dt={D2}").exists() for t in layout.RECS_TABLES),
         "yesterday": (checksum(spark, yesterday_recs(root)), mtimes(yesterday_recs(root))),
         "latest": (root / "recs/_latest.json").read_text(),
         "pending": (root / "_pending" / f"dt={D2}" / "recs" / "user_topk" / f"dt={D2}").is_dir(),
@@ -141,7 +144,7 @@ def yesterday_recs(root: Path) -> Path:
 def test_first_night_runs_every_step_and_publishes(first_night: Any, root: Path) -> None:
     assert first_night.succeeded, first_night.manifest["steps"]
     assert set(statuses(first_night).values()) == {"succeeded"}
-    for step in nightly.NIGHT_STEPS:
+    for step in STEP_NAMES:
         assert json.loads((root / f"_runs/{D1}/{step}.json").read_text())["status"] == "succeeded"
     clean = json.loads((root / f"_runs/{D1}/clean.json").read_text())
     assert len(clean["days"]) == LOOKBACK and clean["days_reused"] == []
@@ -239,19 +242,23 @@ def test_backfill_runs_the_nights_in_order_and_skips_what_is_done(
     assert "2026-11-20  succeeded" in backfill.summarize(result)
 
 
-def test_redoing_an_earlier_nights_evaluation_labels_that_night_again(
+def test_redoing_an_earlier_nights_evaluation_reads_that_nights_own_examples(
     spark: SparkSession, second_night: dict[str, Any], root: Path, tmp_path: Path
 ) -> None:
     root = copy_of(root, tmp_path)
-    meta = root / "examples" / "_meta.json"
-    assert json.loads(meta.read_text())["run_date"] == D2.isoformat()  # the latest night's
+    metas = {day: root / "examples" / f"dt={day}" / "_meta.json" for day in (D1, D2)}
+    assert {day: json.loads(m.read_text())["run_date"] for day, m in metas.items()} == {
+        D1: D1.isoformat(),
+        D2: D2.isoformat(),
+    }  # each night keeps its own labels
     redo = nightly.main(spark, night_config(root, D1, from_step="evaluate"))
     assert redo.succeeded
     assert statuses(redo) == {
-        "clean": "skipped", "label": "succeeded", "shard": "skipped", "train": "skipped",
+        "clean": "skipped", "label": "skipped", "shard": "skipped", "train": "skipped",
         "score": "skipped", "evaluate": "succeeded", "publish": "succeeded",
     }  # fmt: skip
-    assert json.loads(meta.read_text())["run_date"] == D1.isoformat()
+    evaluated = json.loads((root / f"_runs/{D1}/evaluate.json").read_text())
+    assert str(layout.examples(str(root), D1)) in " ".join(evaluated["inputs"])
     # re-running an older night never moves the published pointer back
     assert json.loads((root / "recs/_latest.json").read_text())["run_date"] == D2.isoformat()
 

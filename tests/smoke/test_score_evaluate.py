@@ -14,8 +14,9 @@ from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import clean, evaluate, generate, label, models, score, shard, train
-from jobs.manifest import RunResult
+from jobs import clean, evaluate, generate, label, score, shard, train
+from jobs.runtime import registry, scoring
+from jobs.runtime.manifest import RunResult
 from pipelines import recs as R
 from pipelines import schemas as S
 from pipelines.errors import InputError
@@ -97,17 +98,6 @@ def test_first_evaluation_promotes_and_logs_a_linked_mlflow_run(
     )
 
 
-def test_promotion_keeps_the_champion_unless_beaten() -> None:
-    config = evaluate.EvaluateConfig(data_root="/x", run_date=END)
-    model = models.ResolvedModel("u", NAME, "3", "r", None, np.zeros((1, 1)), np.array([""]))  # type: ignore[arg-type]
-    table = {"model": {"20": {"recall": 0.30}}, "champion": {"20": {"recall": 0.31}}}
-    kept = evaluate.promotion(config, table, model, "2")
-    assert not kept["promote"] and "v2 keeps serving" in kept["reason"]
-    table["champion"]["20"]["recall"] = 0.29
-    assert evaluate.promotion(config, table, model, "2")["promote"]
-    assert not evaluate.promotion(config, table, model, "3")["promote"]
-
-
 def test_user_topk_has_the_contract_k_rows_per_active_user_and_no_excluded_items(
     spark: SparkSession, scored: RunResult, trained_root: Path
 ) -> None:
@@ -165,9 +155,9 @@ def test_scores_agree_with_mlflow_spark_udf(
 ) -> None:
     mlflow.set_tracking_uri(f"sqlite:///{trained_root}/mlflow/mlflow.db")
     uri = f"models:/{NAME}/{scored.manifest['model_version']}"
-    model = models.resolve(uri)
+    model = registry.resolve(uri)
     catalog = spark.read.parquet(str(trained_root / "raw" / "catalog"))
-    candidates, _ = models.sellable_candidates(spark, model, catalog)
+    candidates, _ = scoring.sellable_candidates(spark, model, catalog)
     events = spark.read.parquet(str(trained_root / "clean" / "events"))
     inputs = R.scoring_inputs(
         events,

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs import generate, pyfiles
+from jobs import generate
+from jobs.runtime import pyfiles
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.smoke

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -20,7 +21,7 @@ from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 
 from jobs import clean, generate, label, shard, train
-from jobs.manifest import RunResult
+from jobs.runtime.manifest import RunResult
 from pipelines import train as T
 from pipelines.errors import InputError
 
@@ -147,7 +148,8 @@ def test_killed_training_resumes_without_repeating_epochs(
     finally:
         parent = psutil.Process(proc.pid)
         for p in [*parent.children(recursive=True), parent]:
-            p.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):  # a child may end on its own meanwhile
+                p.kill()
         proc.wait()
     assert not (ckpt / "complete.json").exists()
     killed_epochs = T.CheckpointStore(ckpt).latest_epoch()

@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from jobs import nightly
-from jobs.manifest import code_version
+from jobs.runtime.manifest import code_version
 
 pytestmark = pytest.mark.unit
 
@@ -42,5 +42,5 @@ def test_a_new_code_version_redoes_a_finished_step_unless_kept(
         data_root=str(tmp_path), run_date=DAY, keep_results_across_versions=keep
     )
     night = nightly.Night(spark, config)
-    assert (night.skippable("label", "f1") is not None) is skipped
-    assert night.skippable("label", "other fingerprint") is None
+    assert (night.plan.skippable("label", "f1") is not None) is skipped
+    assert night.plan.skippable("label", "other fingerprint") is None

@@ -15,8 +15,9 @@ import pytest
 import yaml
 from databricks.bundles.jobs import Job
 
-from jobs import cli, nightly, pyfiles
-from jobs.config import parse_config
+from jobs import cli, nightly
+from jobs.runtime import pyfiles
+from jobs.runtime.config import parse_config
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.unit

@@ -8,10 +8,10 @@ import pytest
 import torch
 from pyspark.sql import SparkSession
 
-from jobs import models
+from jobs.runtime import scoring
 from pipelines.model import ModelConfig, TwoTower
 from udfs import score as U
-from udfs.user_tower import UserTower
+from udfs.pyfunc import UserTower
 
 pytestmark = pytest.mark.unit
 
@@ -73,7 +73,7 @@ def test_two_models_scored_in_turn_on_reused_workers_each_use_their_own(
         for data in (first, second):
             frame = inputs(len(data.item_ids) - 1)  # indices valid for both models
             df = spark.createDataFrame(frame).repartition(2)
-            scored, bc = models.score_users(spark, df, data, k=5)
+            scored, bc = scoring.score_users(spark, df, data, k=5)
             got = scored.toPandas().sort_values(["user_id", "rank"]).reset_index(drop=True)
             bc.unpersist(blocking=True)
             bc.destroy()

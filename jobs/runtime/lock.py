@@ -22,10 +22,10 @@ from typing import Any
 
 import psutil
 
-from jobs.fingerprint import digest
-from jobs.manifest import utc_now
 from jobs.runtime import layout
-from jobs.storage import Storage
+from jobs.runtime.fingerprint import digest
+from jobs.runtime.manifest import utc_now
+from jobs.runtime.storage import Storage
 from pipelines.errors import CartwheelError
 
 log = logging.getLogger("cartwheel")

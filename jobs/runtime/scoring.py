@@ -1,11 +1,10 @@
-"""Registered models for scoring and evaluation: resolve a ``models:/`` URI, load the user tower
-and the model's own item vocabulary, and build the payload every scoring task receives."""
+"""Scoring with a resolved model, shared by ``score`` and ``evaluate``: the candidate items
+(in the model's vocabulary and sellable), the popularity fallback order, the payload every
+scoring task receives, and the pandas-UDF scoring of users and of item neighbours."""
 
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -13,110 +12,13 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.train import default_tracking_uri
+from jobs.runtime.registry import ResolvedModel
 from pipelines import label as L
 from pipelines import recs as R
-from pipelines.errors import ConfigError, InputError
+from pipelines.errors import InputError
 from udfs.score import ScoringPayload
-from udfs.user_tower import UserTower
 
 log = logging.getLogger("cartwheel")
-MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
-ITEM_EMBEDDINGS = "item_embeddings/item_embeddings.parquet"
-
-
-@dataclass
-class ResolvedModel:
-    """A registered model version, loaded: its tower and its item vocabulary."""
-
-    uri: str
-    name: str
-    version: str
-    run_id: str
-    tower: UserTower
-    vectors: np.ndarray  # (num_items, dim)
-    item_ids: np.ndarray  # index -> item id ("" for PAD / OOV)
-
-    @property
-    def history_length(self) -> int:
-        return int(self.tower.config.history_length)
-
-    def item_index(self, spark: SparkSession) -> DataFrame:
-        """(item_id, item_idx) of the model's vocabulary, as a small DataFrame."""
-        idx = np.arange(L.FIRST_INDEX, len(self.item_ids))
-        frame = pd.DataFrame(
-            {"item_id": self.item_ids[idx].astype(str), "item_idx": idx.astype("int32")}
-        )
-        return spark.createDataFrame(frame, "item_id string, item_idx int")
-
-
-def configure_tracking(data_root: str) -> str:
-    import mlflow
-
-    uri = default_tracking_uri(data_root)
-    mlflow.set_tracking_uri(uri)
-    return uri
-
-
-def alias_version(name: str, alias: str) -> str | None:
-    """The version an alias points at, or None when the model or alias does not exist."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
-
-
-def resolve(uri: str) -> ResolvedModel:
-    """Load ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``: InputError naming the URI when
-    the model, alias or version does not exist, or its item table does not match its vectors."""
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    match = MODEL_URI.match(uri)
-    if not match:
-        raise ConfigError(
-            f"invalid config value model_uri={uri!r}: use models:/NAME@ALIAS or models:/NAME/VERSION"
-        )
-    client = MlflowClient()
-    name = match["name"]
-    try:
-        mv = (
-            client.get_model_version_by_alias(name, match["alias"])
-            if match["alias"]
-            else client.get_model_version(name, match["version"])
-        )
-    except MlflowException as exc:
-        known = ", ".join(m.name for m in client.search_registered_models()) or "none"
-        raise InputError(
-            f"model {uri} does not exist in the registry at {mlflow.get_tracking_uri()} "
-            f"(registered models: {known}): {exc.message}"
-        ) from exc
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
-    tower = pyfunc.get_raw_model()
-    if not isinstance(tower, UserTower):
-        raise InputError(f"model {uri} is not a cartwheel two-tower model ({type(tower).__name__})")
-    vectors = tower.item_vectors()
-    try:
-        path = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=ITEM_EMBEDDINGS)
-    except MlflowException as exc:
-        raise InputError(
-            f"model {uri} has no item table ({ITEM_EMBEDDINGS} in run {mv.run_id})"
-        ) from exc
-    table = pd.read_parquet(path, columns=["item_idx", "item_id"])
-    if (
-        len(table) != len(vectors)
-        or (table["item_idx"].to_numpy() != np.arange(len(vectors))).any()
-    ):
-        raise InputError(
-            f"model {uri}: its item table ({len(table)} rows) does not match its {len(vectors)} item vectors"
-        )
-    item_ids = table["item_id"].fillna("").astype(str).to_numpy(dtype=object)
-    log.info("[model] %s -> %s version %s (%d items)", uri, name, mv.version, len(vectors) - 2)
-    return ResolvedModel(uri, name, str(mv.version), str(mv.run_id), tower, vectors, item_ids)
 
 
 def sellable_candidates(

@@ -17,12 +17,12 @@ from typing import TypeVar
 import psutil
 from pyspark.sql import SparkSession
 
-from jobs.config import StepConfig, parse_config
-from jobs.manifest import RunResult
-from jobs.readers import explain_failure
 from jobs.runtime import layout
-from jobs.session import get_spark
-from jobs.storage import Storage, join, local_path
+from jobs.runtime.config import StepConfig, parse_config
+from jobs.runtime.manifest import RunResult
+from jobs.runtime.readers import explain_failure
+from jobs.runtime.session import get_spark
+from jobs.runtime.storage import Storage, join, local_path
 from pipelines.errors import CartwheelError, ConfigError
 
 C = TypeVar("C", bound=StepConfig)

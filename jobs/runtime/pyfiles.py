@@ -1,7 +1,7 @@
 """Build the zip that ``spark-submit --py-files`` ships to a cluster: cartwheel's packages
 (jobs, pipelines, udfs) and their data files, without caches.
 
-``python -m jobs.pyfiles DEST_DIR`` writes ``DEST_DIR/cartwheel-<version>-pyfiles.zip`` (the
+``python -m jobs.runtime.pyfiles DEST_DIR`` writes ``DEST_DIR/cartwheel-<version>-pyfiles.zip`` (the
 wheel is built beside it by ``make package``). The zip holds only cartwheel's own code: the
 cluster provides pyspark, torch, horovod, petastorm and mlflow (DESIGN.md's pinned set).
 """
@@ -14,8 +14,8 @@ from importlib import metadata
 from pathlib import Path
 
 PACKAGES = ("jobs", "pipelines", "udfs")
-SUFFIXES = (".py", ".properties")
-REPO = Path(__file__).resolve().parent.parent
+SUFFIXES = (".py", ".properties", ".j2")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def build(dest: Path, source: Path = REPO) -> Path:
@@ -46,7 +46,7 @@ def build(dest: Path, source: Path = REPO) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m jobs.pyfiles DEST_DIR", file=sys.stderr)
+        print("usage: python -m jobs.runtime.pyfiles DEST_DIR", file=sys.stderr)
         return 2
     path = build(Path(args[0]))
     print(path)

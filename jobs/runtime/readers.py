@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.runtime import layout
-from jobs.storage import FileInfo, Storage, join
+from jobs.runtime.storage import FileInfo, Storage, join
 from pipelines import schemas as S
 from pipelines.errors import InputError
 

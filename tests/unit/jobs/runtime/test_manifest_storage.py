@@ -10,8 +10,8 @@ import pytest
 from pyspark.sql import SparkSession
 
 from jobs.clean import CleanConfig
-from jobs.manifest import StepRun, manifest_path
-from jobs.storage import Storage, join
+from jobs.runtime.manifest import StepRun, manifest_path
+from jobs.runtime.storage import Storage, join
 from pipelines.errors import CartwheelError
 
 pytestmark = pytest.mark.unit
@@ -165,7 +165,7 @@ def test_a_failed_manifest_is_written_once_the_old_one_is_gone(
 def test_spark_failures_are_explained_in_one_line_naming_the_path(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    from jobs.readers import explain_failure
+    from jobs.runtime.readers import explain_failure
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -19,13 +19,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from jobs.config import StepConfig
-from jobs.readers import explain_failure
 from jobs.runtime import layout
-from jobs.storage import Storage
+from jobs.runtime.config import StepConfig
+from jobs.runtime.readers import explain_failure
+from jobs.runtime.storage import Storage
 from pipelines.errors import CartwheelError
 
 log = logging.getLogger("cartwheel")
+
+# The folder that holds jobs/, pipelines/ and udfs/: a checkout, site-packages or a --py-files zip.
+CODE_ROOT = Path(__file__).resolve().parents[2]
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,7 +38,7 @@ def code_version() -> str:
         version = metadata.version("cartwheel")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    repo = Path(__file__).resolve().parent.parent
+    repo = CODE_ROOT
     if (repo / ".git").exists():
         try:
             sha = subprocess.run(
@@ -173,7 +176,7 @@ class StepRun:
             "duration_s": round(time.monotonic() - self._started, 3),
             "code_version": code_version(),
             # where the code ran from: the checkout, site-packages, or a --py-files zip
-            "code_path": str(Path(__file__).resolve().parent.parent),
+            "code_path": str(CODE_ROOT),
             "spark": self.spark_info,
         }
         if error is not None:

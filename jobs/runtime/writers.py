@@ -6,9 +6,9 @@ import datetime as dt
 
 from pyspark.sql import DataFrame
 
-from jobs.readers import partition_name
 from jobs.runtime import layout
-from jobs.storage import Storage, join
+from jobs.runtime.readers import partition_name
+from jobs.runtime.storage import Storage, join
 
 RAW_SUFFIX = {"json": ".json.gz", "csv": ".csv.gz"}
 

@@ -9,8 +9,8 @@ import pytest
 
 from jobs import cli
 from jobs.clean import CleanConfig
-from jobs.config import parse_config
 from jobs.generate import GenerateConfig
+from jobs.runtime.config import parse_config
 from pipelines.errors import ConfigError
 
 pytestmark = pytest.mark.unit
@@ -144,7 +144,7 @@ def test_bad_config_exits_2_before_spark_starts(capsys: pytest.CaptureFixture[st
 def test_relative_run_dates_are_utc_dates() -> None:
     import datetime as dt
 
-    from jobs.config import parse_date
+    from jobs.runtime.config import parse_date
 
     today = dt.datetime.now(dt.UTC).date()
     assert parse_date("yesterday", "--run-date") == today - dt.timedelta(days=1)

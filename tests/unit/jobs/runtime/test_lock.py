@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.lock import LockHeldError, data_root_lock, lock_path
-from jobs.storage import Storage
+from jobs.runtime.lock import LockHeldError, data_root_lock, lock_path
+from jobs.runtime.storage import Storage
 
 pytestmark = pytest.mark.unit
 
@@ -100,7 +100,7 @@ def test_a_live_lock_is_not_taken_over_by_a_contender_that_saw_a_stale_one(
     stale = json.loads(Path(lock_path(str(tmp_path))).read_text())
     with data_root_lock(storage, str(tmp_path), "2026-11-02") as me:
         # a late contender acting on what it read before: its take-over must not remove me
-        from jobs.lock import _take_over
+        from jobs.runtime.lock import _take_over
 
         assert not _take_over(storage, lock_path(str(tmp_path)), stale, "late")
         assert json.loads(Path(lock_path(str(tmp_path))).read_text())["token"] == me["token"]

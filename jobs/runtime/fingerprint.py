@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from jobs.storage import FileInfo, Storage
+from jobs.runtime.storage import FileInfo, Storage
 
 
 def digest(value: Any) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.train import default_tracking_uri, experiment_id
+from jobs.runtime.registry import default_tracking_uri, experiment_id
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,136 @@
+"""The night's steps as data: for each, its config class, what the night gives it, what its
+fingerprint covers, and how to run it. ``Night`` walks ``STEPS`` in order; adding a step is
+adding an entry here.
+
+``derive(night, check)`` returns the values the night passes to the step's config (before the
+step's ``--step-config`` section); with ``check`` it uses placeholders for what only an upstream
+step can tell (shard rows, the trained model), so every config is validated before the first
+step runs. ``inputs(night)`` returns (paths whose files the step reads, other things it depends
+on) for the step's fingerprint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import SparkSession
+
+from jobs import clean, evaluate, label, score, shard, train
+from jobs.runtime import layout
+from jobs.runtime.config import DatedStepConfig
+from jobs.runtime.manifest import RunResult
+
+if TYPE_CHECKING:
+    from jobs.night.run import Night
+
+Inputs = tuple[list[str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class NightStep:
+    """One step of a night."""
+
+    name: str
+    config: type[DatedStepConfig] | None  # None: the night runs it itself (publish)
+    run: Callable[[SparkSession, Any], RunResult] | None
+    derive: Callable[[Night, bool], dict[str, Any]]
+    inputs: Callable[[Night], Inputs]
+
+
+def _train_values(night: Night, check: bool) -> dict[str, Any]:
+    c = night.config
+    rows = (
+        16 * c.batch_size * c.num_proc
+        if check
+        else night.manifest("shard")["splits"]["train"]["rows"]
+    )
+    return {
+        "epochs": c.epochs,
+        # a small night still gets several steps per epoch
+        "batch_size": max(16, min(c.batch_size, rows // (8 * c.num_proc))),
+        "num_proc": c.num_proc,
+        "restart": night.plan.redo("train"),
+    }
+
+
+def _model(night: Night, check: bool) -> str:
+    return "models:/check/1" if check else night.candidate_uri()
+
+
+def _scored_days(night: Night) -> list[str]:
+    """The window's clean days and the catalog: what score and evaluate read besides the model."""
+    return [*night.day_paths(layout.clean_events(night.root)), layout.raw_catalog(night.root)]
+
+
+STEPS: tuple[NightStep, ...] = (
+    NightStep(
+        "clean",
+        clean.CleanConfig,
+        clean.main,
+        # forced: clean every day again; otherwise only new or changed days
+        lambda n, check: {
+            "days": n.config.lookback_days,
+            "incremental": not n.plan.redo("clean"),
+            "allow_missing_days": True,
+        },
+        lambda n: (n.day_paths(layout.raw_events(n.root)), {}),
+    ),
+    NightStep(
+        "label",
+        label.LabelConfig,
+        label.main,
+        lambda n, check: {"lookback_days": n.config.lookback_days},
+        lambda n: (n.day_paths(layout.clean_events(n.root)), {}),
+    ),
+    NightStep(
+        "shard",
+        shard.ShardConfig,
+        shard.main,
+        lambda n, check: {"workers": n.config.num_proc},
+        lambda n: ([layout.examples(n.root, n.day), layout.vocab(n.root, n.day)], {}),
+    ),
+    NightStep(
+        "train",
+        train.TrainConfig,
+        train.main,
+        _train_values,
+        lambda n: ([layout.shards(n.root, n.day.isoformat())], {}),
+    ),
+    NightStep(
+        "score",
+        score.ScoreConfig,
+        score.main,
+        lambda n, check: {
+            "model_uri": _model(n, check),
+            "k": n.config.k,
+            "lookback_days": n.config.lookback_days,
+            "output_root": layout.pending(n.root, n.day),
+        },
+        lambda n: (_scored_days(n), {"model": n.candidate_uri()}),
+    ),
+    NightStep(
+        "evaluate",
+        evaluate.EvaluateConfig,
+        evaluate.main,
+        lambda n, check: {
+            "model_uri": _model(n, check),
+            "gate_min_ratio": n.config.gate_min_ratio,
+            "champion_tolerance": n.config.champion_tolerance,
+        },
+        lambda n: (
+            [*_scored_days(n), layout.examples(n.root, n.day)],
+            {"model": n.candidate_uri()},
+        ),
+    ),
+    NightStep(
+        "publish",
+        None,
+        None,
+        lambda n, check: {},
+        lambda n: ([], {s: n.outcomes[s].fingerprint for s in ("score", "evaluate")}),
+    ),
+)
+STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
+BY_NAME: dict[str, NightStep] = {s.name: s for s in STEPS}

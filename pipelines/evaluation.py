@@ -1,0 +1,209 @@
+"""The evaluation's logic, without I/O: which methods there are and how each builds its lists,
+the metrics table, the quality gate and the promotion rule.
+
+Every method ranks K items per user from events before the test start (``EvalFrames``), with
+the same candidates and the same exclusions. ``BASELINES`` maps a baseline's name to the
+function that builds its lists; the model's and champion's lists come from scoring (in
+``jobs``, since they need the registered model).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from pipelines import baselines as B
+from pipelines import label as L
+from pipelines import metrics as Mx
+from pipelines import recs as R
+from pipelines.errors import ConfigError
+
+MODEL, CHAMPION = "model", "champion"
+HANDLING = {
+    MODEL: "cold users (no item event before the test start) get the popularity list",
+    CHAMPION: "as model",
+    B.POPULARITY: "the same list for every user (cold users included)",
+    B.RECENT_POPULARITY: "the same list for every user (cold users included)",
+    B.COOCCURRENCE: "users without recent items, and short lists, are filled from the popularity list",
+    B.ALS_METHOD: "users ALS never saw, and short lists, are filled from the popularity list",
+}
+PROMOTION_METRICS = ("recall", "ndcg", "map", "hit_rate")
+Table = dict[str, dict[str, dict[str, float]]]  # method -> str(K) -> metric -> value
+
+
+def check_gate_values(gate_min_ratio: float, champion_tolerance: float) -> None:
+    """ConfigError unless the gate ratio is >= 0 and the champion tolerance in [0, 1) (shared by
+    evaluate and the night's options, which are checked before Spark starts)."""
+    if not 0 <= champion_tolerance < 1:
+        raise ConfigError(
+            f"invalid config value champion_tolerance={champion_tolerance}: must be in [0, 1)"
+        )
+    if gate_min_ratio < 0:
+        raise ConfigError(f"invalid config value gate_min_ratio={gate_min_ratio}: must be >= 0")
+
+
+@dataclass(frozen=True)
+class EvalFrames:
+    """What every method's lists are built from: events before the test start, the evaluated
+    users, the candidate items, the (user, item) pairs the exclusion rule hides, and K."""
+
+    before: DataFrame
+    users: DataFrame
+    candidates: DataFrame
+    exclusions: DataFrame
+    k: int
+    test_start: dt.date
+    settings: B.BaselineSettings
+
+
+def popularity_lists(f: EvalFrames) -> DataFrame:
+    return B.global_list(
+        B.item_counts(f.before), f.users, f.candidates, f.exclusions, f.k, B.POPULARITY
+    )
+
+
+def recent_popularity_lists(f: EvalFrames, popular: DataFrame) -> DataFrame:
+    since = f.test_start - dt.timedelta(days=f.settings.recent_days)
+    counts = B.item_counts(f.before, since)
+    return B.global_list(counts, f.users, f.candidates, f.exclusions, f.k, B.RECENT_POPULARITY)
+
+
+def cooccurrence_lists(f: EvalFrames, popular: DataFrame) -> DataFrame:
+    co = B.cooccurrence_lists(f.before, f.users, f.candidates, f.exclusions, f.k, f.settings)
+    return B.fill_up(co, popular, f.k, B.COOCCURRENCE)
+
+
+def als_lists(f: EvalFrames, popular: DataFrame) -> DataFrame:
+    als = B.als_lists(
+        f.before, f.users, f.candidates, f.exclusions, L.DEFAULT_LABEL_WEIGHTS, f.k, f.settings
+    )
+    return B.fill_up(als, popular, f.k, B.ALS_METHOD)
+
+
+# name -> (frames, the popularity lists every fallback uses) -> that baseline's lists
+BASELINES: dict[str, Callable[[EvalFrames, DataFrame], DataFrame]] = {
+    B.POPULARITY: lambda f, popular: popular,
+    B.RECENT_POPULARITY: recent_popularity_lists,
+    B.COOCCURRENCE: cooccurrence_lists,
+    B.ALS_METHOD: als_lists,
+}
+
+
+def exclusions_of(events: DataFrame, users: DataFrame, rule: str) -> DataFrame:
+    """(user_id, item_id) pairs the rule hides, from events before the test start."""
+    hidden = R.EXCLUDE_RULES[rule]
+    return (
+        events.where(F.col("event_type").isin(*hidden) & F.col("item_id").isNotNull())
+        .join(users, on="user_id", how="left_semi")
+        .select("user_id", "item_id")
+        .distinct()
+    )
+
+
+def metrics_table(rows: list[dict[str, Any]]) -> Table:
+    """``Mx.ranking_metrics`` rows -> method -> str(k) -> metric -> value (and ``users``)."""
+    table: Table = {}
+    for r in rows:
+        table.setdefault(r["method"], {})[str(r["k"])] = {m: float(r[m]) for m in Mx.METRICS}
+        table[r["method"]][str(r["k"])]["users"] = int(r["users"])
+    return table
+
+
+def method_order(table: dict[str, Any]) -> list[str]:
+    """The model, the champion, then the baselines by name."""
+    first = [m for m in (MODEL, CHAMPION) if m in table]
+    return first + sorted(m for m in table if m not in first)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How a metrics table is judged: the promotion metric at K, the champion's alias and
+    tolerance, and the quality gate (the model must reach ``gate_min_ratio`` x a baseline)."""
+
+    promotion_metric: str = "recall"
+    promotion_k: int = 20
+    champion_alias: str = "champion"
+    champion_tolerance: float = 0.0
+    gate_baseline: str = B.POPULARITY
+    gate_min_ratio: float = 1.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.promotion_metric}@{self.promotion_k}"
+
+    def value(self, table: Table, method: str) -> float:
+        return table[method][str(self.promotion_k)][self.promotion_metric]
+
+
+def quality_gate(rules: Rules, table: Table) -> dict[str, Any]:
+    """Whether the model reached ``gate_min_ratio`` x the gate baseline on the promotion metric."""
+    if rules.gate_min_ratio == 0:
+        return {"passed": True, "reason": "no quality gate (gate_min_ratio 0)", "metric": rules.key}
+    ours, theirs = rules.value(table, MODEL), rules.value(table, rules.gate_baseline)
+    passed = ours >= rules.gate_min_ratio * theirs and ours > 0
+    return {
+        "passed": passed,
+        "reason": f"{rules.key} {ours:.4f} {'>=' if passed else '<'} {rules.gate_min_ratio:g} x "
+        f"{rules.gate_baseline} {theirs:.4f}",
+        "metric": rules.key,
+        "model": ours,
+        "baseline": rules.gate_baseline,
+        "baseline_value": theirs,
+        "min_ratio": rules.gate_min_ratio,
+    }
+
+
+def promotion(rules: Rules, table: Table, version: str, champion: str | None) -> dict[str, Any]:
+    """Whether model ``version`` should take the champion alias from version ``champion``, and why."""
+    key, ours = rules.key, rules.value(table, MODEL)
+    decision: dict[str, Any] = {"metric": key, "model": ours}
+    if champion is None:
+        return {
+            **decision,
+            "promote": True,
+            "reason": f"no model had the alias '{rules.champion_alias}' yet",
+        }
+    if champion == version:
+        return {
+            **decision,
+            "promote": False,
+            "reason": f"version {version} already is the champion",
+        }
+    theirs = rules.value(table, CHAMPION)
+    decision["champion"] = theirs
+    tolerance = rules.champion_tolerance
+    if ours > theirs:
+        reason = f"{key} {ours:.4f} beats the champion (v{champion}) at {theirs:.4f}"
+        return {**decision, "promote": True, "reason": reason}
+    if tolerance > 0 and ours >= (1 - tolerance) * theirs:
+        reason = (
+            f"{key} {ours:.4f} is within {tolerance:.0%} of the champion (v{champion}) "
+            f"at {theirs:.4f}; the model trained on fresher data takes over"
+        )
+        return {**decision, "promote": True, "reason": reason}
+    within = f" or come within {tolerance:.0%} of" if tolerance > 0 else ""
+    reason = (
+        f"{key} {ours:.4f} does not beat{within} the champion (v{champion}) at {theirs:.4f}; "
+        f"v{champion} keeps serving"
+    )
+    return {**decision, "promote": False, "reason": reason}
+
+
+def decide(
+    rules: Rules, table: Table, version: str, champion: str | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(quality gate, promotion decision): a failed gate promotes nothing."""
+    gate = quality_gate(rules, table)
+    decision = promotion(rules, table, version, champion)
+    if not gate["passed"]:
+        decision = {
+            **decision,
+            "promote": False,
+            "reason": f"quality gate failed: {gate['reason']}",
+        }
+    return gate, decision

@@ -1,0 +1,90 @@
+"""The rules evaluate applies to a metrics table: the quality gate, promotion, the champion
+tolerance, and the table every report renders."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from jobs import evaluate
+from jobs.runtime.render import metrics_view
+from pipelines import evaluation as E
+from pipelines.errors import ConfigError
+
+pytestmark = pytest.mark.unit
+
+END = dt.date(2026, 11, 21)
+
+
+def table(model: float, popularity: float, champion: float) -> dict:
+    return {
+        "model": {"20": {"recall": model}},
+        "popularity": {"20": {"recall": popularity}},
+        "champion": {"20": {"recall": champion}},
+    }
+
+
+def test_quality_gate_needs_the_ratio_times_the_baseline() -> None:
+    config = evaluate.EvaluateConfig(data_root="/x", run_date=END, gate_min_ratio=1.2)
+    passed = E.quality_gate(config.rules, table(0.30, 0.25, 0.0))
+    assert passed["passed"] and "0.3000 >= 1.2 x popularity 0.2500" in passed["reason"]
+    failed = E.quality_gate(config.rules, table(0.29, 0.25, 0.0))
+    assert not failed["passed"] and "0.2900 < 1.2 x popularity" in failed["reason"]
+    off = evaluate.EvaluateConfig(data_root="/x", run_date=END, gate_min_ratio=0)
+    assert E.quality_gate(off.rules, table(0.0, 0.25, 0.0))["passed"]
+
+
+def test_champion_tolerance_lets_a_near_tie_take_over() -> None:
+    strict = evaluate.EvaluateConfig(data_root="/x", run_date=END)
+    tolerant = evaluate.EvaluateConfig(data_root="/x", run_date=END, champion_tolerance=0.05)
+    near = table(0.300, 0.1, 0.310)  # 3% below the champion
+    assert not E.promotion(strict.rules, near, "3", "2")["promote"]
+    decision = E.promotion(tolerant.rules, near, "3", "2")
+    assert decision["promote"] and "within 5%" in decision["reason"]
+    far = table(0.290, 0.1, 0.310)  # 6.5% below
+    kept = E.promotion(tolerant.rules, far, "3", "2")
+    assert not kept["promote"] and "v2 keeps serving" in kept["reason"]
+
+
+def test_gate_and_tolerance_values_are_checked() -> None:
+    with pytest.raises(ConfigError, match=r"champion_tolerance=1\.0"):
+        evaluate.EvaluateConfig(data_root="/x", run_date=END, champion_tolerance=1.0)
+    with pytest.raises(ConfigError, match="gate_baseline='als'"):
+        evaluate.EvaluateConfig(
+            data_root="/x", run_date=END, baselines=("popularity",), gate_baseline="als"
+        )
+
+
+def test_promotion_keeps_the_champion_unless_beaten() -> None:
+    rules = E.Rules()
+    scores = {"model": {"20": {"recall": 0.30}}, "champion": {"20": {"recall": 0.31}}}
+    kept = E.promotion(rules, scores, "3", "2")
+    assert not kept["promote"] and "v2 keeps serving" in kept["reason"]
+    scores["champion"]["20"]["recall"] = 0.29
+    assert E.promotion(rules, scores, "3", "2")["promote"]
+    assert not E.promotion(rules, scores, "3", "3")["promote"]  # already the champion
+    first = E.promotion(rules, scores, "3", None)
+    assert first["promote"] and "no model had the alias 'champion'" in first["reason"]
+
+
+def test_a_failed_gate_promotes_nothing_even_a_winner() -> None:
+    gate, decision = E.decide(E.Rules(gate_min_ratio=2.0), table(0.30, 0.25, 0.10), "3", "2")
+    assert not gate["passed"] and not decision["promote"]
+    assert decision["reason"].startswith("quality gate failed: recall@20 0.3000 < 2 x popularity")
+
+
+def test_every_rendering_shares_one_metrics_table_in_method_order() -> None:
+    metrics = {
+        method: {
+            k: {"recall": r, "ndcg": r / 2, "map": r / 3, "hit_rate": r * 2, "coverage": 0.5}
+            for k in ("10", "20")
+        }
+        for method, r in (("popularity", 0.1), ("als", 0.2), ("champion", 0.3), ("model", 0.4))
+    }
+    view = metrics_view(metrics, {"model": "model v3"})
+    assert view["columns"] == [
+        "recall@10", "ndcg@10", "recall@20", "ndcg@20", "map@20", "hit_rate@20", "coverage@20",
+    ]  # fmt: skip
+    assert [r["label"] for r in view["rows"]] == ["model v3", "champion", "als", "popularity"]
+    assert view["rows"][0]["values"] == [0.4, 0.2, 0.4, 0.2, 0.4 / 3, 0.8, 0.5]
