@@ -33,6 +33,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.runtime import layout, registry
+from jobs.runtime.checkpoints import CheckpointStore, load_model
 from jobs.runtime.config import DatedStepConfig, normalise_uri, opt
 from jobs.runtime.manifest import RunResult, StepRun, code_version
 from jobs.runtime.step import run_cli
@@ -309,7 +310,7 @@ def main(spark: SparkSession, config: TrainConfig) -> RunResult:
             raise ConfigError(
                 "train needs a local (or mounted) shard folder and checkpoint dir; pass --checkpoint-dir"
             )
-        store = T.CheckpointStore(ckpt)
+        store = CheckpointStore(ckpt)
         if config.resume and not store.has_progress():
             raise InputError(f"nothing to resume in {ckpt}: no unfinished checkpoint")
         resume = store.has_progress() and not config.restart
@@ -388,7 +389,7 @@ def main(spark: SparkSession, config: TrainConfig) -> RunResult:
             )
             model_uri, version = registry.log_model(
                 mlflow,
-                T.load_model(str(store.best_path())),
+                load_model(str(store.best_path())),
                 vocab_items,
                 config.model_name,
                 config.alias,

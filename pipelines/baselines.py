@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pyspark.ml.recommendation import ALS
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from pipelines import label as L
 from pipelines import metrics as Mx
+from pipelines.frames import key_index
 
 POPULARITY, RECENT_POPULARITY, COOCCURRENCE, ALS_METHOD = (
     "popularity",
@@ -162,16 +162,6 @@ def cooccurrence_lists(
     )
 
 
-def _indexed(keys: DataFrame, key: str, name: str) -> DataFrame:
-    """Distinct keys -> (key, dense int index), without a single-partition window."""
-    distinct = keys.select(key).distinct()
-    schema = T.StructType(
-        [T.StructField(key, T.StringType(), False), T.StructField(name, T.IntegerType(), False)]
-    )
-    rdd = distinct.rdd.zipWithIndex().map(lambda pair: (pair[0][0], int(pair[1])))
-    return distinct.sparkSession.createDataFrame(rdd, schema)
-
-
 def als_lists(
     events: DataFrame,
     users: DataFrame,
@@ -187,8 +177,8 @@ def als_lists(
         *[F.lit(x) for kv in sorted(weights.items()) for x in (kv[0], float(kv[1]))]
     )
     rows = events.where(F.col("item_id").isNotNull())
-    user_ids = _indexed(rows, "user_id", "u").cache()
-    item_ids = _indexed(rows, "item_id", "i").cache()
+    user_ids = key_index(rows, "user_id", "u")
+    item_ids = key_index(rows, "item_id", "i")
     ratings = (
         rows.groupBy("user_id", "item_id")
         .agg(F.sum(F.coalesce(weight[F.col("event_type")], F.lit(0.1))).cast("float").alias("r"))

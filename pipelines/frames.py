@@ -31,7 +31,9 @@ def dense_index(
     sizes = numbered.groupBy("_group").agg(F.count(F.lit(1)).alias("_size"))
     by_group = F.col("_group").desc() if descending_groups else F.col("_group").asc()
     before = Window.orderBy(by_group).rowsBetween(Window.unboundedPreceding, -1)
-    offsets = sizes.select("_group", F.coalesce(F.sum("_size").over(before), F.lit(0)).alias("_offset"))
+    offsets = sizes.select(
+        "_group", F.coalesce(F.sum("_size").over(before), F.lit(0)).alias("_offset")
+    )
     return numbered.join(F.broadcast(offsets), "_group").select(
         *frame.columns,
         (F.col("_offset") + F.col("_pos") + F.lit(start)).cast("int").alias(name),

@@ -50,6 +50,7 @@ from pyspark.sql import types as T
 
 from pipelines import schemas as S
 from pipelines.errors import ConfigError
+from pipelines.frames import dense_index
 
 PAD = 0  # index of padding in every vocabulary and history array
 OOV = 1  # index of rare / unseen items and unknown categories
@@ -242,12 +243,12 @@ def split_of(event_time: Column, rules: LabelRules, run_date: dt.date) -> Column
 # -- vocabulary --------------------------------------------------------------------------------
 
 
-def _indexed(counts: DataFrame, key: str, idx_name: str) -> DataFrame:
-    """Assign FIRST_INDEX.. by descending count, then key (deterministic, distributed)."""
-    ordered = counts.orderBy(F.col("count").desc(), F.col(key).asc())
-    schema = T.StructType([*ordered.schema.fields, T.StructField(idx_name, T.IntegerType(), False)])
-    rdd = ordered.rdd.zipWithIndex().map(lambda pair: (*pair[0], int(pair[1]) + FIRST_INDEX))
-    return ordered.sparkSession.createDataFrame(rdd, schema)
+def by_count(counts: DataFrame, key: str, idx_name: str) -> DataFrame:
+    """``counts`` (key, count) + ``idx_name``: FIRST_INDEX.. by descending count, then key."""
+    return dense_index(
+        counts, idx_name, group=F.col("count"), order=[F.col(key).asc()],
+        descending_groups=True, start=FIRST_INDEX,
+    )  # fmt: skip
 
 
 def build_vocab(
@@ -274,11 +275,11 @@ def build_vocab(
         .groupBy("category")
         .agg(F.sum("count").cast("long").alias("count"))
     )
-    categories = _indexed(cat_counts, "category", "category_idx").select(
+    categories = by_count(cat_counts, "category", "category_idx").select(
         *[f.name for f in VOCAB_CATEGORIES_SCHEMA]
     )
     items = (
-        _indexed(item_counts, "item_id", "item_idx")
+        by_count(item_counts, "item_id", "item_idx")
         .join(categories.select("category", "category_idx"), on="category", how="left")
         .select(
             "item_id",

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+
+from pipelines.frames import spark_hash_long
 
 # Below this many rows a split is dealt exactly (one global ordering is cheap at this size).
 EXACT_DEAL_MAX_ROWS = 200_000
@@ -56,32 +58,27 @@ def deal(examples: DataFrame, num_files: int, rows: int, seed: int) -> DataFrame
     )
 
 
-def partition_keys(spark: SparkSession, num_partitions: int) -> dict[int, int]:
+def partition_keys(num_partitions: int) -> dict[int, int]:
     """For each partition i, a long whose hash partitioning lands in partition i.
 
     ``repartition(n, col)`` places a row by ``pmod(murmur3(col, seed 42), n)``, the very
-    function ``F.hash`` computes; so by keying bucket i with such a long, hash partitioning
-    becomes an identity map and each bucket gets a partition (and a file) of its own. Range
-    partitioning cannot do this: its sampled bounds merge heavily repeated values.
+    function ``F.hash`` computes (``frames.spark_hash_long`` on the driver); so by keying bucket
+    i with such a long, hash partitioning becomes an identity map and each bucket gets a
+    partition (and a file) of its own. Range partitioning cannot do this: its sampled bounds
+    merge heavily repeated values.
     """
-    search = max(1024, 64 * num_partitions)
-    found = (
-        spark.range(search)
-        .select("id", F.pmod(F.hash("id"), F.lit(num_partitions)).alias("p"))
-        .groupBy("p")
-        .agg(F.min("id").alias("id"))
-        .collect()
-    )
-    keys = {int(r["p"]): int(r["id"]) for r in found}
-    if len(keys) != num_partitions:
-        raise RuntimeError(f"found keys for {len(keys)} of {num_partitions} partitions")
-    return keys
+    keys: dict[int, int] = {}
+    for candidate in range(max(1024, 64 * num_partitions)):
+        keys.setdefault(spark_hash_long(candidate) % num_partitions, candidate)
+        if len(keys) == num_partitions:
+            return keys
+    raise RuntimeError(f"found keys for {len(keys)} of {num_partitions} partitions")
 
 
 def shard_split(examples: DataFrame, num_files: int, rows: int, seed: int) -> DataFrame:
     """Rows laid out so that writing produces one file per bucket, rows shuffled within it."""
     dealt = deal(examples, num_files, rows, seed)
-    keys = partition_keys(examples.sparkSession, num_files)
+    keys = partition_keys(num_files)
     key_of = F.create_map(
         *[F.lit(v) for bucket in range(num_files) for v in (bucket, keys[bucket])]
     )

@@ -11,23 +11,16 @@ agree before each step that every one still has a batch), evaluate Recall@K and 
 val split against all items (sums all-reduced), checkpoint on rank 0, and stop early when val
 Recall@K has not improved for ``patience`` epochs. A non-finite loss on any worker stops every
 worker with an error naming the epoch and step.
-
-Why one module of this size: the loop, its batching and its collective interface are one
-contract with the two launchers; checkpoint files live in ``jobs/runtime/checkpoints.py``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -195,59 +188,19 @@ class TrainOutcome:
 # -- checkpoints ----------------------------------------------------------------------------
 
 
-class CheckpointStore:
-    """Epoch checkpoints in a folder: ``epoch-NNNN.pt``, ``best.pt``, ``latest.json``,
-    ``complete.json``. Writes are atomic (write then rename), so a killed job leaves the
-    previous checkpoint intact and loses at most the epoch in progress."""
+class Checkpoints(Protocol):
+    """Where rank 0 keeps epoch states (``jobs/runtime/checkpoints.py: CheckpointStore`` on a
+    folder): the loop saves each epoch and the best one, and resumes from the latest."""
 
-    def __init__(self, folder: str | os.PathLike[str], keep: int = 2) -> None:
-        self.folder = Path(folder)
-        self.keep = keep
+    def save(self, epoch: int, state: dict[str, Any]) -> Any: ...
 
-    def _write(self, name: str, state: dict[str, Any]) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-        return path
+    def save_best(self, state: dict[str, Any]) -> Any: ...
 
-    def save(self, epoch: int, state: dict[str, Any]) -> Path:
-        path = self._write(f"epoch-{epoch:04d}.pt", state)
-        self._write_json("latest.json", {"epoch": epoch, "path": path.name})
-        for old in sorted(self.folder.glob("epoch-*.pt"))[: -self.keep]:
-            old.unlink()
-        return path
+    def latest_epoch(self) -> int | None: ...
 
-    def save_best(self, state: dict[str, Any]) -> Path:
-        return self._write("best.pt", state)
+    def load(self, epoch: int) -> dict[str, Any]: ...
 
-    def _write_json(self, name: str, doc: dict[str, Any]) -> None:
-        path = self.folder / name
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=2))
-        os.replace(tmp, path)
-
-    def latest_epoch(self) -> int | None:
-        pointer = self.folder / "latest.json"
-        return int(json.loads(pointer.read_text())["epoch"]) if pointer.exists() else None
-
-    def load(self, epoch: int) -> dict[str, Any]:
-        return torch.load(
-            self.folder / f"epoch-{epoch:04d}.pt", map_location="cpu", weights_only=False
-        )
-
-    def best_path(self) -> Path:
-        return self.folder / "best.pt"
-
-    def mark_complete(self, summary: dict[str, Any]) -> None:
-        self._write_json("complete.json", summary)
-
-    def is_complete(self) -> bool:
-        return (self.folder / "complete.json").exists()
-
-    def has_progress(self) -> bool:
-        return (self.folder / "latest.json").exists() and not self.is_complete()
+    def best_path(self) -> Any: ...
 
 
 # -- batches ---------------------------------------------------------------------------------
@@ -343,15 +296,6 @@ def to_tensors(batch: Batch, device: torch.device) -> dict[str, Tensor]:
 # -- the loop --------------------------------------------------------------------------------
 
 
-def pick_device(local_rank: int) -> torch.device:
-    """cuda:<local_rank> when a GPU is visible, else the CPU."""
-    if torch.cuda.is_available():
-        index = local_rank % torch.cuda.device_count()
-        torch.cuda.set_device(index)
-        return torch.device("cuda", index)
-    return torch.device("cpu")
-
-
 def autocast_for(
     device: torch.device, mode: str
 ) -> tuple[Callable[[], AbstractContextManager[Any]], torch.dtype | None]:
@@ -428,17 +372,38 @@ def train_loop(
     item_log_q: Tensor,
     settings: TrainSettings,
     open_split: Callable[[str, int], Iterable[Batch]],
-    checkpoints: CheckpointStore | None,
+    checkpoints: Checkpoints | None,
+    device: torch.device,
     on_epoch: Callable[[EpochReport], None] | None = None,
     on_progress: Callable[[str], None] | None = None,
     resume: bool = False,
     meta: dict[str, Any] | None = None,
 ) -> TrainOutcome:
-    """Train the two-tower model on this worker; every worker calls it with the same arguments."""
+    """Train the two-tower model on ``device``; every worker calls it with the same arguments.
+
+    Random draws (initial weights, dropout) come from ``settings.seed`` inside a forked RNG: the
+    caller's global random state is the same afterwards."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(settings.seed)
+        return _train(comm, model_config, item_category, item_log_q, settings, open_split,
+                      checkpoints, device, on_epoch, on_progress, resume, meta)  # fmt: skip
+
+
+def _train(
+    comm: Collective,
+    model_config: ModelConfig,
+    item_category: Tensor,
+    item_log_q: Tensor,
+    settings: TrainSettings,
+    open_split: Callable[[str, int], Iterable[Batch]],
+    checkpoints: Checkpoints | None,
+    device: torch.device,
+    on_epoch: Callable[[EpochReport], None] | None,
+    on_progress: Callable[[str], None] | None,
+    resume: bool,
+    meta: dict[str, Any] | None,
+) -> TrainOutcome:
     say = on_progress if (on_progress is not None and comm.rank == 0) else (lambda _msg: None)
-    torch.manual_seed(settings.seed)
-    random.seed(settings.seed + comm.rank)
-    device = pick_device(comm.local_rank)
     autocast, amp_dtype = autocast_for(device, settings.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
@@ -637,12 +602,3 @@ def train_loop(
         if (checkpoints is not None and comm.rank == 0)
         else None,
     )
-
-
-def load_model(checkpoint: str | os.PathLike[str], device: str = "cpu") -> TwoTower:
-    """A model rebuilt from a checkpoint (config, buffers and weights), in eval mode."""
-    state = torch.load(checkpoint, map_location=device, weights_only=False)
-    config = ModelConfig(**state["model_config"])
-    model = TwoTower(config, state["model"]["item_category"], state["model"]["item_log_q"])
-    model.load_state_dict(state["model"])
-    return model.eval()

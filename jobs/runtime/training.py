@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jobs.runtime.checkpoints import CheckpointStore
 from pipelines import train as T
 from pipelines.model import ModelConfig, log_q_from_counts
 
@@ -135,7 +136,7 @@ class TorchCollective:
         self.dist = dist
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = T.pick_device(self.local_rank)
+        self.device = pick_device(self.local_rank)
 
     def wrap_optimizer(
         self, optimizer: torch.optim.Optimizer, model: torch.nn.Module
@@ -213,6 +214,15 @@ def item_tables(vocab_items: str, num_items: int) -> tuple[torch.Tensor, torch.T
 # -- the worker --------------------------------------------------------------------------------
 
 
+def pick_device(local_rank: int) -> torch.device:
+    """cuda:<local_rank> (made this process's current device) when a GPU is visible, else the CPU."""
+    if torch.cuda.is_available():
+        index = local_rank % torch.cuda.device_count()
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
 def run_worker(comm: T.Collective, spec_dict: dict[str, Any]) -> dict[str, Any]:
     """Train on this rank; returns the outcome as a dict. Records a traceback on failure."""
     spec = WorkerSpec(**spec_dict)
@@ -254,7 +264,8 @@ def run_worker(comm: T.Collective, spec_dict: dict[str, Any]) -> dict[str, Any]:
             item_log_q=log_q,
             settings=settings,
             open_split=open_split,
-            checkpoints=T.CheckpointStore(spec.checkpoint_dir, keep=settings.checkpoints_kept),
+            checkpoints=CheckpointStore(spec.checkpoint_dir, keep=settings.checkpoints_kept),
+            device=pick_device(comm.local_rank),
             on_epoch=on_epoch,
             on_progress=progress,
             resume=spec.resume,

@@ -83,3 +83,38 @@ def test_the_layout_rule_sees_a_root_join(tmp_path: Path) -> None:
     sample = tmp_path / "x.py"
     sample.write_text('a = join(config.data_root, "recs")\nb = join(staging, "recs")\n')
     assert root_joins(sample) == [1]
+
+
+# What pipelines/ may not do: file I/O, driver collects, RDDs (absent on Spark Connect), caching
+# it never releases, printing.
+FORBIDDEN_CALLS = {
+    "rdd", "collect", "toPandas", "cache", "persist", "open", "save", "load", "print",
+    "read_text", "write_text", "parquet", "json", "csv",
+}  # fmt: skip
+
+
+def forbidden_uses(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "rdd":
+            found.append(f"{node.lineno}: .rdd")
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            owner = getattr(getattr(func, "value", None), "id", "")
+            # the training loop saves through the Checkpoints protocol the caller passes in
+            if name in FORBIDDEN_CALLS and owner != "checkpoints":
+                found.append(f"{node.lineno}: {name}()")
+    return sorted(found, key=lambda f: int(f.split(":")[0]))
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "pipelines").glob("*.py")), ids=lambda p: p.name)
+def test_pipelines_do_no_io_collect_rdd_or_cache(path: Path) -> None:
+    assert forbidden_uses(path) == [], f"{path.relative_to(REPO)}: {forbidden_uses(path)}"
+
+
+def test_the_purity_rule_sees_an_rdd_and_a_collect(tmp_path: Path) -> None:
+    sample = tmp_path / "x.py"
+    sample.write_text("rows = df.rdd.map(f)\nn = df.collect()\nok = F.col('a')\n")
+    assert forbidden_uses(sample) == ["1: .rdd", "2: collect()"]

@@ -18,7 +18,12 @@ def test_dense_index_orders_by_descending_group_then_key(spark: SparkSession) ->
         [("b", 5), ("a", 5), ("c", 9), ("d", 1), ("e", 5)], "item_id string, count long"
     ).repartition(3)
     out = dense_index(
-        counts, "idx", group=F.col("count"), order=[F.col("item_id")], descending_groups=True, start=2
+        counts,
+        "idx",
+        group=F.col("count"),
+        order=[F.col("item_id")],
+        descending_groups=True,
+        start=2,
     )
     expected = spark.createDataFrame(
         [("c", 9, 2), ("a", 5, 3), ("b", 5, 4), ("e", 5, 5), ("d", 1, 6)],

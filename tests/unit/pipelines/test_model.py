@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from jobs.runtime.checkpoints import CheckpointStore, load_model
 from pipelines import model as M
 from pipelines import train as T
 
 pytestmark = pytest.mark.unit
+CPU = torch.device("cpu")
 
 L = 6
 
@@ -181,7 +183,7 @@ def test_rebatch_yields_every_row_once_in_full_batches() -> None:
 
 def test_checkpoint_round_trip_restores_the_model(tmp_path: Path) -> None:
     model = tiny_model()
-    store = T.CheckpointStore(tmp_path / "ckpt", keep=2)
+    store = CheckpointStore(tmp_path / "ckpt", keep=2)
     state = T._state(model, [], 3, {"epoch": 3}, [{"epoch": 3}], {"run": "x"})
     for epoch in (1, 2, 3):
         store.save(epoch, {**state, "epoch": epoch})
@@ -191,7 +193,7 @@ def test_checkpoint_round_trip_restores_the_model(tmp_path: Path) -> None:
         "epoch-0002.pt",
         "epoch-0003.pt",
     ]
-    restored = T.load_model(store.best_path())
+    restored = load_model(store.best_path())
     h = histories([2, 5])
     args = (h["hist_item_idx"], h["hist_type_idx"], h["hist_age_s"], h["hist_len"])
     assert torch.allclose(model.user_vectors(*args), restored.user_vectors(*args))
@@ -224,20 +226,20 @@ def test_single_process_loop_learns_checkpoints_and_resumes(tmp_path: Path) -> N
         learning_rate=0.01,
         sparse_learning_rate=0.05,
     )
-    store = T.CheckpointStore(tmp_path / "ckpt")
+    store = CheckpointStore(tmp_path / "ckpt")
     category = torch.arange(20) % 5
     log_q = M.log_q_from_counts(torch.ones(20))
     first = T.train_loop(
         comm=T.SingleProcess(), model_config=cfg, item_category=category, item_log_q=log_q,
         settings=T.TrainSettings(**{**settings.__dict__, "epochs": 2}), open_split=lambda s, e: data[s],
-        checkpoints=store,
+        checkpoints=store, device=CPU,
     )  # fmt: skip
     assert first.epochs_run == [1, 2] and store.latest_epoch() == 2
     assert first.history[-1]["train_loss"] < first.history[0]["train_loss"]
     assert first.best_val_recall > M.random_recall_at_k(18, 5) * 1.5  # learned the parity structure
     resumed = T.train_loop(
         comm=T.SingleProcess(), model_config=cfg, item_category=category, item_log_q=log_q, settings=settings,
-        open_split=lambda s, e: data[s], checkpoints=store, resume=True,
+        open_split=lambda s, e: data[s], checkpoints=store, resume=True, device=CPU,
     )  # fmt: skip
     assert resumed.start_epoch == 3 and resumed.epochs_run == [3]
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
@@ -250,7 +252,7 @@ def test_non_finite_loss_stops_training_with_its_location() -> None:
         T.train_loop(
             comm=T.SingleProcess(), model_config=config(), item_category=torch.arange(20) % 5,
             item_log_q=torch.zeros(20), settings=T.TrainSettings(epochs=1, batch_size=64),
-            open_split=lambda s, e: data, checkpoints=None,
+            open_split=lambda s, e: data, checkpoints=None, device=CPU,
         )  # fmt: skip
 
 
