@@ -8,7 +8,6 @@ Exit codes as for nightly: 0 every night succeeded, 1 a night failed, 2 bad conf
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import sys
@@ -20,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from jobs import nightly
 from jobs.night.options import NightOptions
-from jobs.runtime.config import StepConfig, opt
+from jobs.runtime.config import StepConfig, opt, step_config
 from jobs.runtime.lock import data_root_lock
 from jobs.runtime.manifest import RunResult, manifest_path, utc_now
 from jobs.runtime.step import run_cli
@@ -31,7 +30,7 @@ log = logging.getLogger("cartwheel")
 MAX_NIGHTS = 366
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@step_config
 class BackfillConfig(StepConfig, NightOptions):
     """Flags of ``cartwheel backfill``."""
 

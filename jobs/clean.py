@@ -31,7 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.runtime import layout
-from jobs.runtime.config import DatedStepConfig, opt
+from jobs.runtime.config import AtLeast1, DatedStepConfig, opt, step_config
 from jobs.runtime.fingerprint import digest, files_digest
 from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import (
@@ -47,23 +47,23 @@ from jobs.runtime.readers import (
 from jobs.runtime.step import format_counts, run_cli, staging_area
 from jobs.runtime.storage import FileInfo, Storage, join
 from pipelines import clean as C
-from pipelines.errors import ConfigError, InputError
+from pipelines.errors import InputError
 
 log = logging.getLogger("cartwheel")
 ROWS_PER_FILE = 2_000_000
 MARKER = "_cleaned.json"  # in each clean partition: what it was made from
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@step_config
 class CleanConfig(DatedStepConfig, C.CleanRules):
     """Flags of ``cartwheel clean``: the window, and the cleaning rules."""
 
-    days: int = opt(1, help="number of days ending at --run-date to clean")
+    days: AtLeast1 = opt(default=1, help="number of days ending at --run-date to clean")
     allow_missing_days: bool = opt(
-        False, help="skip days of the window that have no raw data instead of failing"
+        default=False, help="skip days of the window that have no raw data instead of failing"
     )
     incremental: bool = opt(
-        False,
+        default=False,
         help="skip days already cleaned from the same raw files under the same rules "
         "(their clean partition's _cleaned.json says so)",
     )
@@ -75,8 +75,6 @@ class CleanConfig(DatedStepConfig, C.CleanRules):
     def validate(self) -> None:
         DatedStepConfig.validate(self)
         C.CleanRules.validate(self)
-        if self.days < 1:
-            raise ConfigError(f"invalid config value days={self.days!r}: must be >= 1")
 
 
 def _write_partitioned(df: DataFrame, path: str, rows_per_day: dict[dt.date, int]) -> None:

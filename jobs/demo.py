@@ -7,7 +7,6 @@ Uses an embedded default (synthetic data from a fixed seed, local Spark, everyth
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import sys
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from pyspark.sql import SparkSession
 
 from jobs import evaluate, generate, nightly
 from jobs.night import report
-from jobs.runtime.config import StepConfig, opt
+from jobs.runtime.config import StepConfig, opt, step_config
 from jobs.runtime.manifest import RunResult
 from jobs.runtime.step import format_counts, run_cli
 from pipelines import generate as G
@@ -25,19 +24,19 @@ from pipelines.errors import ConfigError
 DEFAULT_END_DATE = dt.date(2026, 11, 21)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@step_config
 class DemoConfig(StepConfig):
     """Flags of ``cartwheel demo``."""
 
     end_date: dt.date = opt(
-        DEFAULT_END_DATE, help="last day of the generated log (and the run date)"
+        default=DEFAULT_END_DATE, help="last day of the generated log (and the run date)"
     )
-    rows: int = opt(200_000, help="raw rows to generate")
-    days: int = opt(7, help="days of log to generate and clean")
-    seed: int = opt(7, help="generator seed")
-    epochs: int = opt(4, help="training epochs")
+    rows: int = opt(default=200_000, help="raw rows to generate")
+    days: int = opt(default=7, help="days of log to generate and clean")
+    seed: int = opt(default=7, help="generator seed")
+    epochs: int = opt(default=4, help="training epochs")
     gate_min_ratio: float = opt(
-        1.0,
+        default=1.0,
         help="the night publishes only if the model reaches this x popularity on recall@20 "
         "(0: no gate, for logs too small to learn from)",
     )

@@ -19,7 +19,6 @@ current champion on ``--promotion-metric`` at ``--promotion-k``.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 import json
@@ -34,10 +33,19 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.runtime import layout, registry, scoring
-from jobs.runtime.config import DatedStepConfig, opt
+from jobs.runtime.config import (
+    AtLeast1,
+    DatedStepConfig,
+    NonNegativeFloat,
+    Tolerance,
+    opt,
+    step_config,
+)
 from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import date_window, read_catalog, read_clean_events
+from jobs.runtime.registry import ModelUri
 from jobs.runtime.render import metrics_view, recall_svg, render
+from jobs.runtime.scoring import ExcludeRule
 from jobs.runtime.step import run_cli
 from jobs.runtime.storage import Storage, join
 from pipelines import baselines as B
@@ -50,53 +58,58 @@ from pipelines.errors import ConfigError, InputError, QualityGateError
 log = logging.getLogger("cartwheel")
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@step_config
 class EvaluateConfig(DatedStepConfig):
     """Flags of ``cartwheel evaluate``."""
 
-    model_uri: str = opt(
-        "models:/cartwheel-two-tower@candidate",
+    model_uri: ModelUri = opt(
+        default="models:/cartwheel-two-tower@candidate",
         help="model to evaluate: models:/NAME@ALIAS or /VERSION",
     )
-    champion_alias: str = opt("champion", help="alias of the serving model (moved on promotion)")
-    ks: tuple[int, ...] = opt((10, 20, 50), help="cut-offs K of every metric")
-    exclude: str = opt("purchased", help="items hidden from a user: purchased, interacted or none")
-    promotion_metric: str = opt("recall", help="recall, ndcg, map or hit_rate")
-    promotion_k: int = opt(20, help="K of the promotion metric")
+    champion_alias: str = opt(
+        default="champion", help="alias of the serving model (moved on promotion)"
+    )
+    ks: tuple[AtLeast1, ...] = opt(default=(10, 20, 50), help="cut-offs K of every metric")
+    exclude: ExcludeRule = opt(
+        default="purchased", help="items hidden from a user: purchased, interacted or none"
+    )
+    promotion_metric: str = opt(default="recall", help="recall, ndcg, map or hit_rate")
+    promotion_k: AtLeast1 = opt(default=20, help="K of the promotion metric")
     promote: bool = opt(
-        True, help="move the champion alias when the model wins (--no-promote: report only)"
+        default=True, help="move the champion alias when the model wins (--no-promote: report only)"
     )
     baselines: tuple[str, ...] = opt(
-        (B.POPULARITY, B.RECENT_POPULARITY, B.COOCCURRENCE, B.ALS_METHOD),
+        default=(B.POPULARITY, B.RECENT_POPULARITY, B.COOCCURRENCE, B.ALS_METHOD),
         help="baselines to compute",
     )
-    recent_days: int = opt(2, help="days before the test start that recent_popularity counts")
-    als_rank: int = opt(32, help="ALS factors")
-    als_iterations: int = opt(10, help="ALS iterations")
-    seed: int = opt(0, help="seed of ALS")
-    champion_tolerance: float = opt(
-        0.0,
+    recent_days: AtLeast1 = opt(
+        default=2, help="days before the test start that recent_popularity counts"
+    )
+    als_rank: AtLeast1 = opt(default=32, help="ALS factors")
+    als_iterations: AtLeast1 = opt(default=10, help="ALS iterations")
+    seed: int = opt(default=0, help="seed of ALS")
+    champion_tolerance: Tolerance = opt(
+        default=0.0,
         help="promote when the model's promotion metric is at least (1 - this) x the champion's "
         "(a model trained on fresher data may win a near tie); 0: it must beat the champion",
     )
     gate_baseline: str = opt(
-        B.POPULARITY, help="baseline the model must reach on the promotion metric to pass"
+        default=B.POPULARITY, help="baseline the model must reach on the promotion metric to pass"
     )
-    gate_min_ratio: float = opt(
-        1.0,
+    gate_min_ratio: NonNegativeFloat = opt(
+        default=1.0,
         help="the step fails (and promotes nothing) unless the model's promotion metric is at "
         "least this times the gate baseline's; 0 turns the gate off",
     )
 
     def validate(self) -> None:
         super().validate()
-        E.check_gate_values(self.gate_min_ratio, self.champion_tolerance)
         if self.gate_min_ratio > 0 and self.gate_baseline not in self.baselines:
             raise ConfigError(
                 f"invalid config value gate_baseline={self.gate_baseline!r}: must be one of the "
                 f"computed baselines ({', '.join(self.baselines)})"
             )
-        if not self.ks or min(self.ks) < 1:
+        if not self.ks:
             raise ConfigError(f"invalid config value ks={self.ks!r}: give one or more K >= 1")
         if self.promotion_metric not in E.PROMOTION_METRICS:
             raise ConfigError(
@@ -106,22 +119,9 @@ class EvaluateConfig(DatedStepConfig):
             raise ConfigError(
                 f"invalid config value promotion_k={self.promotion_k}: must be one of ks {list(self.ks)}"
             )
-        if self.exclude not in R.EXCLUDE_RULES:
-            raise ConfigError(
-                f"invalid config value exclude={self.exclude!r}: must be one of {', '.join(R.EXCLUDE_RULES)}"
-            )
         unknown = [b for b in self.baselines if b not in E.BASELINES]
         if unknown:
             raise ConfigError(f"invalid config value baselines: unknown {', '.join(unknown)}")
-        for name in ("recent_days", "als_rank", "als_iterations"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"invalid config value {name}={getattr(self, name)}: must be >= 1"
-                )
-        if not registry.MODEL_URI.match(self.model_uri):
-            raise ConfigError(
-                f"invalid config value model_uri={self.model_uri!r}: use models:/NAME@ALIAS or models:/NAME/VERSION"
-            )
 
     @property
     def max_k(self) -> int:

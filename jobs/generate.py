@@ -7,7 +7,6 @@ Writes ``raw/events/dt=.../*.json.gz`` (or ``*.csv.gz``) for ``--days`` days end
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import math
@@ -17,7 +16,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from jobs.runtime.config import StepConfig, opt
+from jobs.runtime.config import NonNegative, StepConfig, opt, step_config
 from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import date_window
 from jobs.runtime.step import format_counts, run_cli, staging_area
@@ -25,26 +24,24 @@ from jobs.runtime.storage import Storage
 from jobs.runtime.writers import publish_raw, stage_raw
 from pipelines import clean as C
 from pipelines import generate as G
-from pipelines.errors import ConfigError
 
 log = logging.getLogger("cartwheel")
 ROWS_PER_TASK = 400_000
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@step_config
 class GenerateConfig(StepConfig, G.GeneratorSpec):
     """Flags of ``cartwheel generate`` (the generator spec plus the data root)."""
 
     end_date: dt.date = opt(help="last day to generate, YYYY-MM-DD")
-    partitions: int = opt(
-        0, help="Spark partitions for generation (0: one per ~400k rows, at least the cores)"
+    partitions: NonNegative = opt(
+        default=0,
+        help="Spark partitions for generation (0: one per ~400k rows, at least the cores)",
     )
 
     def validate(self) -> None:
         StepConfig.validate(self)
         G.GeneratorSpec.validate(self)
-        if self.partitions < 0:
-            raise ConfigError(f"invalid config value partitions={self.partitions!r}: must be >= 0")
 
     @property
     def manifest_date(self) -> dt.date:

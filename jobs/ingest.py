@@ -9,7 +9,6 @@ and ``_runs/<run-date>/ingest.json``. Every source row becomes one raw line.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import os
@@ -20,7 +19,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.runtime.config import StepConfig, normalise_uri, opt
+from jobs.runtime.config import StepConfig, normalise_uri, opt, step_config
 from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import naming_bad_files, read_parquet_table
 from jobs.runtime.step import run_cli, staging_area
@@ -32,14 +31,14 @@ from pipelines.errors import ConfigError, InputError
 log = logging.getLogger("cartwheel")
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@step_config
 class IngestConfig(StepConfig):
     """Flags of ``cartwheel ingest``."""
 
     format: str = opt(help=f"dataset format: {', '.join(I.FORMATS)}")
     input: str = opt(help="dataset file or folder (see the step's description)")
     run_date: dt.date | None = opt(
-        None,
+        default=None,
         help="ingest date; rows with unreadable or later times are filed under it (default: today, UTC)",
     )
 

@@ -9,7 +9,6 @@ only, or filtered with a reason; the manifest counts each.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 
 from jobs.runtime import layout
-from jobs.runtime.config import DatedStepConfig
+from jobs.runtime.config import DatedStepConfig, step_config
 from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import date_window, naming_bad_files, read_clean_events
 from jobs.runtime.step import format_counts, run_cli, staging_area
@@ -32,7 +31,7 @@ log = logging.getLogger("cartwheel")
 BROADCAST_VOCAB_MAX = 2_000_000
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@step_config
 class LabelConfig(DatedStepConfig, L.LabelRules):
     """Flags of ``cartwheel label``: the window and the labelling rules."""
 

@@ -15,7 +15,6 @@ per Arrow batch. Users without any item event get the most popular candidates
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import sys
@@ -27,39 +26,45 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.runtime import layout, registry, scoring
-from jobs.runtime.config import DatedStepConfig, opt
+from jobs.runtime.config import AtLeast1, DatedStepConfig, Fraction, opt, step_config
 from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import date_window, partition_name, read_catalog, read_clean_events
+from jobs.runtime.registry import ModelUri
+from jobs.runtime.scoring import ExcludeRule
 from jobs.runtime.step import run_cli, staging_area
 from jobs.runtime.storage import Storage, join
 from pipelines import recs as R
-from pipelines.errors import ConfigError, InputError
+from pipelines.errors import InputError
 
 log = logging.getLogger("cartwheel")
 NO_CANDIDATES = "no_candidates_left"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@step_config
 class ScoreConfig(DatedStepConfig):
     """Flags of ``cartwheel score``."""
 
-    model_uri: str = opt(
-        "models:/cartwheel-two-tower@champion", help="models:/NAME@ALIAS or models:/NAME/VERSION"
+    model_uri: ModelUri = opt(
+        default="models:/cartwheel-two-tower@champion",
+        help="models:/NAME@ALIAS or models:/NAME/VERSION",
     )
-    k: int = opt(50, help="items per user and similar items per item")
-    lookback_days: int = opt(
-        30, help="users with an event in these days (up to --run-date) are scored"
+    k: AtLeast1 = opt(default=50, help="items per user and similar items per item")
+    lookback_days: AtLeast1 = opt(
+        default=30, help="users with an event in these days (up to --run-date) are scored"
     )
-    exclude: str = opt(
-        "purchased", help="items hidden from a user: purchased, interacted (any item event) or none"
+    exclude: ExcludeRule = opt(
+        default="purchased",
+        help="items hidden from a user: purchased, interacted (any item event) or none",
     )
-    min_vocab_coverage: float = opt(
-        0.2,
+    min_vocab_coverage: Fraction = opt(
+        default=0.2,
         help="fail if fewer of the window's item events than this fraction are in the model's vocabulary",
     )
-    similar_items: bool = opt(True, help="also write recs/item_similar (--no-similar-items: skip)")
+    similar_items: bool = opt(
+        default=True, help="also write recs/item_similar (--no-similar-items: skip)"
+    )
     output_root: str | None = opt(
-        None,
+        default=None,
         help="folder that gets the recs/ tables (default: the data root); the nightly run scores "
         "into a pending folder and publishes only after evaluation passes",
     )
@@ -70,20 +75,6 @@ class ScoreConfig(DatedStepConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.k < 1 or self.lookback_days < 1:
-            raise ConfigError("invalid config value: k and lookback_days must be >= 1")
-        if self.exclude not in R.EXCLUDE_RULES:
-            raise ConfigError(
-                f"invalid config value exclude={self.exclude!r}: must be one of {', '.join(R.EXCLUDE_RULES)}"
-            )
-        if not 0 <= self.min_vocab_coverage <= 1:
-            raise ConfigError(
-                f"invalid config value min_vocab_coverage={self.min_vocab_coverage}: must be in [0, 1]"
-            )
-        if not registry.MODEL_URI.match(self.model_uri):
-            raise ConfigError(
-                f"invalid config value model_uri={self.model_uri!r}: use models:/NAME@ALIAS or models:/NAME/VERSION"
-            )
 
 
 def vocabulary_coverage(events: DataFrame, item_index: DataFrame) -> dict[str, int]:

@@ -11,7 +11,6 @@ over a split's files gives each of the W workers a disjoint slice.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.runtime import layout
-from jobs.runtime.config import DatedStepConfig, opt
+from jobs.runtime.config import AtLeast1, DatedStepConfig, opt, step_config
 from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import naming_bad_files
 from jobs.runtime.step import run_cli, staging_area
@@ -36,25 +35,24 @@ log = logging.getLogger("cartwheel")
 MB = 1024 * 1024
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@step_config
 class ShardConfig(DatedStepConfig):
     """Flags of ``cartwheel shard``."""
 
-    run_id: str | None = opt(None, help="shard set name under shards/ (default: the run date)")
-    workers: int = opt(2, help="training workers; each split gets a multiple of this many files")
-    target_file_mb: int = opt(128, help="approximate size of one shard file")
-    row_group_mb: int = opt(
-        32, help="Parquet row group size (the unit Petastorm reads and shards by)"
+    run_id: str | None = opt(
+        default=None, help="shard set name under shards/ (default: the run date)"
     )
-    seed: int = opt(0, help="shuffle seed")
+    workers: AtLeast1 = opt(
+        default=2, help="training workers; each split gets a multiple of this many files"
+    )
+    target_file_mb: AtLeast1 = opt(default=128, help="approximate size of one shard file")
+    row_group_mb: AtLeast1 = opt(
+        default=32, help="Parquet row group size (the unit Petastorm reads and shards by)"
+    )
+    seed: int = opt(default=0, help="shuffle seed")
 
     def validate(self) -> None:
         super().validate()
-        for name in ("workers", "target_file_mb", "row_group_mb"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"invalid config value {name}={getattr(self, name)!r}: must be >= 1"
-                )
         if self.run_id is not None and (
             not self.run_id or "/" in self.run_id or self.run_id.startswith(("_", "."))
         ):

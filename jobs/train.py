@@ -34,7 +34,16 @@ from pyspark.sql import functions as F
 
 from jobs.runtime import layout, registry
 from jobs.runtime.checkpoints import CheckpointStore, load_model
-from jobs.runtime.config import DatedStepConfig, normalise_uri, opt
+from jobs.runtime.config import (
+    AtLeast1,
+    DatedStepConfig,
+    Fraction,
+    NonNegative,
+    Positive,
+    normalise_uri,
+    opt,
+    step_config,
+)
 from jobs.runtime.manifest import RunResult, StepRun, code_version
 from jobs.runtime.step import run_cli
 from jobs.runtime.storage import Storage, join, local_path
@@ -48,62 +57,75 @@ log = logging.getLogger("cartwheel")
 LAUNCHERS = ("horovod", "torch-distributor")
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@step_config
 class TrainConfig(DatedStepConfig):
     """Flags of ``cartwheel train``."""
 
     run_id: str | None = opt(
-        None, help="shard set under shards/ to train on (default: the run date)"
+        default=None, help="shard set under shards/ to train on (default: the run date)"
     )
-    shards: str | None = opt(None, help="a shard folder to train on instead of shards/<run-id>/")
+    shards: str | None = opt(
+        default=None, help="a shard folder to train on instead of shards/<run-id>/"
+    )
     launcher: str = opt(
-        "horovod", help="horovod (horovod.spark.run) or torch-distributor (TorchDistributor)"
+        default="horovod",
+        help="horovod (horovod.spark.run) or torch-distributor (TorchDistributor)",
     )
-    num_proc: int = opt(2, help="training processes (one Spark task each)")
-    epochs: int = opt(5, help="maximum epochs")
-    patience: int = opt(2, help="stop after this many epochs without a better val recall")
-    batch_size: int = opt(256, help="examples per worker per step (in-batch negatives)")
-    learning_rate: float = opt(3e-3, help="Adam learning rate (dense layers)")
-    sparse_learning_rate: float = opt(3e-2, help="SparseAdam learning rate (embedding tables)")
-    dim: int = opt(64, help="user/item vector size")
-    item_embedding_dim: int = opt(64, help="item embedding size")
-    category_embedding_dim: int = opt(16, help="category embedding size")
-    encoder: str = opt("transformer", help="history encoder: transformer or mean")
-    layers: int = opt(1, help="Transformer layers")
-    heads: int = opt(2, help="Transformer attention heads")
-    temperature: float = opt(0.05, help="softmax temperature of the dot-product score")
+    num_proc: AtLeast1 = opt(default=2, help="training processes (one Spark task each)")
+    epochs: AtLeast1 = opt(default=5, help="maximum epochs")
+    patience: AtLeast1 = opt(
+        default=2, help="stop after this many epochs without a better val recall"
+    )
+    batch_size: AtLeast1 = opt(
+        default=256, help="examples per worker per step (in-batch negatives)"
+    )
+    learning_rate: Positive = opt(default=3e-3, help="Adam learning rate (dense layers)")
+    sparse_learning_rate: Positive = opt(
+        default=3e-2, help="SparseAdam learning rate (embedding tables)"
+    )
+    dim: AtLeast1 = opt(default=64, help="user/item vector size")
+    item_embedding_dim: AtLeast1 = opt(default=64, help="item embedding size")
+    category_embedding_dim: AtLeast1 = opt(default=16, help="category embedding size")
+    encoder: str = opt(default="transformer", help="history encoder: transformer or mean")
+    layers: AtLeast1 = opt(default=1, help="Transformer layers")
+    heads: AtLeast1 = opt(default=2, help="Transformer attention heads")
+    temperature: Positive = opt(default=0.05, help="softmax temperature of the dot-product score")
     sparse_embeddings: bool = opt(
-        True,
+        default=True,
         help="sparse embedding gradients (SparseAdam, all-gathered); --no-sparse-embeddings: dense tables and all-reduce",
     )
-    k: int = opt(10, help="K of the Recall@K / NDCG@K validation metrics")
-    repeat_target_weight: float = opt(
-        1.0,
+    k: AtLeast1 = opt(default=10, help="K of the Recall@K / NDCG@K validation metrics")
+    repeat_target_weight: Fraction = opt(
+        default=1.0,
         help="loss weight of examples whose target is already in the history (0: learn only discovery)",
     )
     logq_correction: bool = opt(
-        True, help="correct in-batch logits by log item frequency (--no-logq-correction: off)"
+        default=True,
+        help="correct in-batch logits by log item frequency (--no-logq-correction: off)",
     )
     select_on: str = opt(
-        "all", help="best epoch by val recall over all targets or novel targets only (novel)"
+        default="all",
+        help="best epoch by val recall over all targets or novel targets only (novel)",
     )
     mixed_precision: str = opt(
-        "auto", help="auto (bf16/fp16 on GPU, off on CPU), bf16, fp16 or off"
+        default="auto", help="auto (bf16/fp16 on GPU, off on CPU), bf16, fp16 or off"
     )
-    max_steps_per_epoch: int = opt(0, help="cap on steps per epoch (0: the whole slice)")
-    seed: int = opt(0, help="random seed")
+    max_steps_per_epoch: NonNegative = opt(
+        default=0, help="cap on steps per epoch (0: the whole slice)"
+    )
+    seed: int = opt(default=0, help="random seed")
     checkpoint_dir: str | None = opt(
-        None, help="checkpoint folder (default: <data-root>/checkpoints/<run-id>)"
+        default=None, help="checkpoint folder (default: <data-root>/checkpoints/<run-id>)"
     )
     restart: bool = opt(
-        False, help="ignore an unfinished earlier attempt's checkpoints and start over"
+        default=False, help="ignore an unfinished earlier attempt's checkpoints and start over"
     )
     resume: bool = opt(
-        False, help="require resuming from the latest checkpoint (fail if there is none)"
+        default=False, help="require resuming from the latest checkpoint (fail if there is none)"
     )
-    experiment: str = opt("cartwheel", help="MLflow experiment")
-    model_name: str = opt("cartwheel-two-tower", help="registered model name")
-    alias: str = opt("candidate", help="registry alias given to the new model version")
+    experiment: str = opt(default="cartwheel", help="MLflow experiment")
+    model_name: str = opt(default="cartwheel-two-tower", help="registered model name")
+    alias: str = opt(default="candidate", help="registry alias given to the new model version")
 
     def validate(self) -> None:
         super().validate()
@@ -119,37 +141,9 @@ class TrainConfig(DatedStepConfig):
             raise ConfigError(
                 f"invalid config value mixed_precision={self.mixed_precision!r}: must be auto, bf16, fp16 or off"
             )
-        for name in (
-            "num_proc",
-            "epochs",
-            "batch_size",
-            "dim",
-            "item_embedding_dim",
-            "category_embedding_dim",
-            "layers",
-            "heads",
-            "k",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"invalid config value {name}={getattr(self, name)!r}: must be >= 1"
-                )
-        for name in ("learning_rate", "sparse_learning_rate", "temperature"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(
-                    f"invalid config value {name}={getattr(self, name)!r}: must be > 0"
-                )
-        if self.patience < 1 or self.max_steps_per_epoch < 0:
-            raise ConfigError(
-                "invalid config value: patience must be >= 1 and max_steps_per_epoch >= 0"
-            )
         if self.item_embedding_dim % self.heads:
             raise ConfigError(
                 f"invalid config value heads={self.heads}: item_embedding_dim {self.item_embedding_dim} must divide by it"
-            )
-        if not 0 <= self.repeat_target_weight <= 1:
-            raise ConfigError(
-                f"invalid config value repeat_target_weight={self.repeat_target_weight}: must be in [0, 1]"
             )
         if self.select_on not in ("all", "novel"):
             raise ConfigError(f"invalid config value select_on={self.select_on!r}: all or novel")

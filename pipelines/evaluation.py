@@ -21,7 +21,6 @@ from pipelines import baselines as B
 from pipelines import label as L
 from pipelines import metrics as Mx
 from pipelines import recs as R
-from pipelines.errors import ConfigError
 
 MODEL, CHAMPION = "model", "champion"
 HANDLING = {
@@ -34,17 +33,6 @@ HANDLING = {
 }
 PROMOTION_METRICS = ("recall", "ndcg", "map", "hit_rate")
 Table = dict[str, dict[str, dict[str, float]]]  # method -> str(K) -> metric -> value
-
-
-def check_gate_values(gate_min_ratio: float, champion_tolerance: float) -> None:
-    """ConfigError unless the gate ratio is >= 0 and the champion tolerance in [0, 1) (shared by
-    evaluate and the night's options, which are checked before Spark starts)."""
-    if not 0 <= champion_tolerance < 1:
-        raise ConfigError(
-            f"invalid config value champion_tolerance={champion_tolerance}: must be in [0, 1)"
-        )
-    if gate_min_ratio < 0:
-        raise ConfigError(f"invalid config value gate_min_ratio={gate_min_ratio}: must be >= 0")
 
 
 @dataclass(frozen=True)

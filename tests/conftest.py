@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,3 +57,60 @@ def shared_data() -> Path:
 @pytest.fixture
 def data_root(tmp_path: Path) -> str:
     return str(tmp_path / "data")
+
+
+TEMPLATE_END = "2026-11-21"
+
+
+@pytest.fixture(scope="session")
+def trained_template(spark: Any, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """One data root taken through generate, clean, label, shard and train (8 days, 50k rows,
+    300 items; a small model of up to 5 epochs registered as ``cartwheel-two-tower@candidate``), built
+    once per test run and shared by the xdist workers through a file lock. Modules copy it
+    (``copy_root``) instead of re-running the pipeline; its train manifest is
+    ``_runs/2026-11-21/train.json``."""
+    from filelock import FileLock
+
+    from jobs import clean, generate, label, shard, train
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if worker_id != "master" else base
+    template = shared / "trained-template"
+    with FileLock(str(template) + ".lock"):
+        if not (template / "_ready").exists():
+            shutil.rmtree(template, ignore_errors=True)
+            r, end = str(template / "data"), dt.date.fromisoformat(TEMPLATE_END)
+            generate.main(
+                spark,
+                generate.GenerateConfig(
+                    data_root=r, end_date=end, days=8, rows=50_000, items=300, seed=5
+                ),
+            )
+            clean.main(spark, clean.CleanConfig(data_root=r, run_date=end, days=8))
+            label.main(spark, label.LabelConfig(data_root=r, run_date=end, lookback_days=8))
+            shard.main(spark, shard.ShardConfig(data_root=r, run_date=end, workers=2))
+            trained = train.main(
+                spark, train.TrainConfig(data_root=r, run_date=end, **TEMPLATE_TRAIN)
+            )
+            assert trained.succeeded, trained.manifest.get("error")
+            (template / "_ready").touch()
+    return template / "data"
+
+
+TEMPLATE_TRAIN: dict[str, Any] = {
+    "epochs": 5,
+    "patience": 2,
+    "dim": 32,
+    "item_embedding_dim": 32,
+    "category_embedding_dim": 8,
+    "batch_size": 128,
+    "k": 10,
+}
+
+
+def copy_root(template: Path, tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A private copy of a template data root (modification times kept, so fingerprints and
+    clean markers still match; the MLflow store follows the copy, see ``registry``)."""
+    root = tmp_path_factory.mktemp(name) / "data"
+    shutil.copytree(template, root, copy_function=shutil.copy2)
+    return root

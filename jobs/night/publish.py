@@ -3,20 +3,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import Any
 
 from pyspark.sql import SparkSession
 
 from jobs.runtime import layout
-from jobs.runtime.config import DatedStepConfig
+from jobs.runtime.config import DatedStepConfig, step_config
 from jobs.runtime.manifest import RunResult, StepRun, utc_now
 from jobs.runtime.storage import Storage, join
 from pipelines.errors import InputError, QualityGateError
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@step_config
 class PublishConfig(DatedStepConfig):
     """The publish step's (internal) config: which date's pending tables to publish."""
 

@@ -1,9 +1,11 @@
 """Typed, frozen per-step config built from CLI flags and an optional YAML file.
 
-Every step's config is a frozen, keyword-only dataclass. Its fields become ``--kebab-case``
-flags (help text from ``field(metadata={"help": ...})``) and YAML keys (snake or kebab case).
-Precedence: field defaults < ``--config FILE.yaml`` < explicit flags. Values are converted and
-validated before Spark starts; any problem raises ``ConfigError`` naming the flag, key or file.
+Every step's config is a frozen, keyword-only pydantic dataclass (``@step_config``), declared
+once: its fields become ``--kebab-case`` flags (help text from ``opt(help=...)``) and YAML keys
+(snake or kebab case), and pydantic converts and checks every value, including the bounds
+declared in the field's type (``AtLeast1``, ``NonNegative``, ``Positive``, ``Fraction``).
+Precedence: field defaults < ``--config FILE.yaml`` < explicit flags. Everything is validated
+before Spark starts; any problem raises ``ConfigError`` naming the flag, key or file.
 """
 
 from __future__ import annotations
@@ -11,22 +13,53 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import functools
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+import pydantic
 import yaml
+from pydantic import Field
 
 from pipelines.errors import ConfigError
 
 C = TypeVar("C", bound="StepConfig")
+T = TypeVar("T")
+
+# Bounds declared in a field's type, checked by pydantic wherever a config is built.
+AtLeast1 = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Tolerance = Annotated[float, Field(ge=0, lt=1)]
+
+_PYDANTIC = pydantic.ConfigDict(coerce_numbers_to_str=True, arbitrary_types_allowed=True)
+
+
+def describe_errors(error: pydantic.ValidationError) -> str:
+    """``invalid config value name=value: reason`` for each problem pydantic found."""
+    words = (
+        ("Input should be", "must be"), ("Value error, ", ""),
+        ("greater than or equal to", ">="), ("less than or equal to", "<="),
+        ("greater than", ">"), ("less than", "<"),
+    )  # fmt: skip
+    parts = []
+    for e in error.errors():
+        name = ".".join(str(x) for x in e["loc"]) or "config"
+        reason = e["msg"]
+        for a, b in words:
+            reason = reason.replace(a, b)
+        parts.append(f"invalid config value {name}={e.get('input')}: {reason}")
+    return "; ".join(parts)
 
 
 def opt(
-    default: Any = dataclasses.MISSING, help: str = "", aliases: tuple[str, ...] = (), **kw: Any
+    *, default: Any = dataclasses.MISSING, help: str = "", aliases: tuple[str, ...] = (), **kw: Any
 ) -> Any:
     """A config field with help text (and extra flag names, e.g. ``("--from",)``);
     ``default`` may be omitted for required fields."""
@@ -35,6 +68,24 @@ def opt(
         frozen = default
         return dataclasses.field(default_factory=lambda: type(frozen)(frozen), metadata=meta, **kw)
     return dataclasses.field(default=default, metadata=meta, **kw)
+
+
+@typing.dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(opt,))
+def step_config(cls: type[T]) -> type[T]:
+    """Make ``cls`` a frozen, keyword-only pydantic dataclass whose bad values raise
+    ``ConfigError`` (not pydantic's ``ValidationError``), whoever builds it."""
+    built = pydantic.dataclasses.dataclass(frozen=True, kw_only=True, config=_PYDANTIC)(cls)
+    init: Callable[..., None] = built.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except pydantic.ValidationError as exc:
+            raise ConfigError(describe_errors(exc)) from None
+
+    setattr(built, "__init__", __init__)  # noqa: B010 (a method, replaced on the class)
+    return built  # type: ignore[return-value]
 
 
 def parse_date(value: Any, name: str) -> dt.date:
@@ -61,12 +112,12 @@ def normalise_uri(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@step_config
 class StepConfig:
     """Flags every step shares."""
 
     data_root: str = opt(help="root folder or Hadoop URI (s3a://, abfss://, dbfs:/) of all data")
-    config: str | None = opt(None, help="YAML file of config values (flags override it)")
+    config: str | None = opt(default=None, help="YAML file of config values (flags override it)")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -86,7 +137,7 @@ class StepConfig:
         return {k: _jsonable(v) for k, v in dataclasses.asdict(self).items()}
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
+@step_config
 class DatedStepConfig(StepConfig):
     """Flags of a step that runs for one ``--run-date``."""
 
@@ -107,19 +158,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def require_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    """ConfigError unless ``value`` > 0 (or >= 0 when ``allow_zero``)."""
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"invalid config value {name}={value!r}: must be {bound}")
-
-
-def require_fraction(name: str, value: float) -> None:
-    """ConfigError unless 0 <= value <= 1."""
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"invalid config value {name}={value!r}: must be between 0 and 1")
-
-
 # -- conversion ----------------------------------------------------------------------------------
 
 
@@ -131,61 +169,31 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _convert(value: Any, tp: Any, name: str) -> Any:
+def _prepare(value: Any, tp: Any, name: str) -> Any:
+    """A flag's or YAML value in the form pydantic validates: ``a,b`` lists and ``k=v,...``
+    maps split, ``today``/``yesterday`` dates resolved, ``1_000`` integers joined. Types and
+    bounds are then pydantic's to check."""
     base, optional = _strip_optional(tp)
     if value is None:
         if optional:
             return None
         raise ConfigError(f"{name}: a value is required")
     origin = typing.get_origin(base)
-    try:
-        if base is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if base is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(str(value).replace("_", "")) if isinstance(value, str) else int(value)
-        if base is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if base is str:
-            return str(value)
-        if base is dt.date:
-            return parse_date(value, name)
-        if origin is tuple:
-            (elem_tp, *_rest) = typing.get_args(base)
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(
-                _convert(v.strip() if isinstance(v, str) else v, elem_tp, name)
-                for v in items
-                if v != ""
-            )
-        if origin in (dict, Mapping) or base in (dict, Mapping):
-            key_tp, val_tp = typing.get_args(base) or (str, str)
-            if isinstance(value, str):
-                pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
-                if any(len(p) != 2 for p in pairs):
-                    raise ValueError
-                value = {k.strip(): v.strip() for k, v in pairs}
-            if not isinstance(value, Mapping):
-                raise ValueError
-            return {_convert(k, key_tp, name): _convert(v, val_tp, name) for k, v in value.items()}
-    except ConfigError:
-        raise
-    except (TypeError, ValueError):
-        pass
-    else:
-        raise ConfigError(f"{name}: unsupported config type {base!r}")
-    kind = getattr(base, "__name__", str(base))
-    raise ConfigError(f"{name}: expected {kind}, got {value!r}")
+    if base is dt.date:
+        return parse_date(value, name)
+    if not isinstance(value, str):
+        return value
+    if base is int:
+        return value.replace("_", "")
+    if origin is tuple:
+        (elem_tp, *_rest) = typing.get_args(base)
+        return [_prepare(v.strip(), elem_tp, name) for v in value.split(",") if v.strip()]
+    if origin in (dict, Mapping) or base in (dict, Mapping):
+        pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ConfigError(f"{name}: expected K=V,..., got {value!r}")
+        return {k.strip(): v.strip() for k, v in pairs}
+    return value
 
 
 def _flag(name: str) -> str:
@@ -255,7 +263,7 @@ def config_from_values(cls: type[C], values: Mapping[str, Any], *, source: str =
         )
     kwargs: dict[str, Any] = {}
     for name, value in values.items():
-        kwargs[name] = _convert(value, hints[name], _flag(name))
+        kwargs[name] = _prepare(value, hints[name], _flag(name))
     missing = [
         _flag(f.name)
         for f in known.values()

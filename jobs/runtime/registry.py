@@ -15,10 +15,11 @@ import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import AfterValidator
 from pyspark.sql import DataFrame, SparkSession
 
 from jobs.runtime import layout
@@ -191,6 +192,16 @@ MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<vers
 
 
 ITEM_EMBEDDINGS = "item_embeddings/item_embeddings.parquet"
+
+
+def _model_uri(uri: str) -> str:
+    if not MODEL_URI.match(uri):
+        raise ValueError("use models:/NAME@ALIAS or models:/NAME/VERSION")
+    return uri
+
+
+# A registered model to score or evaluate (``--model-uri`` of score, evaluate and the night).
+ModelUri = Annotated[str, AfterValidator(_model_uri)]
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pipelines.evaluation import method_order
 
 ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("jobs.runtime", "templates"),
-    autoescape=jinja2.select_autoescape(["html"]),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2")),
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,

@@ -5,10 +5,11 @@ scoring task receives, and the pandas-UDF scoring of users and of item neighbour
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import numpy as np
 import pandas as pd
+from pydantic import AfterValidator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -19,6 +20,16 @@ from pipelines.errors import InputError
 from udfs.score import ScoringPayload
 
 log = logging.getLogger("cartwheel")
+
+
+def _known_rule(rule: str) -> str:
+    if rule not in R.EXCLUDE_RULES:
+        raise ValueError(f"one of {', '.join(R.EXCLUDE_RULES)}")
+    return rule
+
+
+# The ``--exclude`` rule of score and evaluate: which of a user's items are never recommended.
+ExcludeRule = Annotated[str, AfterValidator(_known_rule)]
 
 
 def sellable_candidates(

@@ -14,12 +14,13 @@ from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import clean, evaluate, generate, label, score, shard, train
+from jobs import evaluate, score
 from jobs.runtime import registry, scoring
 from jobs.runtime.manifest import RunResult
 from pipelines import recs as R
 from pipelines import schemas as S
 from pipelines.errors import InputError
+from tests.conftest import copy_root
 
 pytestmark = pytest.mark.smoke
 
@@ -29,22 +30,9 @@ K = 20
 
 
 @pytest.fixture(scope="module")
-def trained_root(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("score") / "data"
-    r = str(root)
-    generate.main(
-        spark,
-        generate.GenerateConfig(data_root=r, end_date=END, days=8, rows=50_000, items=300, seed=5),
-    )
-    clean.main(spark, clean.CleanConfig(data_root=r, run_date=END, days=8))
-    label.main(spark, label.LabelConfig(data_root=r, run_date=END, lookback_days=8))
-    shard.main(spark, shard.ShardConfig(data_root=r, run_date=END, workers=2))
-    t = train.main(
-        spark,
-        train.TrainConfig(data_root=r, run_date=END, epochs=6, patience=2, dim=32, item_embedding_dim=32, category_embedding_dim=8, batch_size=128),
-    )  # fmt: skip
-    assert t.succeeded
-    return root
+def trained_root(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's trained data root (model registered @candidate, no champion)."""
+    return copy_root(trained_template, tmp_path_factory, "score")
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,12 @@ import pytest
 from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 
-from jobs import clean, generate, label, shard, train
+from jobs import train
+from jobs.runtime.checkpoints import CheckpointStore, load_model
 from jobs.runtime.manifest import RunResult
 from pipelines import train as T
 from pipelines.errors import InputError
+from tests.conftest import TEMPLATE_TRAIN, copy_root
 
 pytestmark = pytest.mark.smoke
 
@@ -38,25 +40,17 @@ SMALL = {
 
 
 @pytest.fixture(scope="module")
-def shards_root(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("train") / "data"
-    generate.main(
-        spark,
-        generate.GenerateConfig(
-            data_root=str(root), end_date=END, days=8, rows=60_000, items=400, seed=3
-        ),
-    )
-    clean.main(spark, clean.CleanConfig(data_root=str(root), run_date=END, days=8))
-    label.main(spark, label.LabelConfig(data_root=str(root), run_date=END, lookback_days=8))
-    shard.main(spark, shard.ShardConfig(data_root=str(root), run_date=END, workers=2))
-    return root
+def shards_root(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's trained data root: shards, checkpoints and a registered model."""
+    return copy_root(trained_template, tmp_path_factory, "train")
 
 
 @pytest.fixture(scope="module")
-def trained(spark: SparkSession, shards_root: Path) -> RunResult:
-    return train.main(
-        spark, train.TrainConfig(data_root=str(shards_root), run_date=END, epochs=4, **SMALL)
-    )
+def trained(shards_root: Path) -> RunResult:
+    """The template's training run (``TEMPLATE_TRAIN``), read back from its manifest."""
+    path = shards_root / "_runs" / END.isoformat() / "train.json"
+    manifest = json.loads(path.read_text())
+    return RunResult("train", manifest["status"], manifest, str(path))
 
 
 def tracking(root: Path) -> str:
@@ -78,7 +72,10 @@ def test_mlflow_run_holds_params_metrics_model_and_alias(
 ) -> None:
     client = MlflowClient(tracking(shards_root))
     run = client.get_run(trained.manifest["mlflow_run_id"])
-    assert run.data.params["config.epochs"] == "4" and run.data.params["model.dim"] == "32"
+    assert (
+        run.data.params["config.epochs"] == str(TEMPLATE_TRAIN["epochs"])
+        and run.data.params["model.dim"] == "32"
+    )
     assert int(run.data.params["data.train_rows"]) > 0
     history = client.get_metric_history(run.info.run_id, "val_recall_at_10")
     assert [h.step for h in history] == trained.manifest["epochs_run"]
@@ -108,7 +105,7 @@ def test_logged_model_gives_the_in_memory_model_user_vectors(
     sample = pd.read_parquet(manifest["splits"]["val"]["files"][0]["path"]).head(64)
     inputs = sample[["hist_item_idx", "hist_type_idx", "hist_age_s", "hist_len"]]
     got = loaded.predict(inputs)
-    model = T.load_model(shards_root / "checkpoints" / END.isoformat() / "best.pt")
+    model = load_model(shards_root / "checkpoints" / END.isoformat() / "best.pt")
     import torch
 
     with torch.no_grad():
@@ -152,7 +149,7 @@ def test_killed_training_resumes_without_repeating_epochs(
                 p.kill()
         proc.wait()
     assert not (ckpt / "complete.json").exists()
-    killed_epochs = T.CheckpointStore(ckpt).latest_epoch()
+    killed_epochs = CheckpointStore(ckpt).latest_epoch()
     assert killed_epochs is not None and killed_epochs < 3
     resumed = train.main(
         spark,

@@ -1,4 +1,4 @@
-"""The night's skip rule: a finished step is kept only with the same fingerprint and version."""
+"""The night's plan: the skip and redo rules, fingerprints, the step registry and its sections."""
 
 from __future__ import annotations
 
@@ -9,8 +9,13 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs import nightly
+from jobs import clean, nightly
+from jobs.night.options import step_sections
+from jobs.night.plan import Plan
+from jobs.night.steps import BY_NAME, STEP_NAMES, STEPS
 from jobs.runtime.manifest import code_version
+from jobs.runtime.storage import Storage
+from pipelines.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 
@@ -44,3 +49,60 @@ def test_a_new_code_version_redoes_a_finished_step_unless_kept(
     night = nightly.Night(spark, config)
     assert (night.plan.skippable("label", "f1") is not None) is skipped
     assert night.plan.skippable("label", "other fingerprint") is None
+
+
+def plan(tmp_path: Path, **rules: object) -> Plan:
+    return Plan.load(Storage(None), str(tmp_path), DAY, **rules)  # type: ignore[arg-type]
+
+
+def test_force_and_from_step_redo_exactly_the_steps_they_name(tmp_path: Path) -> None:
+    assert [s for s in STEP_NAMES if plan(tmp_path).redo(s)] == []
+    assert [s for s in STEP_NAMES if plan(tmp_path, force=True).redo(s)] == list(STEP_NAMES)
+    later = [s for s in STEP_NAMES if plan(tmp_path, from_step="score").redo(s)]
+    assert later == ["score", "evaluate", "publish"]
+
+
+def test_a_fingerprint_ignores_how_and_where_but_not_what(tmp_path: Path) -> None:
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.json").write_text("{}")
+    p = plan(tmp_path)
+    base = clean.CleanConfig(data_root=str(tmp_path), run_date=DAY, days=3)
+    same = clean.CleanConfig(data_root=str(tmp_path), run_date=DAY, days=3, incremental=True)
+    other = clean.CleanConfig(data_root=str(tmp_path), run_date=DAY, days=4)
+    inputs = [str(tmp_path / "raw")]
+    assert p.fingerprint(base, inputs, {}) == p.fingerprint(same, inputs, {})
+    assert p.fingerprint(base, inputs, {}) != p.fingerprint(other, inputs, {})
+    assert p.fingerprint(base, inputs, {}) != p.fingerprint(base, inputs, {"model": "m/2"})
+    before = p.fingerprint(base, inputs, {})
+    (tmp_path / "raw" / "b.json").write_text("{}")  # a new input file
+    assert p.fingerprint(base, inputs, {}) != before
+
+
+def test_every_step_of_the_registry_builds_its_config_before_anything_runs(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    config = nightly.NightlyConfig(data_root=str(tmp_path), run_date=DAY, k=7, num_proc=3)
+    night = nightly.Night(spark, config)
+    built = {s.name: night.step_config(s, check=True) for s in STEPS}
+    assert list(built) == list(STEP_NAMES) and built["publish"] is None
+    assert built["score"].k == 7 and built["shard"].workers == 3  # type: ignore[union-attr]
+    assert built["clean"].incremental and built["evaluate"].model_uri == "models:/check/1"  # type: ignore[union-attr]
+
+
+def test_a_step_config_section_overrides_what_the_night_derives(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    sections = tmp_path / "steps.yaml"
+    sections.write_text("score:\n  k: 11\nshard:\n  row-group-mb: 8\n")
+    config = nightly.NightlyConfig(
+        data_root=str(tmp_path), run_date=DAY, k=7, step_config=str(sections)
+    )
+    night = nightly.Night(spark, config)
+    assert night.step_config(BY_NAME["score"], check=True).k == 11  # type: ignore[union-attr]
+    assert night.step_config(BY_NAME["shard"], check=True).row_group_mb == 8  # type: ignore[union-attr]
+    sections.write_text("score:\n  run_date: 2020-01-01\n")
+    with pytest.raises(ConfigError, match=r"section score sets run_date, which the night sets"):
+        step_sections(str(sections))
+    sections.write_text("scoring:\n  k: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown section\(s\) scoring"):
+        step_sections(str(sections))
