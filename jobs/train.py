@@ -37,9 +37,6 @@ from jobs.runtime.checkpoints import CheckpointStore, load_model
 from jobs.runtime.config import (
     AtLeast1,
     DatedStepConfig,
-    Fraction,
-    NonNegative,
-    Positive,
     normalise_uri,
     opt,
     step_config,
@@ -58,7 +55,7 @@ LAUNCHERS = ("horovod", "torch-distributor")
 
 
 @step_config
-class TrainConfig(DatedStepConfig):
+class TrainConfig(DatedStepConfig, T.TrainSettings, M.ModelShape):
     """Flags of ``cartwheel train``."""
 
     run_id: str | None = opt(
@@ -72,48 +69,6 @@ class TrainConfig(DatedStepConfig):
         help="horovod (horovod.spark.run) or torch-distributor (TorchDistributor)",
     )
     num_proc: AtLeast1 = opt(default=2, help="training processes (one Spark task each)")
-    epochs: AtLeast1 = opt(default=5, help="maximum epochs")
-    patience: AtLeast1 = opt(
-        default=2, help="stop after this many epochs without a better val recall"
-    )
-    batch_size: AtLeast1 = opt(
-        default=256, help="examples per worker per step (in-batch negatives)"
-    )
-    learning_rate: Positive = opt(default=3e-3, help="Adam learning rate (dense layers)")
-    sparse_learning_rate: Positive = opt(
-        default=3e-2, help="SparseAdam learning rate (embedding tables)"
-    )
-    dim: AtLeast1 = opt(default=64, help="user/item vector size")
-    item_embedding_dim: AtLeast1 = opt(default=64, help="item embedding size")
-    category_embedding_dim: AtLeast1 = opt(default=16, help="category embedding size")
-    encoder: str = opt(default="transformer", help="history encoder: transformer or mean")
-    layers: AtLeast1 = opt(default=1, help="Transformer layers")
-    heads: AtLeast1 = opt(default=2, help="Transformer attention heads")
-    temperature: Positive = opt(default=0.05, help="softmax temperature of the dot-product score")
-    sparse_embeddings: bool = opt(
-        default=True,
-        help="sparse embedding gradients (SparseAdam, all-gathered); --no-sparse-embeddings: dense tables and all-reduce",
-    )
-    k: AtLeast1 = opt(default=10, help="K of the Recall@K / NDCG@K validation metrics")
-    repeat_target_weight: Fraction = opt(
-        default=1.0,
-        help="loss weight of examples whose target is already in the history (0: learn only discovery)",
-    )
-    logq_correction: bool = opt(
-        default=True,
-        help="correct in-batch logits by log item frequency (--no-logq-correction: off)",
-    )
-    select_on: str = opt(
-        default="all",
-        help="best epoch by val recall over all targets or novel targets only (novel)",
-    )
-    mixed_precision: str = opt(
-        default="auto", help="auto (bf16/fp16 on GPU, off on CPU), bf16, fp16 or off"
-    )
-    max_steps_per_epoch: NonNegative = opt(
-        default=0, help="cap on steps per epoch (0: the whole slice)"
-    )
-    seed: int = opt(default=0, help="random seed")
     checkpoint_dir: str | None = opt(
         default=None, help="checkpoint folder (default: <data-root>/checkpoints/<run-id>)"
     )
@@ -129,38 +84,18 @@ class TrainConfig(DatedStepConfig):
 
     def validate(self) -> None:
         super().validate()
+        self.validate_settings()
+        self.validate_shape()
         if self.launcher not in LAUNCHERS:
             raise ConfigError(
                 f"invalid config value launcher={self.launcher!r}: must be one of {', '.join(LAUNCHERS)}"
             )
-        if self.encoder not in ("transformer", "mean"):
-            raise ConfigError(
-                f"invalid config value encoder={self.encoder!r}: must be transformer or mean"
-            )
-        if self.mixed_precision not in ("auto", "bf16", "fp16", "off"):
-            raise ConfigError(
-                f"invalid config value mixed_precision={self.mixed_precision!r}: must be auto, bf16, fp16 or off"
-            )
-        if self.item_embedding_dim % self.heads:
-            raise ConfigError(
-                f"invalid config value heads={self.heads}: item_embedding_dim {self.item_embedding_dim} must divide by it"
-            )
-        if self.select_on not in ("all", "novel"):
-            raise ConfigError(f"invalid config value select_on={self.select_on!r}: all or novel")
         if self.restart and self.resume:
             raise ConfigError("--restart and --resume contradict each other")
 
     @property
     def shard_id(self) -> str:
         return self.run_id or self.run_date.isoformat()
-
-    def settings(self) -> T.TrainSettings:
-        return T.TrainSettings(
-            epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-            sparse_learning_rate=self.sparse_learning_rate, patience=self.patience, k=self.k,
-            seed=self.seed, mixed_precision=self.mixed_precision, max_steps_per_epoch=self.max_steps_per_epoch,
-            repeat_target_weight=self.repeat_target_weight, logq_correction=self.logq_correction, select_on=self.select_on,
-        )  # fmt: skip
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -313,9 +248,8 @@ def main(spark: SparkSession, config: TrainConfig) -> RunResult:
         vocab = manifest["vocab"]
         model_config = M.ModelConfig(
             num_items=vocab["num_items"], num_categories=vocab["num_categories"],
-            num_event_types=vocab["num_event_types"], history_length=manifest["history_length"], dim=config.dim,
-            item_embedding_dim=config.item_embedding_dim, category_embedding_dim=config.category_embedding_dim,
-            encoder=config.encoder, layers=config.layers, heads=config.heads, temperature=config.temperature, sparse=config.sparse_embeddings,
+            num_event_types=vocab["num_event_types"], history_length=manifest["history_length"],
+            **config.shape(),
         )  # fmt: skip
         run_file = Path(ckpt, "run.json")
         if resume:

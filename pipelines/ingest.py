@@ -161,14 +161,16 @@ def mojibake_titles() -> Column:
 # -- Taobao UserBehavior ------------------------------------------------------------------------
 
 
+def epoch_seconds(value: Column) -> Column:
+    """A 9-11 digit unix-seconds string as a timestamp; anything else null (clean quarantines it)."""
+    return F.when(value.rlike(r"^\d{9,11}$"), F.timestamp_seconds(value.cast("long")))
+
+
 def taobao_events(lines: DataFrame, run_date: dt.date) -> DataFrame:
     """Header-less 'user,item,category,behavior,unix seconds' lines -> (dt, value); behaviour
     names (pv, cart, fav, buy) are kept for clean's synonym mapping."""
     f = _csv_fields(lines, TAOBAO_COLUMNS)
-    ts = F.when(
-        F.col("timestamp").rlike(r"^\d{9,11}$"),
-        F.timestamp_seconds(F.col("timestamp").cast("long")),
-    )
+    ts = epoch_seconds(F.col("timestamp"))
     record = raw_record(
         event_time=F.col("timestamp"),
         user_id=F.col("user_id"),
@@ -206,10 +208,7 @@ def movielens_events(lines: DataFrame, run_date: dt.date) -> DataFrame:
     event_type = F.lit(S.VIEW)
     for threshold, kind in reversed(MOVIELENS_RATING_TYPES):
         event_type = F.when(rating >= threshold, F.lit(kind)).otherwise(event_type)
-    ts = F.when(
-        F.col("timestamp").rlike(r"^\d{9,11}$"),
-        F.timestamp_seconds(F.col("timestamp").cast("long")),
-    )
+    ts = epoch_seconds(F.col("timestamp"))
     record = raw_record(
         event_time=F.col("timestamp"),
         user_id=F.col("userId"),

@@ -298,7 +298,11 @@ def build_vocab(
 # -- the history builder (training examples and scoring inputs both use it) ------------------
 
 MAX_AGE_S = 2**31 - 1  # ages are int32 seconds: older events are clamped (~68 years)
-HISTORY_COLUMNS: tuple[str, ...] = ("hist_item_idx", "hist_type_idx", "hist_age_s", "hist_len")
+# The model input, declared once: the label examples, the scoring inputs, the Petastorm reader,
+# the logged model and its MLflow signature all take these names from here.
+HISTORY_LISTS: tuple[str, ...] = ("hist_item_idx", "hist_type_idx", "hist_age_s")  # int lists
+HISTORY_LENGTH = "hist_len"
+HISTORY_COLUMNS: tuple[str, ...] = (*HISTORY_LISTS, HISTORY_LENGTH)
 HISTORY_ENTRY = "struct<t:double,idx:int,type_idx:int>"  # what history_entry() builds
 
 
@@ -446,7 +450,7 @@ def label_events(
         weights[F.col("event_type")].cast("float").alias("label_weight"),
         F.col("event_time").alias("target_time"),
         # history arrays only on targets: the other rows are counted, never written
-        *[F.when(is_target, hist[c]).alias(c) for c in HISTORY_COLUMNS[:3]],
+        *[F.when(is_target, hist[c]).alias(c) for c in HISTORY_LISTS],
         hist_len.alias("hist_len"),
         split_of(F.col("event_time"), rules, run_date).alias("split"),
     )

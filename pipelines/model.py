@@ -22,47 +22,83 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from pipelines.errors import ConfigError
+from pipelines.schemas import option
+
 PAD = 0
 OOV = 1
 NUM_AGE_BUCKETS = 32  # log2 buckets of seconds: 0 (< 1 s) .. 31 (>= ~34 years)
 
 
-@dataclass(frozen=True)
-class ModelConfig:
+@dataclass(frozen=True, kw_only=True)
+class ModelShape:
+    """The model's shape as a user chooses it: declared once, these fields are also the flags of
+    ``cartwheel train`` (``TrainConfig`` inherits them); the data gives the rest (``ModelConfig``)."""
+
+    dim: int = option(64, "user/item vector size")
+    item_embedding_dim: int = option(64, "item embedding size")
+    category_embedding_dim: int = option(16, "category embedding size")
+    content_dim: int = option(0, "size of a precomputed content vector per item (0: none)")
+    encoder: str = option("transformer", "history encoder: transformer or mean")
+    layers: int = option(1, "Transformer layers")
+    heads: int = option(2, "Transformer attention heads")
+    dropout: float = option(0.1, "dropout in the history encoder")
+    temperature: float = option(0.05, "softmax temperature of the dot-product score")
+    sparse: bool = option(
+        True,
+        "sparse embedding gradients (SparseAdam, all-gathered); --no-sparse: dense tables, one "
+        "Adam, all-reduce",
+        aliases=("--sparse-embeddings",),
+    )
+
+    def validate_shape(self) -> None:
+        """ConfigError naming the first bad value."""
+        for name in ("dim", "item_embedding_dim", "category_embedding_dim", "layers", "heads"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"invalid config value {name}={getattr(self, name)}: must be >= 1"
+                )
+        if self.content_dim < 0 or not 0 <= self.dropout < 1 or self.temperature <= 0:
+            raise ConfigError(
+                f"invalid config value: content_dim {self.content_dim} must be >= 0, dropout "
+                f"{self.dropout} in [0, 1), temperature {self.temperature} > 0"
+            )
+        if self.encoder not in ("transformer", "mean"):
+            raise ConfigError(
+                f"invalid config value encoder={self.encoder!r}: must be transformer or mean"
+            )
+        if self.item_embedding_dim % self.heads:
+            raise ConfigError(
+                f"invalid config value heads={self.heads}: item_embedding_dim "
+                f"{self.item_embedding_dim} must divide by it"
+            )
+
+    def shape(self) -> dict[str, Any]:
+        """This object's ``ModelShape`` fields (of a subclass too), for ``ModelConfig(**...)``."""
+        return {f.name: getattr(self, f.name) for f in fields(ModelShape)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(ModelShape):
     """Sizes and shape of the two-tower model; saved with every checkpoint and model."""
 
     num_items: int
     num_categories: int
     num_event_types: int = 5
     history_length: int = 50
-    dim: int = 64
-    item_embedding_dim: int = 64
-    category_embedding_dim: int = 16
-    content_dim: int = 0
-    encoder: str = "transformer"  # or "mean"
-    layers: int = 1
-    heads: int = 2
-    dropout: float = 0.1
-    temperature: float = 0.05
-    sparse: bool = True  # sparse embedding gradients (SparseAdam); False: dense tables, one Adam
 
     def __post_init__(self) -> None:
-        if self.encoder not in ("transformer", "mean"):
-            raise ValueError(f"encoder must be 'transformer' or 'mean', not {self.encoder!r}")
+        self.validate_shape()
         if self.num_items < 3 or self.num_categories < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"vocabulary too small: {self.num_items} items, {self.num_categories} categories"
-            )
-        if self.item_embedding_dim % self.heads:
-            raise ValueError(
-                f"item_embedding_dim {self.item_embedding_dim} must be divisible by heads {self.heads}"
             )
 
     def to_dict(self) -> dict[str, Any]:

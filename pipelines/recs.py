@@ -74,7 +74,7 @@ SIMILAR_SCORED_SCHEMA = T.StructType(
         T.StructField("score", T.FloatType(), False),
     ]
 )
-SCORING_INPUT_COLUMNS = ("user_id", *L.EXAMPLE_COLUMNS[8:12], "excluded_idx")
+SCORING_INPUT_COLUMNS = ("user_id", *L.HISTORY_COLUMNS, "excluded_idx")
 
 
 def scoring_inputs(

@@ -7,6 +7,9 @@ value is a quarantinable record, never a reader crash.
 
 from __future__ import annotations
 
+from dataclasses import field
+from typing import Any
+
 from pyspark.sql import types as T
 
 # -- event types -------------------------------------------------------------------------------
@@ -78,3 +81,9 @@ QUARANTINE_SCHEMA = T.StructType(
 def columns_of(schema: T.StructType) -> list[str]:
     """Column names of a contract schema, in contract order."""
     return [field.name for field in schema.fields]
+
+
+def option(default: Any, help: str, **meta: Any) -> Any:
+    """A dataclass field with a default and the help text its flag shows (``meta``: e.g.
+    ``aliases=("--old-name",)``); rules and specs in ``pipelines/`` are also step configs."""
+    return field(default=default, metadata={"help": help, **meta})

@@ -15,19 +15,21 @@ worker with an error naming the epoch and step.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from pipelines.errors import CartwheelError
+from pipelines.errors import CartwheelError, ConfigError
+from pipelines.label import HISTORY_COLUMNS
 from pipelines.model import (
     ModelConfig,
     RankingTotals,
@@ -38,16 +40,10 @@ from pipelines.model import (
     ranking_totals,
     sampled_softmax_loss,
 )
+from pipelines.schemas import option
 
 Batch = dict[str, np.ndarray]
-FEATURES = (
-    "hist_item_idx",
-    "hist_type_idx",
-    "hist_age_s",
-    "hist_len",
-    "target_item_idx",
-    "label_weight",
-)
+FEATURES = (*HISTORY_COLUMNS, "target_item_idx", "label_weight")
 
 
 class TrainingError(CartwheelError):
@@ -94,41 +90,69 @@ class SingleProcess:
         return tensor
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainSettings:
-    """Optimisation settings of one training run."""
+    """Optimisation settings of one training run: declared once, these fields are also the flags
+    of ``cartwheel train`` (``TrainConfig`` inherits them)."""
 
-    epochs: int = 5
-    batch_size: int = 256
-    learning_rate: float = 3e-3
-    sparse_learning_rate: float = 3e-2
-    patience: int = 2
-    k: int = 10
-    eval_batch_size: int = 1024
-    shuffle_buffer: int = 20_000
-    seed: int = 0
-    mixed_precision: str = "auto"  # auto | bf16 | fp16 | off
-    max_steps_per_epoch: int = 0  # 0: the whole slice
-    log_every_steps: int = 50
-    checkpoints_kept: int = 2
-    # Loss weight of examples whose target is already in the history (the in-session funnel:
-    # view -> click -> cart of one item). Below 1 the model learns discovery over repetition.
-    repeat_target_weight: float = 1.0
-    logq_correction: bool = True  # subtract log q(item) from in-batch logits
-    select_on: str = "all"  # best epoch by val recall over all targets, or novel targets only
+    epochs: int = option(5, "maximum epochs")
+    batch_size: int = option(256, "examples per worker per step (in-batch negatives)")
+    learning_rate: float = option(3e-3, "Adam learning rate (dense layers)")
+    sparse_learning_rate: float = option(3e-2, "SparseAdam learning rate (embedding tables)")
+    patience: int = option(2, "stop after this many epochs without a better val recall")
+    k: int = option(10, "K of the Recall@K / NDCG@K validation metrics")
+    eval_batch_size: int = option(1024, "val examples scored against all items at once")
+    shuffle_buffer: int = option(20_000, "rows mixed across row groups before batching")
+    seed: int = option(0, "random seed")
+    mixed_precision: str = option("auto", "auto (bf16/fp16 on GPU, off on CPU), bf16, fp16 or off")
+    max_steps_per_epoch: int = option(0, "cap on steps per epoch (0: the whole slice)")
+    log_every_steps: int = option(50, "progress line every this many steps")
+    checkpoints_kept: int = option(2, "epoch checkpoints kept (besides the best)")
+    # Below 1 the model learns discovery over repetition (the in-session funnel: view -> click ->
+    # cart of one item).
+    repeat_target_weight: float = option(
+        1.0, "loss weight of examples whose target is already in the history (0: only discovery)"
+    )
+    logq_correction: bool = option(
+        True, "correct in-batch logits by log item frequency (--no-logq-correction: off)"
+    )
+    select_on: str = option(
+        "all", "best epoch by val recall over all targets or novel targets only"
+    )
 
     def __post_init__(self) -> None:
+        self.validate_settings()
+
+    def validate_settings(self) -> None:
+        """ConfigError naming the first bad value."""
         if self.mixed_precision not in ("auto", "bf16", "fp16", "off"):
-            raise ValueError(
-                f"mixed_precision must be auto, bf16, fp16 or off, not {self.mixed_precision!r}"
+            raise ConfigError(
+                f"invalid config value mixed_precision={self.mixed_precision!r}: must be auto, bf16, fp16 or off"
             )
-        for name in ("epochs", "batch_size", "k", "eval_batch_size", "checkpoints_kept"):
+        for name in ("epochs", "batch_size", "patience", "k", "eval_batch_size", "shuffle_buffer",
+                     "log_every_steps", "checkpoints_kept"):  # fmt: skip
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+                raise ConfigError(
+                    f"invalid config value {name}={getattr(self, name)}: must be >= 1"
+                )
+        if (
+            self.learning_rate <= 0
+            or self.sparse_learning_rate <= 0
+            or self.max_steps_per_epoch < 0
+        ):
+            raise ConfigError(
+                "invalid config value: learning rates must be > 0 and max_steps_per_epoch >= 0"
+            )
         if not 0 <= self.repeat_target_weight <= 1:
-            raise ValueError("repeat_target_weight must be in [0, 1]")
+            raise ConfigError(
+                f"invalid config value repeat_target_weight={self.repeat_target_weight}: must be in [0, 1]"
+            )
         if self.select_on not in ("all", "novel"):
-            raise ValueError(f"select_on must be all or novel, not {self.select_on!r}")
+            raise ConfigError(f"invalid config value select_on={self.select_on!r}: all or novel")
+
+    def settings(self) -> TrainSettings:
+        """This object's ``TrainSettings`` fields (of a subclass too) as a ``TrainSettings``."""
+        return TrainSettings(**{f.name: getattr(self, f.name) for f in fields(TrainSettings)})
 
 
 @dataclass
@@ -364,6 +388,20 @@ def _state(
     }
 
 
+def _own_random_state(loop: Callable[..., TrainOutcome]) -> Callable[..., TrainOutcome]:
+    """Run ``loop`` with random draws (initial weights, dropout) from ``settings.seed`` inside
+    a forked RNG: the caller's global random state is the same afterwards."""
+
+    @functools.wraps(loop)
+    def seeded(*, settings: TrainSettings, device: torch.device, **kwargs: Any) -> TrainOutcome:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(settings.seed)
+            return loop(settings=settings, device=device, **kwargs)
+
+    return seeded
+
+
+@_own_random_state
 def train_loop(
     *,
     comm: Collective,
@@ -379,30 +417,8 @@ def train_loop(
     resume: bool = False,
     meta: dict[str, Any] | None = None,
 ) -> TrainOutcome:
-    """Train the two-tower model on ``device``; every worker calls it with the same arguments.
-
-    Random draws (initial weights, dropout) come from ``settings.seed`` inside a forked RNG: the
-    caller's global random state is the same afterwards."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(settings.seed)
-        return _train(comm, model_config, item_category, item_log_q, settings, open_split,
-                      checkpoints, device, on_epoch, on_progress, resume, meta)  # fmt: skip
-
-
-def _train(
-    comm: Collective,
-    model_config: ModelConfig,
-    item_category: Tensor,
-    item_log_q: Tensor,
-    settings: TrainSettings,
-    open_split: Callable[[str, int], Iterable[Batch]],
-    checkpoints: Checkpoints | None,
-    device: torch.device,
-    on_epoch: Callable[[EpochReport], None] | None,
-    on_progress: Callable[[str], None] | None,
-    resume: bool,
-    meta: dict[str, Any] | None,
-) -> TrainOutcome:
+    """Train the two-tower model on ``device``; every worker calls it with the same arguments
+    (seeded by ``settings.seed`` without touching the caller's random state)."""
     say = on_progress if (on_progress is not None and comm.rank == 0) else (lambda _msg: None)
     autocast, amp_dtype = autocast_for(device, settings.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipelines.label import HISTORY_COLUMNS, HISTORY_LISTS
 from pipelines.model import ModelConfig, TwoTower
 
-INPUT_COLUMNS = ("hist_item_idx", "hist_type_idx", "hist_age_s", "hist_len")
+INPUT_COLUMNS = HISTORY_COLUMNS
 MODEL_FILE = "model.pt"
 ITEM_VECTORS_FILE = "item_vectors.npy"
 
@@ -104,7 +105,7 @@ class UserTower:
                 f"model input lacks column(s) {', '.join(missing)}; expected {', '.join(INPUT_COLUMNS)}"
             )
         length = self.config.history_length
-        arrays = {c: _column(model_input, c, length) for c in INPUT_COLUMNS[:3]}
+        arrays = {c: _column(model_input, c, length) for c in HISTORY_LISTS}
         for name, arr in arrays.items():
             if arr.ndim != 2 or arr.shape[1] != length:
                 raise ValueError(f"{name} must hold {length} values per row, got shape {arr.shape}")

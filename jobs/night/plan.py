@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import time
 from typing import Any
 
 from jobs.night.steps import STEP_NAMES
 from jobs.runtime import layout
 from jobs.runtime.config import StepConfig
 from jobs.runtime.fingerprint import digest, paths_digest, relative
-from jobs.runtime.manifest import RunResult, code_version, manifest_path
+from jobs.runtime.manifest import RunResult, code_version, manifest_path, utc_now
 from jobs.runtime.storage import Storage
 
 log = logging.getLogger("cartwheel")
@@ -29,6 +30,23 @@ NOT_FINGERPRINTED = ("restart", "incremental", "data_root")
 
 def state_path(data_root: str, day: dt.date) -> str:
     return manifest_path(data_root, day, "nightly")
+
+
+def state_document(night: Any, status: str) -> dict[str, Any]:
+    """The night's state (``_runs/<date>/nightly.json``): config, timing, every step's outcome."""
+    return {
+        "step": "nightly",
+        "status": status,
+        "run_date": night.day.isoformat(),
+        "config": night.config.to_record(),
+        "started_at": night.started_at,
+        "finished_at": utc_now(),
+        "duration_s": round(time.monotonic() - night.started, 3),
+        "steps": {n: o.record() for n, o in night.outcomes.items()},
+        "published": night.outcomes["publish"].status in (SUCCEEDED, SKIPPED),
+        "recs_latest": layout.latest(night.root),
+        "report": layout.reports(night.root, night.day, "night.html"),
+    }
 
 
 @dataclasses.dataclass
@@ -141,9 +159,26 @@ class Plan:
             return None
         return RunResult(name, SUCCEEDED, manifest, path)
 
-    def recorded_version(self, name: str) -> str | None:
-        """The code version that computed the kept results of ``name``."""
-        return (self.previous.get(name) or {}).get("code_version")
+    def keep(self, outcome: StepOutcome) -> bool:
+        """Mark ``outcome`` skipped, with the earlier run's result and code version, if that
+        run may be kept (``skippable``); False if the step must run."""
+        earlier = self.skippable(outcome.name, outcome.fingerprint or "")
+        if earlier is None:
+            return False
+        outcome.status, outcome.result = SKIPPED, earlier
+        outcome.finished_at = earlier.manifest.get("finished_at")
+        outcome.code_version = (self.previous.get(outcome.name) or {}).get("code_version")
+        return True
+
+    def failed_manifest(self, name: str) -> RunResult | None:
+        """This failure's manifest, if the step wrote one (not an older run's)."""
+        path = manifest_path(self.root, self.day, name)
+        manifest = self.storage.read_json(path) if self.storage.exists(path) else {}
+        return RunResult(name, FAILED, manifest, path) if manifest.get("status") == FAILED else None
+
+    def save(self, doc: dict[str, Any]) -> dict[str, Any]:
+        self.storage.write_json(state_path(self.root, self.day), doc)
+        return doc
 
     def scores_available(self, manifest: dict[str, Any]) -> bool:
         """Pending scores still there, or already published by this night's publish step."""

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import SparkSession
-
 from jobs import clean, evaluate, label, score, shard, train
+from jobs.night.publish import publish
 from jobs.runtime import layout
-from jobs.runtime.config import DatedStepConfig
+from jobs.runtime.config import DatedStepConfig, config_from_values
 from jobs.runtime.manifest import RunResult
+from pipelines.errors import ConfigError
 
 if TYPE_CHECKING:
     from jobs.night.run import Night
@@ -34,7 +34,7 @@ class NightStep:
 
     name: str
     config: type[DatedStepConfig] | None  # None: the night runs it itself (publish)
-    run: Callable[[SparkSession, Any], RunResult] | None
+    run: Callable[[Night, Any], RunResult]
     derive: Callable[[Night, bool], dict[str, Any]]
     inputs: Callable[[Night], Inputs]
 
@@ -68,7 +68,7 @@ STEPS: tuple[NightStep, ...] = (
     NightStep(
         "clean",
         clean.CleanConfig,
-        clean.main,
+        lambda n, c: clean.main(n.spark, c),
         # forced: clean every day again; otherwise only new or changed days
         lambda n, check: {
             "days": n.config.lookback_days,
@@ -80,28 +80,28 @@ STEPS: tuple[NightStep, ...] = (
     NightStep(
         "label",
         label.LabelConfig,
-        label.main,
+        lambda n, c: label.main(n.spark, c),
         lambda n, check: {"lookback_days": n.config.lookback_days},
         lambda n: (n.day_paths(layout.clean_events(n.root)), {}),
     ),
     NightStep(
         "shard",
         shard.ShardConfig,
-        shard.main,
+        lambda n, c: shard.main(n.spark, c),
         lambda n, check: {"workers": n.config.num_proc},
         lambda n: ([layout.examples(n.root, n.day), layout.vocab(n.root, n.day)], {}),
     ),
     NightStep(
         "train",
         train.TrainConfig,
-        train.main,
+        lambda n, c: train.main(n.spark, c),
         _train_values,
         lambda n: ([layout.shards(n.root, n.day.isoformat())], {}),
     ),
     NightStep(
         "score",
         score.ScoreConfig,
-        score.main,
+        lambda n, c: score.main(n.spark, c),
         lambda n, check: {
             "model_uri": _model(n, check),
             "k": n.config.k,
@@ -113,7 +113,7 @@ STEPS: tuple[NightStep, ...] = (
     NightStep(
         "evaluate",
         evaluate.EvaluateConfig,
-        evaluate.main,
+        lambda n, c: evaluate.main(n.spark, c),
         lambda n, check: {
             "model_uri": _model(n, check),
             "gate_min_ratio": n.config.gate_min_ratio,
@@ -127,10 +127,30 @@ STEPS: tuple[NightStep, ...] = (
     NightStep(
         "publish",
         None,
-        None,
+        lambda n, c: publish(n.spark, n.root, n.day, n.manifest("score"), n.manifest("evaluate")),
         lambda n, check: {},
         lambda n: ([], {s: n.outcomes[s].fingerprint for s in ("score", "evaluate")}),
     ),
 )
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
+
+
+def build_config(step: NightStep, night: Night, *, check: bool = False) -> DatedStepConfig | None:
+    """The step's config: the night's values (``derive``), then its --step-config section."""
+    if step.config is None:
+        return None
+    section = night.sections.get(step.name, {})
+    values = {
+        "data_root": night.root,
+        "run_date": night.day,
+        **step.derive(night, check),
+        **section,
+    }
+    source = f"{night.config.step_config} [{step.name}]" if section else step.name
+    try:
+        return config_from_values(step.config, values, source=source)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
 BY_NAME: dict[str, NightStep] = {s.name: s for s in STEPS}

@@ -31,6 +31,13 @@ log = logging.getLogger("cartwheel")
 CODE_ROOT = Path(__file__).resolve().parents[2]
 
 
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True
+    )
+    return done.stdout.strip()
+
+
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """``cartwheel <version>`` plus the git commit (and ``-dirty``) when run from a checkout."""
@@ -41,20 +48,8 @@ def code_version() -> str:
     repo = CODE_ROOT
     if (repo / ".git").exists():
         try:
-            sha = subprocess.run(
-                ["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=True,
-            ).stdout.strip()
-            dirty = subprocess.run(
-                ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=True,
-            ).stdout.strip()
+            sha = _git(repo, "rev-parse", "--short=12", "HEAD")
+            dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
             return f"{version}+g{sha}{'-dirty' if dirty else ''}"
         except (OSError, subprocess.SubprocessError):
             pass

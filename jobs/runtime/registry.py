@@ -132,10 +132,9 @@ def model_signature(dim: int) -> Any:
     from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
 
     columns: list[ColSpec | TensorSpec] = [
-        ColSpec(Array(DataType.long), name)
-        for name in ("hist_item_idx", "hist_type_idx", "hist_age_s")
+        ColSpec(Array(DataType.long), name) for name in L.HISTORY_LISTS
     ]
-    columns.append(ColSpec(DataType.long, "hist_len"))
+    columns.append(ColSpec(DataType.long, L.HISTORY_LENGTH))
     inputs = Schema(columns)
     return ModelSignature(
         inputs=inputs, outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim))])

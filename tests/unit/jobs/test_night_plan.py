@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 from jobs import clean, nightly
 from jobs.night.options import step_sections
 from jobs.night.plan import Plan
-from jobs.night.steps import BY_NAME, STEP_NAMES, STEPS
+from jobs.night.steps import BY_NAME, STEP_NAMES, STEPS, build_config
 from jobs.runtime.manifest import code_version
 from jobs.runtime.storage import Storage
 from pipelines.errors import ConfigError
@@ -83,7 +83,7 @@ def test_every_step_of_the_registry_builds_its_config_before_anything_runs(
 ) -> None:
     config = nightly.NightlyConfig(data_root=str(tmp_path), run_date=DAY, k=7, num_proc=3)
     night = nightly.Night(spark, config)
-    built = {s.name: night.step_config(s, check=True) for s in STEPS}
+    built = {s.name: build_config(s, night, check=True) for s in STEPS}
     assert list(built) == list(STEP_NAMES) and built["publish"] is None
     assert built["score"].k == 7 and built["shard"].workers == 3  # type: ignore[union-attr]
     assert built["clean"].incremental and built["evaluate"].model_uri == "models:/check/1"  # type: ignore[union-attr]
@@ -98,8 +98,8 @@ def test_a_step_config_section_overrides_what_the_night_derives(
         data_root=str(tmp_path), run_date=DAY, k=7, step_config=str(sections)
     )
     night = nightly.Night(spark, config)
-    assert night.step_config(BY_NAME["score"], check=True).k == 11  # type: ignore[union-attr]
-    assert night.step_config(BY_NAME["shard"], check=True).row_group_mb == 8  # type: ignore[union-attr]
+    assert build_config(BY_NAME["score"], night, check=True).k == 11  # type: ignore[union-attr]
+    assert build_config(BY_NAME["shard"], night, check=True).row_group_mb == 8  # type: ignore[union-attr]
     sections.write_text("score:\n  run_date: 2020-01-01\n")
     with pytest.raises(ConfigError, match=r"section score sets run_date, which the night sets"):
         step_sections(str(sections))
