@@ -53,7 +53,7 @@ install: $(STAMP) ## install everything into .venv (idempotent; Horovod wheel ca
 demo: install ## generate a small log, run one night on it (clean .. publish, ~3 min), print what came out
 	$(VENV)/bin/cartwheel demo --data-root $(DEMO_ROOT)
 
-test: install ## run the test suite (unit + smoke; not slow or gpu)
+test: install ## run the test suite (unit + smoke, shuffled order; not slow or gpu)
 	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 test-all: install ## run every test tier, slow ones included

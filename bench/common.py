@@ -3,6 +3,7 @@ peak resident memory of its whole process tree (Python driver + Spark JVM + Pyth
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import json
@@ -10,6 +11,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -98,3 +100,18 @@ def write_result(name: str, doc: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
+
+
+def scale_args(description: str, keep_help: str) -> argparse.Namespace:
+    """The flags every scale benchmark takes: ``--rows`` (one run per value), ``--days``,
+    ``--work-dir`` and ``--keep``."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument(
+        "--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "cartwheel-bench"
+    )
+    parser.add_argument("--keep", action="store_true", help=keep_help)
+    return parser.parse_args()

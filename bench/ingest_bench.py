@@ -10,16 +10,14 @@ usage: python bench/ingest_bench.py [--rows 1000000 10000000] [--days 7] [--work
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import rates, run_measured, write_result
+from bench.common import rates, run_measured, scale_args, write_result
 
 
 def bench_one(rows: int, days: int, work: Path, keep: bool = False) -> dict:
@@ -80,18 +78,7 @@ def bench_one(rows: int, days: int, work: Path, keep: bool = False) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--days", type=int, default=7)
-    parser.add_argument(
-        "--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "cartwheel-bench"
-    )
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the data (label_shard_bench.py reuses it)"
-    )
-    args = parser.parse_args()
+    args = scale_args(__doc__ or "", "keep the data (label_shard_bench.py reuses it)")
     ok = True
     for rows in args.rows:
         print(f"ingest benchmark: {rows:,} rows over {args.days} days ...", flush=True)

@@ -10,16 +10,14 @@ usage: python bench/label_shard_bench.py [--rows 1000000 10000000] [--days 7] [-
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import rates, run_measured, write_result
+from bench.common import rates, run_measured, scale_args, write_result
 
 END = "2026-11-21"
 
@@ -96,18 +94,7 @@ def bench_one(rows: int, days: int, work: Path, keep: bool) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--days", type=int, default=7)
-    parser.add_argument(
-        "--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "cartwheel-bench"
-    )
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the generated data for later runs"
-    )
-    args = parser.parse_args()
+    args = scale_args(__doc__ or "", "keep the generated data for later runs")
     ok = True
     for rows in args.rows:
         print(f"label + shard benchmark: {rows:,} raw rows over {args.days} days ...", flush=True)

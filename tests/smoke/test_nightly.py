@@ -319,7 +319,8 @@ def test_bad_night_configs_fail_before_anything_runs(spark: SparkSession, tmp_pa
     bad.write_text("train:\n  epochs: lots\n")
     config = nightly.NightlyConfig(data_root=str(tmp_path), run_date=D1, step_config=str(bad))
     with pytest.raises(
-        ConfigError, match=r"steps.yaml \[train\]: invalid config value epochs=lots: must be a valid integer"
+        ConfigError,
+        match=r"steps.yaml \[train\]: invalid config value epochs=lots: must be a valid integer",
     ):
         nightly.main(spark, config)
     assert not (tmp_path / "_runs" / D1.isoformat() / "clean.json").exists()

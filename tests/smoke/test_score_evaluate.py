@@ -141,7 +141,7 @@ def test_item_similar_lists_k_other_sellable_items(
 def test_scores_agree_with_mlflow_spark_udf(
     spark: SparkSession, scored: RunResult, trained_root: Path
 ) -> None:
-    mlflow.set_tracking_uri(f"sqlite:///{trained_root}/mlflow/mlflow.db")
+    registry.configure_tracking(str(trained_root))  # not mlflow.set_tracking_uri: see test_train
     uri = f"models:/{NAME}/{scored.manifest['model_version']}"
     model = registry.resolve(uri)
     catalog = spark.read.parquet(str(trained_root / "raw" / "catalog"))

@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 
 from jobs import train
+from jobs.runtime import registry
 from jobs.runtime.checkpoints import CheckpointStore, load_model
 from jobs.runtime.manifest import RunResult
 from pipelines import train as T
@@ -46,9 +47,10 @@ def shards_root(trained_template: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="module")
-def trained(shards_root: Path) -> RunResult:
-    """The template's training run (``TEMPLATE_TRAIN``), read back from its manifest."""
-    path = shards_root / "_runs" / END.isoformat() / "train.json"
+def trained(trained_template: Path, shards_root: Path) -> RunResult:
+    """The template's training run (``TEMPLATE_TRAIN``), from the template's own manifest: other
+    tests here train again on the module's copy, which rewrites the copy's manifest."""
+    path = trained_template / "_runs" / END.isoformat() / "train.json"
     manifest = json.loads(path.read_text())
     return RunResult("train", manifest["status"], manifest, str(path))
 
@@ -99,7 +101,9 @@ def test_mlflow_run_holds_params_metrics_model_and_alias(
 def test_logged_model_gives_the_in_memory_model_user_vectors(
     trained: RunResult, shards_root: Path
 ) -> None:
-    mlflow.set_tracking_uri(tracking(shards_root))
+    # through cartwheel: a bare mlflow.set_tracking_uri would read as the user's own choice and
+    # steer every later step in this process to this store
+    registry.configure_tracking(str(shards_root))
     loaded = mlflow.pyfunc.load_model("models:/cartwheel-two-tower@candidate")
     manifest = json.loads((shards_root / "shards" / END.isoformat() / "_manifest.json").read_text())
     sample = pd.read_parquet(manifest["splits"]["val"]["files"][0]["path"]).head(64)
