@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from pipelines import schemas as S
 
@@ -62,3 +63,14 @@ def events(spark: SparkSession, *rows: tuple) -> DataFrame:
              category, known, when.date())
         )  # fmt: skip
     return spark.createDataFrame(data, S.CLEAN_EVENT_SCHEMA)
+
+
+def assert_lists(actual: DataFrame, expected: dict[str, list[str]]) -> None:
+    """Recommendation lists equal ``expected`` (user -> items, best first), compared as whole
+    frames of (user_id, rank, item_id) with ``assertDataFrameEqual``."""
+    from pyspark.testing import assertDataFrameEqual
+
+    rows = [(u, r, i) for u, items in expected.items() for r, i in enumerate(items, start=1)]
+    want = actual.sparkSession.createDataFrame(rows, "user_id string, rank int, item_id string")
+    got = actual.select("user_id", F.col("rank").cast("int").alias("rank"), "item_id")
+    assertDataFrameEqual(got, want)

@@ -9,6 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from pipelines import baselines as B
 from pipelines import schemas as S
+from tests.helpers import assert_lists
 
 pytestmark = pytest.mark.unit
 
@@ -27,13 +28,6 @@ def frame(spark: SparkSession, rows: list[tuple], schema: str) -> DataFrame:
     return spark.createDataFrame(rows, schema)
 
 
-def lists(df: DataFrame) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for r in df.orderBy("user_id", "rank").collect():
-        out.setdefault(r["user_id"], []).append(r["item_id"])
-    return out
-
-
 def test_global_list_skips_each_users_exclusions_and_non_candidates(spark: SparkSession) -> None:
     counts = frame(
         spark,
@@ -45,8 +39,10 @@ def test_global_list_skips_each_users_exclusions_and_non_candidates(spark: Spark
         spark, [("a",), ("b",), ("c",), ("d",)], "item_id string"
     )  # z is not sellable
     exclusions = frame(spark, [("u", "a"), ("u", "c")], "user_id string, item_id string")
-    got = lists(B.global_list(counts, users, candidates, exclusions, 2, B.POPULARITY))
-    assert got == {"u": ["b", "d"], "v": ["a", "b"]}
+    assert_lists(
+        B.global_list(counts, users, candidates, exclusions, 2, B.POPULARITY),
+        {"u": ["b", "d"], "v": ["a", "b"]},
+    )
 
 
 def test_fill_up_keeps_the_primary_order_and_adds_unlisted_fallback_items(
@@ -59,8 +55,10 @@ def test_fill_up_keeps_the_primary_order_and_adds_unlisted_fallback_items(
         [("p", u, i, r) for u in ("u", "w") for r, i in enumerate(["a", "b", "c"], 1)],
         schema,
     )
-    got = lists(B.fill_up(primary, fallback, 3, B.COOCCURRENCE))
-    assert got == {"u": ["x", "a", "b"], "w": ["a", "b", "c"]}
+    assert_lists(
+        B.fill_up(primary, fallback, 3, B.COOCCURRENCE),
+        {"u": ["x", "a", "b"], "w": ["a", "b", "c"]},
+    )
 
 
 def test_cooccurrence_ranks_items_seen_with_the_users_recent_items(spark: SparkSession) -> None:
@@ -76,8 +74,10 @@ def test_cooccurrence_ranks_items_seen_with_the_users_recent_items(spark: SparkS
     users = frame(spark, [("u",)], "user_id string")
     candidates = frame(spark, [("a",), ("b",), ("c",)], "item_id string")
     none = frame(spark, [], "user_id string, item_id string")
-    got = lists(B.cooccurrence_lists(events, users, candidates, none, 5, B.BaselineSettings()))
-    assert got == {"u": ["b", "c"]}  # a itself co-occurs with nothing of u's own
+    assert_lists(
+        B.cooccurrence_lists(events, users, candidates, none, 5, B.BaselineSettings()),
+        {"u": ["b", "c"]},  # a itself co-occurs with nothing of u's own
+    )
 
 
 def test_als_recommends_only_allowed_items_for_known_users(spark: SparkSession) -> None:
@@ -89,9 +89,9 @@ def test_als_recommends_only_allowed_items_for_known_users(spark: SparkSession) 
     candidates = frame(spark, [("a",), ("b",)], "item_id string")
     exclusions = frame(spark, [("u", "a")], "user_id string, item_id string")
     settings = B.BaselineSettings(als_rank=2, als_iterations=3)
-    got = lists(
+    assert_lists(
         B.als_lists(
             events, users, candidates, exclusions, {S.PURCHASE: 1.0, S.VIEW: 0.1}, 2, settings
-        )
+        ),
+        {"u": ["b"]},  # c is not a candidate, a is excluded; ALS never saw "stranger"
     )
-    assert got == {"u": ["b"]}  # c is not a candidate, a is excluded; ALS never saw "stranger"
