@@ -20,7 +20,6 @@ rows (``SparseAdam`` for the tables, ``Adam`` for the dense layers).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -342,8 +341,3 @@ def mask_history(scores: Tensor, hist_item_idx: Tensor, hist_len: Tensor) -> Ten
 def random_recall_at_k(num_candidates: int, k: int) -> float:
     """Expected Recall@K of a uniformly random ranking over ``num_candidates`` items."""
     return min(1.0, k / num_candidates)
-
-
-def ndcg_single(rank: int) -> float:
-    """NDCG of one relevant item found at 0-based ``rank``."""
-    return 1.0 / math.log2(rank + 2)
