@@ -97,7 +97,15 @@ def root(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def first_night(spark: SparkSession, root: Path) -> RunResult:
-    return nightly.main(spark, night_config(root, D1))
+    result = nightly.main(spark, night_config(root, D1))
+    # What readers saw right after this night: later fixtures (second_night) move the root on,
+    # and tests run in any order.
+    pending = root / "_pending"
+    result.details["latest"] = json.loads((root / "recs/_latest.json").read_text())
+    result.details["pending"] = (
+        sorted(p.name for p in pending.iterdir()) if pending.exists() else []
+    )
+    return result
 
 
 def copy_of(root: Path, tmp_path: Path) -> Path:
@@ -148,12 +156,11 @@ def test_first_night_runs_every_step_and_publishes(first_night: Any, root: Path)
         assert json.loads((root / f"_runs/{D1}/{step}.json").read_text())["status"] == "succeeded"
     clean = json.loads((root / f"_runs/{D1}/clean.json").read_text())
     assert len(clean["days"]) == LOOKBACK and clean["days_reused"] == []
-    latest = json.loads((root / "recs/_latest.json").read_text())
-    assert latest["run_date"] == D1.isoformat()
+    assert first_night.details["latest"]["run_date"] == D1.isoformat()
     assert (root / f"recs/user_topk/dt={D1}").is_dir() and (
         root / f"recs/item_similar/dt={D1}"
     ).is_dir()
-    assert not (root / "_pending").exists() or not any((root / "_pending").iterdir())
+    assert first_night.details["pending"] == []
     evaluated = json.loads((root / f"_runs/{D1}/evaluate.json").read_text())
     assert set(evaluated["metrics"]) == {"model", "popularity", "recent_popularity"}  # steps.yaml
     html = (root / f"reports/dt={D1}/night.html").read_text()
