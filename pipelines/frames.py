@@ -30,7 +30,11 @@ def dense_index(
     )
     sizes = numbered.groupBy("_group").agg(F.count(F.lit(1)).alias("_size"))
     by_group = F.col("_group").desc() if descending_groups else F.col("_group").asc()
-    before = Window.orderBy(by_group).rowsBetween(Window.unboundedPreceding, -1)
+    # One row per group, so one partition is right; naming it keeps Spark from warning that an
+    # unpartitioned window moves "all data" to one partition.
+    before = (
+        Window.partitionBy(F.lit(0)).orderBy(by_group).rowsBetween(Window.unboundedPreceding, -1)
+    )
     offsets = sizes.select(
         "_group", F.coalesce(F.sum("_size").over(before), F.lit(0)).alias("_offset")
     )
