@@ -28,6 +28,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -53,6 +54,7 @@ from pipelines import evaluation as E
 from pipelines import label as L
 from pipelines import metrics as Mx
 from pipelines import recs as R
+from pipelines import schemas as S
 from pipelines.errors import ConfigError, InputError, QualityGateError
 
 log = logging.getLogger("cartwheel")
@@ -184,16 +186,15 @@ class Held:
 def model_lists(
     spark: SparkSession,
     model: registry.ResolvedModel,
+    mask: np.ndarray,
     f: E.EvalFrames,
-    catalog: DataFrame,
     exclude: str,
     method: str,
     held: Held,
 ) -> DataFrame:
-    """A registered model's top-K for the evaluated users from histories cut at the test start
-    (its own sellable vocabulary items are its candidates)."""
+    """A registered model's top-K for the evaluated users from histories cut at the test start;
+    ``mask`` marks its candidates (its own sellable vocabulary items)."""
     item_index = model.item_index(spark)
-    mask, _ = scoring.sellable_candidates(spark, model, catalog)
     popularity = scoring.popularity_order(
         R.item_popularity(f.before, item_index, f.test_start), mask, f.k + 10_000
     )
@@ -202,7 +203,7 @@ def model_lists(
     )
     scored, bc = scoring.score_users(spark, inputs, scoring.payload(model, mask, popularity), f.k)
     held.broadcasts.append(bc)
-    lists = scored.select(F.lit(method).alias("method"), "user_id", "item_id", "rank")
+    lists = S.RANKED_LISTS.select(scored.withColumn("method", F.lit(method)))
     return held.lists(method, lists)
 
 
@@ -210,18 +211,20 @@ def all_lists(
     spark: SparkSession,
     config: EvaluateConfig,
     model: registry.ResolvedModel,
+    mask: np.ndarray,
     champion_version: str | None,
     f: E.EvalFrames,
     catalog: DataFrame,
     held: Held,
 ) -> tuple[list[DataFrame], dict[str, str]]:
-    """Every method's lists: the model, the champion (when another version holds the alias)
-    and each baseline of ``config.baselines``; (lists, method labels)."""
-    parts = [model_lists(spark, model, f, catalog, config.exclude, E.MODEL, held)]
+    """Every method's lists: the model (``mask``: its candidates), the champion (when another
+    version holds the alias) and each baseline of ``config.baselines``; (lists, labels)."""
+    parts = [model_lists(spark, model, mask, f, config.exclude, E.MODEL, held)]
     labels = {E.MODEL: f"model v{model.version}"}
     if champion_version is not None and champion_version != model.version:
         champion = registry.resolve(f"models:/{model.name}/{champion_version}")
-        parts.append(model_lists(spark, champion, f, catalog, config.exclude, E.CHAMPION, held))
+        own, _ = scoring.sellable_candidates(spark, champion, catalog)
+        parts.append(model_lists(spark, champion, own, f, config.exclude, E.CHAMPION, held))
         labels[E.CHAMPION] = f"champion v{champion_version}"
     popular = held.lists(B.POPULARITY, E.popularity_lists(f))
     for name in config.baselines:
@@ -314,7 +317,9 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
                 held.keep(E.exclusions_of(before, users, config.exclude)),
                 config.max_k, b["test_start"], config.settings,
             )  # fmt: skip
-            parts, labels = all_lists(spark, config, model, champion_version, f, catalog, held)
+            parts, labels = all_lists(
+                spark, config, model, mask, champion_version, f, catalog, held
+            )
             table, stats = measure(
                 parts, held.keep(test.distinct()), f, config.ks, counts["candidate_items"]
             )
