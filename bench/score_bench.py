@@ -105,13 +105,13 @@ def spark_inputs(spark: Any, users: int, items: int) -> Any:
 
 
 def bench_spark(spark: Any, data: Any, users: int, items: int, k: int) -> dict[str, Any]:
-    from pipelines import recs as R
+    from pipelines import schemas as S
     from udfs import score as U
 
     inputs = spark_inputs(spark, users, items).cache()
     inputs.count()  # materialise the inputs: only scoring is timed
     bc = spark.sparkContext.broadcast(data)
-    scored = inputs.mapInPandas(U.score_users(bc, k), R.SCORED_SCHEMA)
+    scored = inputs.mapInPandas(U.score_users(bc, k), S.SCORED.schema)
     with PeakMemory() as mem:
         start = time.perf_counter()
         scored.write.format("noop").mode("overwrite").save()

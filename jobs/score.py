@@ -34,6 +34,7 @@ from jobs.runtime.scoring import ExcludeRule
 from jobs.runtime.step import run_cli, staging_area
 from jobs.runtime.storage import Storage, join
 from pipelines import recs as R
+from pipelines import schemas as S
 from pipelines.errors import InputError
 
 log = logging.getLogger("cartwheel")
@@ -103,14 +104,17 @@ def check_coverage(
 
 
 def with_model_columns(
-    frame: DataFrame, model: registry.ResolvedModel, run_date: dt.date, schema: Any
+    frame: DataFrame, model: registry.ResolvedModel, run_date: dt.date, contract: S.Contract
 ) -> DataFrame:
-    return frame.select(
-        "*",
-        F.lit(model.name).alias("model_name"),
-        F.lit(model.version).alias("model_version"),
-        F.lit(run_date).cast("date").alias("run_date"),
-    ).select(*[f.name for f in schema.fields])
+    """Scored rows + the model name, version and run date, in ``contract``'s columns."""
+    return contract.select(
+        frame.select(
+            "*",
+            F.lit(model.name).alias("model_name"),
+            F.lit(model.version).alias("model_version"),
+            F.lit(run_date).cast("date").alias("run_date"),
+        )
+    )
 
 
 def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
@@ -152,14 +156,14 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
             )  # fmt: skip
             scored, bc = scoring.score_users(spark, inputs, data, config.k)
             broadcasts.append(bc)
-            topk = with_model_columns(scored, model, day, R.USER_TOPK_SCHEMA)
+            topk = with_model_columns(scored, model, day, S.USER_TOPK)
             part = partition_name(day)
             with staging_area(storage, root, "score") as staging:
                 topk.write.parquet(join(staging, "user_topk", part))
                 if config.similar_items:
                     similar, bc2 = scoring.similar_items(spark, data, config.k)
                     broadcasts.append(bc2)
-                    with_model_columns(similar, model, day, R.ITEM_SIMILAR_SCHEMA).write.parquet(
+                    with_model_columns(similar, model, day, S.ITEM_SIMILAR).write.parquet(
                         join(staging, "item_similar", part)
                     )
                 written = spark.read.parquet(join(staging, "user_topk", part))

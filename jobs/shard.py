@@ -28,6 +28,7 @@ from jobs.runtime.readers import naming_bad_files
 from jobs.runtime.step import run_cli, staging_area
 from jobs.runtime.storage import Storage, join, local_path
 from pipelines import label as L
+from pipelines import schemas as S
 from pipelines import shard as SH
 from pipelines.errors import ConfigError, InputError
 
@@ -119,9 +120,7 @@ def main(spark: SparkSession, config: ShardConfig) -> RunResult:
         meta = storage.read_json(meta_path)
         run.inputs = [examples_root, layout.vocab(root, config.run_date)]
         with naming_bad_files("examples"):
-            examples = spark.read.schema(L.example_schema(meta["history_length"])).parquet(
-                examples_root
-            )
+            examples = spark.read.schema(S.EXAMPLES.schema).parquet(examples_root)
             rows = {
                 r["split"]: int(r["count"]) for r in examples.groupBy("split").count().collect()
             }
@@ -157,11 +156,6 @@ def main(spark: SparkSession, config: ShardConfig) -> RunResult:
             spark.read.parquet(layout.vocab(root, config.run_date, "categories")).coalesce(
                 1
             ).write.parquet(join(out, "vocab", "categories"))
-            schema = [
-                {"name": f.name, "type": f.dataType.simpleString()}
-                for f in L.example_schema(0).fields
-                if f.name != "split"
-            ]
             shard_manifest = {
                 "run_id": config.shard_id,
                 "run_date": config.run_date.isoformat(),
@@ -183,7 +177,7 @@ def main(spark: SparkSession, config: ShardConfig) -> RunResult:
                     )
                 },
                 "boundaries": meta["boundaries"],
-                "schema": schema,
+                "schema": S.SHARDS.fields(),
                 "splits": splits,
             }
             # paths as they will be after publishing

@@ -47,6 +47,7 @@ from jobs.runtime.storage import Storage, join, local_path
 from jobs.runtime.training import WorkerSpec, horovod_worker, torch_worker
 from pipelines import label as L
 from pipelines import model as M
+from pipelines import schemas as S
 from pipelines import train as T
 from pipelines.errors import ConfigError, InputError
 
@@ -100,12 +101,6 @@ class TrainConfig(DatedStepConfig, T.TrainSettings, M.ModelShape):
 
 # -- inputs -----------------------------------------------------------------------------------
 
-EXPECTED_SCHEMA = [
-    {"name": f.name, "type": f.dataType.simpleString()}
-    for f in L.example_schema(0).fields
-    if f.name != "split"
-]
-
 
 def load_shard_manifest(storage: Storage, folder: str, num_proc: int) -> dict[str, Any]:
     """The shard manifest, checked: present, schema as the model expects, every split non-empty
@@ -116,11 +111,8 @@ def load_shard_manifest(storage: Storage, folder: str, num_proc: int) -> dict[st
             f"no shards at {folder} (missing _manifest.json): run `cartwheel shard` first"
         )
     manifest = storage.read_json(path)
-    got = [{"name": c["name"], "type": c["type"]} for c in manifest.get("schema", [])]
-    if got != EXPECTED_SCHEMA:
-        want = {c["name"]: c["type"] for c in EXPECTED_SCHEMA}
-        have = {c["name"]: c["type"] for c in got}
-        diff = sorted(set(want.items()) ^ set(have.items()))
+    diff = S.SHARDS.differences(manifest.get("schema", []))
+    if diff:
         raise InputError(
             f"shards at {folder} do not match the model's input schema: differing columns {diff}"
         )

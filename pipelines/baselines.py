@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from pipelines import label as L
 from pipelines import metrics as Mx
+from pipelines import schemas as S
 from pipelines.frames import key_index
 
 POPULARITY, RECENT_POPULARITY, COOCCURRENCE, ALS_METHOD = (
@@ -101,10 +102,10 @@ def fill_up(primary: DataFrame, fallback: DataFrame, k: int, method: str) -> Dat
         ).select("user_id", "item_id", "rank", F.lit(1).alias("tier"))
     )
     order = Window.partitionBy("user_id").orderBy("tier", "rank", "item_id")
-    return (
+    return S.RANKED_LISTS.select(
         both.withColumn("rank", F.row_number().over(order))
         .where(F.col("rank") <= k)
-        .select(F.lit(method).alias("method"), "user_id", "item_id", "rank")
+        .withColumn("method", F.lit(method))
     )
 
 

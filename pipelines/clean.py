@@ -214,7 +214,7 @@ class CleanRules:
 # -- parsing -----------------------------------------------------------------------------------
 
 _PARSE_OPTIONS = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": S.CORRUPT_COLUMN}
-_CSV_DDL = ", ".join(f"`{f.name}` STRING" for f in S.RAW_EVENT_READ_SCHEMA.fields)
+_CSV_DDL = ", ".join(f"`{f.name}` STRING" for f in S.RAW_EVENTS.schema.fields)
 
 
 def _has_suffix(path: Column, suffixes: tuple[str, ...]) -> Column:
@@ -245,7 +245,7 @@ def parse_raw_lines(lines: DataFrame) -> DataFrame:
     """
     is_csv = _has_suffix(F.col("source_file"), S.CSV_SUFFIXES)
     parsed = F.when(is_csv, F.from_csv("value", _CSV_DDL, _PARSE_OPTIONS)).otherwise(
-        F.from_json("value", S.RAW_EVENT_READ_SCHEMA, _PARSE_OPTIONS)
+        F.from_json("value", S.RAW_EVENTS.schema, _PARSE_OPTIONS)
     )
     is_blank = F.trim(F.col("value")) == ""
     is_malformed = ~is_blank & (
@@ -559,7 +559,7 @@ def compact_labeled(labeled: DataFrame) -> DataFrame:
     ``present_fields``."""
     keep_line = F.col("reason").isin(*QUARANTINE_REASONS)
     return labeled.select(
-        *S.columns_of(S.CLEAN_EVENT_SCHEMA),
+        *S.CLEAN_EVENTS.columns,
         "reason",
         F.when(keep_line, quarantine_record()).alias("raw_record"),
         "source_file",
@@ -570,14 +570,12 @@ def compact_labeled(labeled: DataFrame) -> DataFrame:
 
 def clean_events(labeled: DataFrame) -> DataFrame:
     """The kept rows, in the clean-events contract."""
-    return labeled.where(_candidate()).select(*S.columns_of(S.CLEAN_EVENT_SCHEMA))
+    return labeled.where(_candidate()).select(*S.CLEAN_EVENTS.columns)
 
 
 def quarantined_events(labeled: DataFrame) -> DataFrame:
     """The quarantined rows: the original line, its reason, file and day."""
-    return labeled.where(F.col("reason").isin(*QUARANTINE_REASONS)).select(
-        *S.columns_of(S.QUARANTINE_SCHEMA)
-    )
+    return labeled.where(F.col("reason").isin(*QUARANTINE_REASONS)).select(*S.QUARANTINE.columns)
 
 
 def disposition() -> Column:
@@ -598,7 +596,7 @@ def quality_by_day(labeled: DataFrame) -> DataFrame:
     counts per nullable column, unknown items, scrubbed queries, users (approx.), sessions."""
     kept = labeled.where(_candidate())
     nullable = [
-        f.name for f in S.CLEAN_EVENT_SCHEMA.fields if f.nullable and f.name != "is_known_item"
+        f.name for f in S.CLEAN_EVENTS.schema.fields if f.nullable and f.name != "is_known_item"
     ]
     return kept.groupBy("dt").agg(
         F.count(F.lit(1)).alias("rows"),

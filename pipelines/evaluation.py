@@ -19,8 +19,8 @@ from pyspark.sql import functions as F
 
 from pipelines import baselines as B
 from pipelines import label as L
-from pipelines import metrics as Mx
 from pipelines import recs as R
+from pipelines import schemas as S
 
 MODEL, CHAMPION = "model", "champion"
 HANDLING = {
@@ -97,7 +97,7 @@ def metrics_table(rows: list[dict[str, Any]]) -> Table:
     """``Mx.ranking_metrics`` rows -> method -> str(k) -> metric -> value (and ``users``)."""
     table: Table = {}
     for r in rows:
-        table.setdefault(r["method"], {})[str(r["k"])] = {m: float(r[m]) for m in Mx.METRICS}
+        table.setdefault(r["method"], {})[str(r["k"])] = {m: float(r[m]) for m in S.METRIC_NAMES}
         table[r["method"]][str(r["k"])]["users"] = int(r["users"])
     return table
 

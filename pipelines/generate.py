@@ -346,7 +346,7 @@ def item_price(seed: int, idx: Column, category: Column) -> Column:
 
 
 def generate_catalog(spark: SparkSession, p: GeneratorPlan) -> DataFrame:
-    """The item catalog (contract ``CATALOG_SCHEMA``): ids, titles, categories, prices."""
+    """The item catalog (contract ``CATALOG.schema``): ids, titles, categories, prices."""
     seed = p.spec.seed
     idx = F.col("id")
     cat = idx % p.categories

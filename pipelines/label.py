@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from pipelines import schemas as S
 from pipelines.errors import ConfigError
@@ -78,49 +77,6 @@ FILTER_REASONS: tuple[str, ...] = (
 
 HISTORY_CUTOFFS: tuple[str, ...] = ("day", "event")
 DEFAULT_LABEL_WEIGHTS: dict[str, float] = {S.VIEW: 0.1, S.CLICK: 0.25, S.CART: 0.5, S.PURCHASE: 1.0}
-
-VOCAB_ITEMS_SCHEMA = T.StructType(
-    [
-        T.StructField("item_id", T.StringType(), False),
-        T.StructField("item_idx", T.IntegerType(), False),
-        T.StructField("category", T.StringType(), True),
-        T.StructField("category_idx", T.IntegerType(), False),
-        T.StructField("count", T.LongType(), False),
-        T.StructField("target_count", T.LongType(), False),
-    ]
-)
-VOCAB_CATEGORIES_SCHEMA = T.StructType(
-    [
-        T.StructField("category", T.StringType(), False),
-        T.StructField("category_idx", T.IntegerType(), False),
-        T.StructField("count", T.LongType(), False),
-    ]
-)
-
-
-def example_schema(history_length: int) -> T.StructType:
-    """The examples contract; list columns always hold exactly ``history_length`` values."""
-    del history_length  # the length is a property of the values, documented in the shard manifest
-    return T.StructType(
-        [
-            T.StructField("user_id", T.StringType(), False),
-            T.StructField("target_item_id", T.StringType(), False),
-            T.StructField("target_item_idx", T.IntegerType(), False),
-            T.StructField("target_category_idx", T.IntegerType(), False),
-            T.StructField("target_type", T.StringType(), False),
-            T.StructField("target_type_idx", T.IntegerType(), False),
-            T.StructField("label_weight", T.FloatType(), False),
-            T.StructField("target_time", T.TimestampType(), False),
-            T.StructField("hist_item_idx", T.ArrayType(T.IntegerType(), False), False),
-            T.StructField("hist_type_idx", T.ArrayType(T.IntegerType(), False), False),
-            T.StructField("hist_age_s", T.ArrayType(T.IntegerType(), False), False),
-            T.StructField("hist_len", T.IntegerType(), False),
-            T.StructField("split", T.StringType(), False),
-        ]
-    )
-
-
-EXAMPLE_COLUMNS: list[str] = [f.name for f in example_schema(0).fields]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,7 +232,7 @@ def build_vocab(
         .agg(F.sum("count").cast("long").alias("count"))
     )
     categories = by_count(cat_counts, "category", "category_idx").select(
-        *[f.name for f in VOCAB_CATEGORIES_SCHEMA]
+        *S.VOCAB_CATEGORIES.columns
     )
     items = (
         by_count(item_counts, "item_id", "item_idx")
@@ -298,11 +254,6 @@ def build_vocab(
 # -- the history builder (training examples and scoring inputs both use it) ------------------
 
 MAX_AGE_S = 2**31 - 1  # ages are int32 seconds: older events are clamped (~68 years)
-# The model input, declared once: the label examples, the scoring inputs, the Petastorm reader,
-# the logged model and its MLflow signature all take these names from here.
-HISTORY_LISTS: tuple[str, ...] = ("hist_item_idx", "hist_type_idx", "hist_age_s")  # int lists
-HISTORY_LENGTH = "hist_len"
-HISTORY_COLUMNS: tuple[str, ...] = (*HISTORY_LISTS, HISTORY_LENGTH)
 HISTORY_ENTRY = "struct<t:double,idx:int,type_idx:int>"  # what history_entry() builds
 
 
@@ -331,7 +282,7 @@ def history_entry() -> Column:
 
 def history_columns(recent_first: Column, t_ref: Column, length: int) -> dict[str, Column]:
     """An array of ``history_entry`` structs, most recent first (at most ``length``), and the
-    reference time its ages count from -> the model input columns (``HISTORY_COLUMNS``): item
+    reference time its ages count from -> the model input columns (``S.HISTORY_COLUMNS``): item
     indices, type indices and ages in seconds, right-padded with PAD to ``length``, and the
     number of real positions."""
 
@@ -358,7 +309,7 @@ def label_events(
     broadcast_vocab: bool = False,
 ) -> DataFrame:
     """Clean events of the window -> one row per event: ``event_id``, its ``disposition``,
-    ``split`` and the example columns (``EXAMPLE_COLUMNS``; history arrays only on targets).
+    ``split`` and the example columns (``S.EXAMPLES``; history arrays only on targets).
 
     ``broadcast_vocab``: ship the vocabulary to every task instead of shuffling the events by
     item (right for vocabularies up to a few million items)."""
@@ -450,7 +401,7 @@ def label_events(
         weights[F.col("event_type")].cast("float").alias("label_weight"),
         F.col("event_time").alias("target_time"),
         # history arrays only on targets: the other rows are counted, never written
-        *[F.when(is_target, hist[c]).alias(c) for c in HISTORY_LISTS],
+        *[F.when(is_target, hist[c]).alias(c) for c in S.HISTORY_LISTS],
         hist_len.alias("hist_len"),
         split_of(F.col("event_time"), rules, run_date).alias("split"),
     )
@@ -464,15 +415,16 @@ def with_target_counts(items: DataFrame, examples: DataFrame) -> DataFrame:
         .groupBy(F.col("target_item_idx").alias("item_idx"))
         .agg(F.count(F.lit(1)).alias("target_count"))
     )
-    return items.join(counts, on="item_idx", how="left").select(
-        *[c for c in items.columns],
-        F.coalesce("target_count", F.lit(0)).cast("long").alias("target_count"),
+    return S.VOCAB_ITEMS.select(
+        items.join(counts, on="item_idx", how="left").withColumn(
+            "target_count", F.coalesce("target_count", F.lit(0)).cast("long")
+        )
     )
 
 
 def examples(labeled: DataFrame) -> DataFrame:
     """The emitted examples, in the examples contract."""
-    return labeled.where(F.col("disposition") == TARGET).select(*EXAMPLE_COLUMNS)
+    return S.EXAMPLES.select(labeled.where(F.col("disposition") == TARGET))
 
 
 def disposition_counts(labeled: DataFrame) -> DataFrame:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-METRICS: tuple[str, ...] = ("recall", "ndcg", "map", "hit_rate", "coverage")
+from pipelines import schemas as S
 
 
 def rank_by_score(scored: DataFrame, k: int) -> DataFrame:
@@ -31,10 +31,8 @@ def rank_by_score(scored: DataFrame, k: int) -> DataFrame:
     order = Window.partitionBy("method", "user_id").orderBy(
         F.col("score").desc(), F.col("item_id").asc()
     )
-    return (
-        scored.withColumn("rank", F.row_number().over(order))
-        .where(F.col("rank") <= k)
-        .select("method", "user_id", "item_id", "rank")
+    return S.RANKED_LISTS.select(
+        scored.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= k)
     )
 
 
@@ -100,6 +98,6 @@ def ranking_metrics(
     return (
         quality.join(coverage, on=["method", "k"], how="left")
         .na.fill(0.0, subset=["coverage"])
-        .select("method", "k", "users", *METRICS)
+        .select(*[F.col(f.name).cast(f.dataType) for f in S.METRICS.schema.fields])
         .orderBy("method", "k")
     )

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from pipelines import label as L
 from pipelines import schemas as S
@@ -33,48 +32,7 @@ EXCLUDE_RULES: dict[str, tuple[str, ...]] = {
     "none": (),
 }
 
-USER_TOPK_SCHEMA = T.StructType(
-    [
-        T.StructField("user_id", T.StringType(), False),
-        T.StructField("rank", T.IntegerType(), False),
-        T.StructField("item_id", T.StringType(), False),
-        T.StructField("score", T.FloatType(), True),
-        T.StructField("source", T.StringType(), False),
-        T.StructField("model_name", T.StringType(), False),
-        T.StructField("model_version", T.StringType(), False),
-        T.StructField("run_date", T.DateType(), False),
-    ]
-)
-ITEM_SIMILAR_SCHEMA = T.StructType(
-    [
-        T.StructField("item_id", T.StringType(), False),
-        T.StructField("rank", T.IntegerType(), False),
-        T.StructField("similar_item_id", T.StringType(), False),
-        T.StructField("score", T.FloatType(), False),
-        T.StructField("model_name", T.StringType(), False),
-        T.StructField("model_version", T.StringType(), False),
-        T.StructField("run_date", T.DateType(), False),
-    ]
-)
-# What the scoring UDF emits per (user, rank); model name/version/run date are added after.
-SCORED_SCHEMA = T.StructType(
-    [
-        T.StructField("user_id", T.StringType(), False),
-        T.StructField("rank", T.IntegerType(), False),
-        T.StructField("item_id", T.StringType(), False),
-        T.StructField("score", T.FloatType(), True),
-        T.StructField("source", T.StringType(), False),
-    ]
-)
-SIMILAR_SCORED_SCHEMA = T.StructType(
-    [
-        T.StructField("item_id", T.StringType(), False),
-        T.StructField("rank", T.IntegerType(), False),
-        T.StructField("similar_item_id", T.StringType(), False),
-        T.StructField("score", T.FloatType(), False),
-    ]
-)
-SCORING_INPUT_COLUMNS = ("user_id", *L.HISTORY_COLUMNS, "excluded_idx")
+SCORING_INPUT_COLUMNS = ("user_id", *S.HISTORY_COLUMNS, "excluded_idx")
 
 
 def scoring_inputs(
@@ -129,7 +87,7 @@ def scoring_inputs(
         .join(excluded, on="user_id", how="left")
         .select(
             "user_id",
-            *[columns[c].alias(c) for c in L.HISTORY_COLUMNS],
+            *[columns[c].alias(c) for c in S.HISTORY_COLUMNS],
             F.coalesce("excluded_idx", F.array().cast("array<int>")).alias("excluded_idx"),
         )
     )

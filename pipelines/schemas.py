@@ -1,16 +1,78 @@
-"""Table contracts: every column name and schema cartwheel reads or writes, declared once.
+"""Table contracts: every table cartwheel reads or writes, declared once, as a ``Contract``.
 
-Writers end with ``select(*columns_of(SCHEMA))`` so a table never carries a column its contract
-does not name. Raw logs are read with ``RAW_EVENT_READ_SCHEMA`` (every field a string), so a bad
-value is a quarantinable record, never a reader crash.
+A contract is a table's name and Spark schema; every other form derives from it: the column list
+a writer ends with (``contract.select(frame)``), the schema a reader applies, the name/type list
+a manifest records and checks (``fields`` / ``differences``), the input columns of the Petastorm
+reader and of the logged model (``HISTORY_COLUMNS`` inside ``EXAMPLES``), and narrower tables
+of the same columns (``only`` / ``without``: the shard files are the examples without
+``split``; the scoring UDF emits ``USER_TOPK`` without the model columns). No column is picked
+by position. Raw logs are read with ``RAW_EVENTS`` (every field a string), so a bad value is a
+quarantinable record, never a reader crash.
 """
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any
 
+from pyspark.sql import DataFrame
 from pyspark.sql import types as T
+
+
+@dataclass(frozen=True)
+class Contract:
+    """One table's contract: its name (as the data-root layout names it) and Spark schema."""
+
+    table: str
+    schema: T.StructType
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names, in contract order."""
+        return [f.name for f in self.schema.fields]
+
+    def select(self, frame: DataFrame) -> DataFrame:
+        """``frame`` narrowed to exactly this contract's columns, in contract order."""
+        return frame.select(*self.columns)
+
+    def only(self, table: str, *names: str) -> Contract:
+        """The contract of a narrower table: ``names`` (in that order) with their types."""
+        missing = [n for n in names if n not in self.columns]
+        if missing:
+            raise KeyError(f"{self.table} has no column(s) {missing}")
+        return Contract(table, T.StructType([self.schema[n] for n in names]))
+
+    def without(self, table: str, *names: str) -> Contract:
+        """The contract of this table less ``names``."""
+        return self.only(table, *[c for c in self.columns if c not in names])
+
+    def fields(self) -> list[dict[str, str]]:
+        """``[{"name": ..., "type": ...}]`` in contract order: the form manifests record."""
+        return [{"name": f.name, "type": f.dataType.simpleString()} for f in self.schema.fields]
+
+    def differences(self, recorded: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        """(name, type) pairs on one side only, between this contract and ``recorded`` fields;
+        [] when they agree. Same pairs in another order differ as ``("<order>", names)``."""
+        got = [(str(f["name"]), str(f["type"])) for f in recorded]
+        want = [(f["name"], f["type"]) for f in self.fields()]
+        if got == want:
+            return []
+        return sorted(set(want) ^ set(got)) or [("<order>", ", ".join(n for n, _ in got))]
+
+
+def _table(name: str, *columns: tuple[str, T.DataType, bool]) -> Contract:
+    return Contract(name, T.StructType([T.StructField(*c) for c in columns]))
+
+
+STRING, INT, LONG, FLOAT, DOUBLE = (
+    T.StringType(),
+    T.IntegerType(),
+    T.LongType(),
+    T.FloatType(),
+    T.DoubleType(),
+)
+BOOL, DATE, TIMESTAMP = T.BooleanType(), T.DateType(), T.TimestampType()
+INT_LIST = T.ArrayType(INT, False)
 
 # -- event types -------------------------------------------------------------------------------
 VIEW, CLICK, CART, PURCHASE, SEARCH = "view", "click", "cart", "purchase", "search"
@@ -30,57 +92,132 @@ RAW_EVENT_FIELDS: tuple[str, ...] = (
     "query",
 )
 CORRUPT_COLUMN = "_corrupt_record"
-RAW_EVENT_READ_SCHEMA = T.StructType(
-    [T.StructField(name, T.StringType(), True) for name in RAW_EVENT_FIELDS]
-    + [T.StructField(CORRUPT_COLUMN, T.StringType(), True)]
+RAW_EVENTS = _table(
+    "raw/events", *[(name, STRING, True) for name in (*RAW_EVENT_FIELDS, CORRUPT_COLUMN)]
 )
 # Suffixes the clean step understands, and the parser each selects.
 JSON_SUFFIXES: tuple[str, ...] = (".json", ".json.gz", ".jsonl", ".jsonl.gz")
 CSV_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz")
 
 # -- catalog (raw/catalog/*.parquet) -----------------------------------------------------------
-CATALOG_SCHEMA = T.StructType(
-    [
-        T.StructField("item_id", T.StringType(), False),
-        T.StructField("title", T.StringType(), True),
-        T.StructField("category", T.StringType(), True),
-        T.StructField("price", T.DoubleType(), True),
-        T.StructField("is_sellable", T.BooleanType(), True),
-    ]
+CATALOG = _table(
+    "raw/catalog",
+    ("item_id", STRING, False),
+    ("title", STRING, True),
+    ("category", STRING, True),
+    ("price", DOUBLE, True),
+    ("is_sellable", BOOL, True),
 )
 
 # -- clean events (clean/events/dt=YYYY-MM-DD/*.parquet) ---------------------------------------
-CLEAN_EVENT_SCHEMA = T.StructType(
-    [
-        T.StructField("event_id", T.StringType(), False),
-        T.StructField("user_id", T.StringType(), False),
-        T.StructField("item_id", T.StringType(), True),
-        T.StructField("event_type", T.StringType(), False),
-        T.StructField("event_time", T.TimestampType(), False),
-        T.StructField("session_id", T.StringType(), False),
-        T.StructField("price", T.DoubleType(), True),
-        T.StructField("quantity", T.IntegerType(), True),
-        T.StructField("query", T.StringType(), True),
-        T.StructField("category", T.StringType(), True),
-        T.StructField("is_known_item", T.BooleanType(), True),
-        T.StructField("dt", T.DateType(), False),
-    ]
+CLEAN_EVENTS = _table(
+    "clean/events",
+    ("event_id", STRING, False),
+    ("user_id", STRING, False),
+    ("item_id", STRING, True),
+    ("event_type", STRING, False),
+    ("event_time", TIMESTAMP, False),
+    ("session_id", STRING, False),
+    ("price", DOUBLE, True),
+    ("quantity", INT, True),
+    ("query", STRING, True),
+    ("category", STRING, True),
+    ("is_known_item", BOOL, True),
+    ("dt", DATE, False),
 )
 
 # -- quarantine (quarantine/events/dt=YYYY-MM-DD/*.parquet) ------------------------------------
-QUARANTINE_SCHEMA = T.StructType(
-    [
-        T.StructField("raw_record", T.StringType(), True),
-        T.StructField("reason", T.StringType(), False),
-        T.StructField("source_file", T.StringType(), False),
-        T.StructField("dt", T.DateType(), False),
-    ]
+QUARANTINE = _table(
+    "quarantine/events",
+    ("raw_record", STRING, True),
+    ("reason", STRING, False),
+    ("source_file", STRING, False),
+    ("dt", DATE, False),
 )
 
+# -- vocabularies (vocab/dt=YYYY-MM-DD/{items,categories}/) -------------------------------------
+VOCAB_ITEMS = _table(
+    "vocab/items",
+    ("item_id", STRING, False),
+    ("item_idx", INT, False),
+    ("category", STRING, True),
+    ("category_idx", INT, False),
+    ("count", LONG, False),
+    ("target_count", LONG, False),
+)
+VOCAB_CATEGORIES = _table(
+    "vocab/categories",
+    ("category", STRING, False),
+    ("category_idx", INT, False),
+    ("count", LONG, False),
+)
 
-def columns_of(schema: T.StructType) -> list[str]:
-    """Column names of a contract schema, in contract order."""
-    return [field.name for field in schema.fields]
+# -- examples (examples/dt=YYYY-MM-DD/split=S/) and their shards (shards/<run_id>/) --------------
+# The model input: the label examples, the scoring inputs, the Petastorm reader, the logged model
+# and its MLflow signature all take these names from here. Every list holds exactly
+# history_length values (recorded in the examples' _meta.json and the shard manifest).
+HISTORY_LISTS: tuple[str, ...] = ("hist_item_idx", "hist_type_idx", "hist_age_s")
+HISTORY_LENGTH = "hist_len"
+HISTORY_COLUMNS: tuple[str, ...] = (*HISTORY_LISTS, HISTORY_LENGTH)
+EXAMPLES = _table(
+    "examples",
+    ("user_id", STRING, False),
+    ("target_item_id", STRING, False),
+    ("target_item_idx", INT, False),
+    ("target_category_idx", INT, False),
+    ("target_type", STRING, False),
+    ("target_type_idx", INT, False),
+    ("label_weight", FLOAT, False),
+    ("target_time", TIMESTAMP, False),
+    *[(name, INT_LIST, False) for name in HISTORY_LISTS],
+    (HISTORY_LENGTH, INT, False),
+    ("split", STRING, False),
+)
+SHARDS = EXAMPLES.without("shards", "split")  # one folder per split instead
+
+# -- recommendation tables (recs/{user_topk,item_similar}/dt=YYYY-MM-DD/) -----------------------
+MODEL_COLUMNS: tuple[str, ...] = ("model_name", "model_version", "run_date")
+USER_TOPK = _table(
+    "recs/user_topk",
+    ("user_id", STRING, False),
+    ("rank", INT, False),
+    ("item_id", STRING, False),
+    ("score", FLOAT, True),
+    ("source", STRING, False),
+    ("model_name", STRING, False),
+    ("model_version", STRING, False),
+    ("run_date", DATE, False),
+)
+ITEM_SIMILAR = _table(
+    "recs/item_similar",
+    ("item_id", STRING, False),
+    ("rank", INT, False),
+    ("similar_item_id", STRING, False),
+    ("score", FLOAT, False),
+    ("model_name", STRING, False),
+    ("model_version", STRING, False),
+    ("run_date", DATE, False),
+)
+# What the scoring UDFs emit; score adds the model columns.
+SCORED = USER_TOPK.without("scored users", *MODEL_COLUMNS)
+SIMILAR_SCORED = ITEM_SIMILAR.without("scored items", *MODEL_COLUMNS)
+
+# -- evaluation (reports/dt=YYYY-MM-DD/metrics.json holds METRICS rows as a table) ---------------
+RANKED_LISTS = _table(
+    "ranked lists",
+    ("method", STRING, False),
+    ("user_id", STRING, False),
+    ("item_id", STRING, False),
+    ("rank", INT, False),
+)
+METRIC_NAMES: tuple[str, ...] = ("recall", "ndcg", "map", "hit_rate", "coverage")
+METRICS = _table(
+    "metrics",
+    ("method", STRING, False),
+    ("k", INT, False),
+    ("users", LONG, False),
+    *[(name, DOUBLE, True) for name in METRIC_NAMES],
+)
 
 
 def option(default: Any, help: str, **meta: Any) -> Any:

@@ -29,7 +29,6 @@ import torch
 from torch import Tensor
 
 from pipelines.errors import CartwheelError, ConfigError
-from pipelines.label import HISTORY_COLUMNS
 from pipelines.model import (
     ModelConfig,
     RankingTotals,
@@ -40,7 +39,7 @@ from pipelines.model import (
     ranking_totals,
     sampled_softmax_loss,
 )
-from pipelines.schemas import option
+from pipelines.schemas import HISTORY_COLUMNS, option
 
 Batch = dict[str, np.ndarray]
 FEATURES = (*HISTORY_COLUMNS, "target_item_idx", "label_weight")

@@ -44,7 +44,7 @@ def catalog(spark: SparkSession, *items: tuple[str, str]) -> DataFrame:
     """A catalog of (item_id, category) pairs."""
     return spark.createDataFrame(
         [(i, f"title {i}", c, 1.0, True) for i, c in items or (("i1", "shoes"), ("i2", "hats"))],
-        S.CATALOG_SCHEMA,
+        S.CATALOG.schema,
     )
 
 
@@ -62,7 +62,7 @@ def events(spark: SparkSession, *rows: tuple) -> DataFrame:
             (f"e{n:03d}", user, item, kind, when, f"{user}-s", None, None, "q" if item is None else None,
              category, known, when.date())
         )  # fmt: skip
-    return spark.createDataFrame(data, S.CLEAN_EVENT_SCHEMA)
+    return spark.createDataFrame(data, S.CLEAN_EVENTS.schema)
 
 
 def assert_lists(actual: DataFrame, expected: dict[str, list[str]]) -> None:

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipelines.label import HISTORY_COLUMNS, HISTORY_LISTS
 from pipelines.model import ModelConfig, TwoTower
+from pipelines.schemas import HISTORY_COLUMNS, HISTORY_LISTS
 
 INPUT_COLUMNS = HISTORY_COLUMNS
 MODEL_FILE = "model.pt"

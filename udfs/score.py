@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines import recs as R
+from pipelines import schemas as S
 from udfs.pyfunc import UserTower
 
 
@@ -75,7 +76,7 @@ def _excluded(frame: pd.DataFrame) -> list[np.ndarray]:
 
 
 def score_frame(loaded: _Loaded, frame: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Scoring-input rows (``SCORING_INPUT_COLUMNS``) -> ``SCORED_SCHEMA`` rows: up to k per
+    """Scoring-input rows (``SCORING_INPUT_COLUMNS``) -> ``S.SCORED`` rows: up to k per
     user, rank 1 first; warm users by the model, cold users (``hist_len`` 0) by popularity."""
     p = loaded.payload
     warm = frame["hist_len"].to_numpy() > 0
@@ -118,7 +119,7 @@ def score_frame(loaded: _Loaded, frame: pd.DataFrame, k: int) -> pd.DataFrame:
             )
         )
     if not parts:
-        return pd.DataFrame({f.name: [] for f in R.SCORED_SCHEMA.fields})
+        return pd.DataFrame({f.name: [] for f in S.SCORED.schema.fields})
     out = pd.concat(parts, ignore_index=True)
     out["score"] = out["score"].astype("float32").where(out["source"] == R.MODEL, None)
     return out
@@ -127,7 +128,7 @@ def score_frame(loaded: _Loaded, frame: pd.DataFrame, k: int) -> pd.DataFrame:
 def score_users(
     broadcast: Any, k: int
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """``mapInPandas`` function: scoring inputs -> ``SCORED_SCHEMA``."""
+    """``mapInPandas`` function: scoring inputs -> ``S.SCORED``."""
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         loaded = _load(broadcast)
@@ -138,7 +139,7 @@ def score_users(
 
 
 def similar_frame(loaded: _Loaded, frame: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Rows with ``item_idx`` -> ``SIMILAR_SCORED_SCHEMA``: each item's k nearest candidate
+    """Rows with ``item_idx`` -> ``S.SIMILAR_SCORED``: each item's k nearest candidate
     items by cosine similarity of item vectors (never the item itself)."""
     p = loaded.payload
     idx = frame["item_idx"].to_numpy().astype(np.int64)
@@ -158,7 +159,7 @@ def similar_frame(loaded: _Loaded, frame: pd.DataFrame, k: int) -> pd.DataFrame:
 def similar_items(
     broadcast: Any, k: int
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """``mapInPandas`` function: ``item_idx`` rows -> ``SIMILAR_SCORED_SCHEMA``."""
+    """``mapInPandas`` function: ``item_idx`` rows -> ``S.SIMILAR_SCORED``."""
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         loaded = _load(broadcast)

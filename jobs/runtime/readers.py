@@ -196,7 +196,7 @@ def read_clean_events(
             f"no clean events under {root} for {days[0]} .. {days[-1]}: run `cartwheel clean` for those days first"
         )
     with naming_bad_files("clean events"):
-        return spark.read.schema(S.CLEAN_EVENT_SCHEMA).option("basePath", root).parquet(*paths)
+        return spark.read.schema(S.CLEAN_EVENTS.schema).option("basePath", root).parquet(*paths)
 
 
 # -- parquet tables -------------------------------------------------------------------------------
@@ -238,5 +238,5 @@ def read_parquet_table(
 def read_catalog(spark: SparkSession, storage: Storage, data_root: str) -> DataFrame:
     """The item catalog (``raw/catalog/``) in its contract schema."""
     return read_parquet_table(
-        spark, storage, layout.raw_catalog(data_root), S.CATALOG_SCHEMA, "item catalog"
+        spark, storage, layout.raw_catalog(data_root), S.CATALOG.schema, "item catalog"
     )

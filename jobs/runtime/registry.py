@@ -25,6 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 from jobs.runtime import layout
 from jobs.runtime.storage import local_path
 from pipelines import label as L
+from pipelines import schemas as S
 from pipelines.errors import ConfigError, InputError
 from pipelines.model import TwoTower
 from pipelines.train import TrainingError
@@ -132,9 +133,9 @@ def model_signature(dim: int) -> Any:
     from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
 
     columns: list[ColSpec | TensorSpec] = [
-        ColSpec(Array(DataType.long), name) for name in L.HISTORY_LISTS
+        ColSpec(Array(DataType.long), name) for name in S.HISTORY_LISTS
     ]
-    columns.append(ColSpec(DataType.long, L.HISTORY_LENGTH))
+    columns.append(ColSpec(DataType.long, S.HISTORY_LENGTH))
     inputs = Schema(columns)
     return ModelSignature(
         inputs=inputs, outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim))])

@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 from jobs.runtime.registry import ResolvedModel
 from pipelines import label as L
 from pipelines import recs as R
+from pipelines import schemas as S
 from pipelines.errors import InputError
 from udfs.score import ScoringPayload
 
@@ -98,17 +99,17 @@ def payload(model: ResolvedModel, candidates: np.ndarray, popularity: np.ndarray
 def score_users(
     spark: SparkSession, inputs: DataFrame, data: ScoringPayload, k: int
 ) -> tuple[DataFrame, Any]:
-    """Scoring inputs -> ``SCORED_SCHEMA`` rows via the broadcast payload (caller unpersists
+    """Scoring inputs -> ``S.SCORED`` rows via the broadcast payload (caller unpersists
     the returned broadcast when done)."""
     from udfs import score as U
 
     bc = spark.sparkContext.broadcast(data)
-    scored = inputs.mapInPandas(U.score_users(bc, k), R.SCORED_SCHEMA)  # type: ignore[arg-type]
+    scored = inputs.mapInPandas(U.score_users(bc, k), S.SCORED.schema)  # type: ignore[arg-type]
     return scored, bc
 
 
 def similar_items(spark: SparkSession, data: ScoringPayload, k: int) -> tuple[DataFrame, Any]:
-    """Every vocabulary item -> its k nearest candidate items (``SIMILAR_SCORED_SCHEMA``)."""
+    """Every vocabulary item -> its k nearest candidate items (``S.SIMILAR_SCORED``)."""
     from udfs import score as U
 
     bc = spark.sparkContext.broadcast(data)
@@ -117,5 +118,5 @@ def similar_items(spark: SparkSession, data: ScoringPayload, k: int) -> tuple[Da
     items = spark.range(L.FIRST_INDEX, n, numPartitions=parts).select(
         F.col("id").cast("int").alias("item_idx")
     )
-    similar = items.mapInPandas(U.similar_items(bc, k), R.SIMILAR_SCORED_SCHEMA)  # type: ignore[arg-type]
+    similar = items.mapInPandas(U.similar_items(bc, k), S.SIMILAR_SCORED.schema)  # type: ignore[arg-type]
     return similar, bc

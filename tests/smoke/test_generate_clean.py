@@ -83,10 +83,10 @@ def test_outputs_follow_their_contracts(
     events = spark.read.parquet(f"{root}/clean/events")
     quarantine = spark.read.parquet(f"{root}/quarantine/events")
     assert [(f.name, f.dataType) for f in events.schema] == [
-        (f.name, f.dataType) for f in S.CLEAN_EVENT_SCHEMA
+        (f.name, f.dataType) for f in S.CLEAN_EVENTS.schema
     ]
     assert [(f.name, f.dataType) for f in quarantine.schema] == [
-        (f.name, f.dataType) for f in S.QUARANTINE_SCHEMA
+        (f.name, f.dataType) for f in S.QUARANTINE.schema
     ]
     assert events.count() == cln.manifest["rows_out"]
     assert quarantine.count() == cln.manifest["rows_quarantined"]

@@ -95,7 +95,7 @@ def test_user_topk_has_the_contract_k_rows_per_active_user_and_no_excluded_items
     assert scored.succeeded and m["model_version"] == str(champion.version)
     recs = spark.read.parquet(str(trained_root / "recs" / "user_topk" / f"dt={END}"))
     assert [(f.name, f.dataType) for f in recs.schema.fields] == [
-        (f.name, f.dataType) for f in R.USER_TOPK_SCHEMA.fields
+        (f.name, f.dataType) for f in S.USER_TOPK.schema.fields
     ]
     events = spark.read.parquet(str(trained_root / "clean" / "events"))
     active = events.select("user_id").distinct()
@@ -123,7 +123,7 @@ def test_item_similar_lists_k_other_sellable_items(
     spark: SparkSession, scored: RunResult, trained_root: Path
 ) -> None:
     sim = spark.read.parquet(str(trained_root / "recs" / "item_similar" / f"dt={END}"))
-    assert [f.name for f in sim.schema.fields] == [f.name for f in R.ITEM_SIMILAR_SCHEMA.fields]
+    assert [f.name for f in sim.schema.fields] == [f.name for f in S.ITEM_SIMILAR.schema.fields]
     assert sim.where(F.col("item_id") == F.col("similar_item_id")).count() == 0
     counts = sim.groupBy("item_id").count()
     assert counts.where(F.col("count") != K).count() == 0

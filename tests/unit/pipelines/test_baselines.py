@@ -21,7 +21,7 @@ def clean(spark: SparkSession, rows: list[tuple]) -> DataFrame:
         (f"e{n}", user, item, kind, T0 + dt.timedelta(minutes=n), "s", None, None, None, None, True, T0.date())
         for n, (user, item, kind) in enumerate(rows)
     ]  # fmt: skip
-    return spark.createDataFrame(data, S.CLEAN_EVENT_SCHEMA)
+    return spark.createDataFrame(data, S.CLEAN_EVENTS.schema)
 
 
 def frame(spark: SparkSession, rows: list[tuple], schema: str) -> DataFrame:

@@ -56,7 +56,7 @@ def test_valid_line_becomes_the_contract_row_in_utc(spark: SparkSession) -> None
                 DAY,
             )
         ],
-        S.CLEAN_EVENT_SCHEMA,
+        S.CLEAN_EVENTS.schema,
     )
     assertDataFrameEqual(out, expected)
 

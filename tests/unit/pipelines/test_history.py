@@ -12,6 +12,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from pipelines import label as L
 from pipelines import recs as R
+from pipelines import schemas as S
 from tests.helpers import at, events
 
 pytestmark = pytest.mark.unit
@@ -48,10 +49,10 @@ def test_scoring_features_equal_the_history_of_a_training_example_with_the_same_
     training = (
         labeled.where((F.col("disposition") == L.TARGET) & (F.to_date("target_time") == CUTOFF))
         .where(F.col("target_type") == "click")
-        .select("user_id", *L.HISTORY_COLUMNS)
+        .select("user_id", *S.HISTORY_COLUMNS)
     )
     serving = R.scoring_inputs(ev, items, CUTOFF, LENGTH, "none").select(
-        "user_id", *L.HISTORY_COLUMNS
+        "user_id", *S.HISTORY_COLUMNS
     )
     assert sorted(r["user_id"] for r in training.collect()) == ["long", "ties"]
     assertDataFrameEqual(serving, training)

@@ -7,8 +7,10 @@ import datetime as dt
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.testing import assertSchemaEqual
 
 from pipelines import label as L
+from pipelines import schemas as S
 from pipelines.errors import ConfigError
 from tests.helpers import at, events
 
@@ -225,8 +227,10 @@ def test_examples_follow_the_contract(spark: SparkSession) -> None:
     ev = events(
         spark, ("u", "i1", "view", at(TRAIN_DAY, 9)), ("u", "i2", "click", at(TRAIN_DAY, 10))
     )
-    out = L.examples(run_label(spark, ev)[0])
-    assert [f.name for f in out.schema] == L.EXAMPLE_COLUMNS
+    labeled, items = run_label(spark, ev)
+    out = L.examples(labeled)
+    assertSchemaEqual(out.schema, S.EXAMPLES.schema)  # nullability ignored
+    assertSchemaEqual(L.with_target_counts(items, out).schema, S.VOCAB_ITEMS.schema)
     [row] = out.collect()
     assert (
         len(row["hist_item_idx"])

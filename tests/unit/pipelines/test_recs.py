@@ -106,7 +106,7 @@ def clean(spark: SparkSession, rows: list[tuple]) -> object:
         )
         for n, (user, item, kind, when) in enumerate(rows)
     ]
-    return spark.createDataFrame(data, S.CLEAN_EVENT_SCHEMA)
+    return spark.createDataFrame(data, S.CLEAN_EVENTS.schema)
 
 
 def test_scoring_inputs_take_the_last_items_before_the_cutoff(spark: SparkSession) -> None:
