@@ -7,6 +7,7 @@ an earlier run.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -103,14 +104,36 @@ def test_taobao(spark: SparkSession, shared_data: Path, tmp_path: Path) -> None:
     assert cln["rows_out"] == len(src)
 
 
-def test_movielens(spark: SparkSession, shared_data: Path, tmp_path: Path) -> None:
-    source = shared_data / "ml-latest-small"
+def movielens(spark: SparkSession, source: Path, root: Path) -> None:
     ratings = pd.read_csv(source / "ratings.csv")
-    ing, cln = run(spark, tmp_path, "movielens", source, dt.date(2018, 9, 24), 8300)
-    assert ing["rows_in"] == len(ratings) == 100_836 and ing["header_lines"] == 1
+    end = pd.to_datetime(ratings["timestamp"].max(), unit="s").date()
+    first = pd.to_datetime(ratings["timestamp"].min(), unit="s").date()
+    ing, cln = run(spark, root, "movielens", source, end, (end - first).days + 1)
+    assert ing["rows_in"] == len(ratings) and ing["header_lines"] == 1
     days = pd.to_datetime(ratings["timestamp"], unit="s").dt.date.nunique()
     assert ing["days"] == days and len(cln["days"]) == days
     liked = int((ratings["rating"] >= 4.0).sum())
-    assert cln["rows_out"] + cln["rows_filtered"][C.BOT_USER] == len(ratings)
-    assert cln["quality"]["kept_by_event_type"]["purchase"] <= liked
+    assert cln["rows_out"] + cln["rows_filtered"].get(C.BOT_USER, 0) == len(ratings)
+    assert 0 < cln["quality"]["kept_by_event_type"]["purchase"] <= liked
     assert ing["catalog_items"] == len(pd.read_csv(source / "movies.csv"))
+
+
+def test_movielens_last_year(spark: SparkSession, shared_data: Path, tmp_path: Path) -> None:
+    """The ratings of the file's last 365 days (the whole file spans 4,110 rating days, one
+    partition each: ``test_movielens_whole_file``, marked slow, runs it all)."""
+    whole = shared_data / "ml-latest-small"
+    ratings = pd.read_csv(whole / "ratings.csv")
+    recent = ratings[ratings["timestamp"] >= ratings["timestamp"].max() - 365 * 86_400]
+    assert 1_000 < len(recent) < len(ratings)
+    source = tmp_path / "ml-last-year"
+    source.mkdir()
+    recent.to_csv(source / "ratings.csv", index=False)
+    shutil.copy(whole / "movies.csv", source / "movies.csv")
+    movielens(spark, source, tmp_path / "data")
+
+
+@pytest.mark.slow  # 4,110 day partitions: about 2 minutes on 2 cores (make test-all)
+def test_movielens_whole_file(spark: SparkSession, shared_data: Path, tmp_path: Path) -> None:
+    ratings = pd.read_csv(shared_data / "ml-latest-small" / "ratings.csv")
+    assert len(ratings) == 100_836
+    movielens(spark, shared_data / "ml-latest-small", tmp_path)
