@@ -50,10 +50,8 @@ from pyspark.sql import functions as F
 from pipelines import schemas as S
 from pipelines.errors import ConfigError
 from pipelines.frames import dense_index
+from pipelines.schemas import FIRST_INDEX, OOV, PAD
 
-PAD = 0  # index of padding in every vocabulary and history array
-OOV = 1  # index of rare / unseen items and unknown categories
-FIRST_INDEX = 2
 TYPE_INDEX: dict[str, int] = {S.VIEW: 1, S.CLICK: 2, S.CART: 3, S.PURCHASE: 4}
 TRAIN, VAL, TEST = "train", "val", "test"
 SPLITS: tuple[str, ...] = (TRAIN, VAL, TEST)

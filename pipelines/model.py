@@ -29,10 +29,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from pipelines.errors import ConfigError
-from pipelines.schemas import option
+from pipelines.schemas import FIRST_INDEX, OOV, PAD, option
 
-PAD = 0
-OOV = 1
 NUM_AGE_BUCKETS = 32  # log2 buckets of seconds: 0 (< 1 s) .. 31 (>= ~34 years)
 
 
@@ -262,6 +260,21 @@ def sampled_softmax_loss(
     per_example = F.cross_entropy(
         logits.float(), torch.arange(len(target_idx), device=users.device), reduction="none"
     )
+    return (per_example * weights).sum() / weights.sum().clamp(min=1e-12)
+
+
+def full_softmax_loss(
+    users: Tensor, all_items: Tensor, target_idx: Tensor, weights: Tensor, temperature: float
+) -> Tensor:
+    """Softmax over the whole catalog, weighted mean: every vocabulary item (from
+    ``FIRST_INDEX``; padding and OOV are never targets) is a negative of every example.
+
+    ``users``: (B, d) unit vectors; ``all_items``: (num_items, d), the item tower over every
+    index; ``target_idx``: (B,) indices >= ``FIRST_INDEX``. Exact where in-batch sampling is an
+    estimate biased towards popular items, and affordable while B x num_items logits fit.
+    """
+    logits = users @ all_items[FIRST_INDEX:].T / temperature
+    per_example = F.cross_entropy(logits.float(), target_idx - FIRST_INDEX, reduction="none")
     return (per_example * weights).sum() / weights.sum().clamp(min=1e-12)
 
 

@@ -156,6 +156,10 @@ VOCAB_CATEGORIES = _table(
 # The model input: the label examples, the scoring inputs, the Petastorm reader, the logged model
 # and its MLflow signature all take these names from here. Every list holds exactly
 # history_length values (recorded in the examples' _meta.json and the shard manifest).
+# Index conventions of every vocabulary and history list (items, categories, event types).
+PAD = 0  # padding
+OOV = 1  # rare / unseen items and unknown categories
+FIRST_INDEX = 2  # the first real entry
 HISTORY_LISTS: tuple[str, ...] = ("hist_item_idx", "hist_type_idx", "hist_age_s")
 HISTORY_LENGTH = "hist_len"
 HISTORY_COLUMNS: tuple[str, ...] = (*HISTORY_LISTS, HISTORY_LENGTH)

@@ -11,6 +11,10 @@ agree before each step that every one still has a batch), evaluate Recall@K and 
 val split against all items (sums all-reduced), checkpoint on rank 0, and stop early when val
 Recall@K has not improved for ``patience`` epochs. A non-finite loss on any worker stops every
 worker with an error naming the epoch and step.
+
+Why one module of this size: the settings, the loop, its losses, the prefetching reader and
+the val metrics change together (a new loss or metric is a setting, a branch in the loop and
+a figure in the epoch history), and every launcher and test calls exactly ``train_loop``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pipelines.model import (
     ModelConfig,
     RankingTotals,
     TwoTower,
+    full_softmax_loss,
     mask_history,
     mask_unrecommendable,
     novel_targets,
@@ -118,12 +123,30 @@ class TrainSettings:
     select_on: str = option(
         "all", "best epoch by val recall over all targets or novel targets only"
     )
+    softmax: str = option(
+        "sampled",
+        "full: every catalog item is a negative of every example; sampled: in-batch negatives "
+        "with logQ correction; auto: full up to --full-softmax-max-items items, else sampled",
+    )
+    full_softmax_max_items: int = option(
+        100_000, "largest vocabulary trained with the full softmax under --softmax auto"
+    )
+
+    def full_softmax(self, num_items: int) -> bool:
+        """Whether a vocabulary of ``num_items`` indices trains with the full softmax."""
+        return self.softmax == "full" or (
+            self.softmax == "auto" and num_items <= self.full_softmax_max_items
+        )
 
     def __post_init__(self) -> None:
         self.validate_settings()
 
     def validate_settings(self) -> None:
         """ConfigError naming the first bad value."""
+        if self.softmax not in ("auto", "full", "sampled"):
+            raise ConfigError(
+                f"invalid config value softmax={self.softmax!r}: must be auto, full or sampled"
+            )
         if self.mixed_precision not in ("auto", "bf16", "fp16", "off"):
             raise ConfigError(
                 f"invalid config value mixed_precision={self.mixed_precision!r}: must be auto, bf16, fp16 or off"
@@ -400,6 +423,29 @@ def _own_random_state(loop: Callable[..., TrainOutcome]) -> Callable[..., TrainO
     return seeded
 
 
+def batch_loss(
+    model: TwoTower,
+    t: dict[str, Tensor],
+    weights: Tensor,
+    settings: TrainSettings,
+    temperature: float,
+) -> Tensor:
+    """The training loss of one batch: full softmax over the catalog or in-batch sampled
+    softmax (``settings.softmax``)."""
+    if settings.full_softmax(model.config.num_items):
+        users = model.user_vectors(
+            t["hist_item_idx"], t["hist_type_idx"], t["hist_age_s"], t["hist_len"]
+        )
+        return full_softmax_loss(
+            users, model.all_item_vectors(), t["target_item_idx"], weights, temperature
+        )
+    log_q = model.item_log_q[t["target_item_idx"]]
+    if not settings.logq_correction:
+        log_q = torch.zeros_like(log_q)
+    users, items = model(t)
+    return sampled_softmax_loss(users, items, t["target_item_idx"], weights, log_q, temperature)
+
+
 @_own_random_state
 def train_loop(
     *,
@@ -519,14 +565,8 @@ def train_loop(
                     torch.ones_like(weights),
                     weights.new_tensor(settings.repeat_target_weight),
                 )
-            log_q = model.item_log_q[t["target_item_idx"]]
-            if not settings.logq_correction:
-                log_q = torch.zeros_like(log_q)
             with autocast():
-                users, items = model(t)
-                loss = sampled_softmax_loss(
-                    users, items, t["target_item_idx"], weights, log_q, model_config.temperature
-                )
+                loss = batch_loss(model, t, weights, settings, model_config.temperature)
             for opt in optimizers:
                 opt.zero_grad()
             if scaler is not None:

@@ -12,6 +12,7 @@ import torch
 from jobs.runtime.checkpoints import CheckpointStore, load_model
 from pipelines import model as M
 from pipelines import train as T
+from pipelines.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 CPU = torch.device("cpu")
@@ -152,6 +153,26 @@ def test_accidental_hits_are_not_negatives() -> None:
     assert same.item() == pytest.approx(0.0, abs=1e-6)  # the other 7 is masked, not a competitor
 
 
+def test_full_softmax_ranks_the_target_against_every_catalog_item() -> None:
+    users = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # rows 0 (pad) and 1 (OOV) are never candidates: huge dots there must not count
+    all_items = torch.tensor([[9.0, 9.0], [9.0, 9.0], [1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    targets, weights = torch.tensor([2, 4]), torch.tensor([1.0, 3.0])
+    got = M.full_softmax_loss(users, all_items, targets, weights, 0.5)
+    row0 = _softmax_ce([1.0 / 0.5, 0.0, 0.6 / 0.5], 0)
+    row1 = _softmax_ce([0.0, 1.0 / 0.5, 0.8 / 0.5], 2)
+    assert got.item() == pytest.approx((row0 + 3 * row1) / 4, rel=1e-6)
+
+
+def test_the_softmax_setting_picks_full_for_small_catalogs() -> None:
+    auto = T.TrainSettings(softmax="auto", full_softmax_max_items=1000)
+    assert auto.full_softmax(1000) and not auto.full_softmax(1001)
+    assert T.TrainSettings(softmax="full").full_softmax(10**7)
+    assert not T.TrainSettings(softmax="sampled").full_softmax(10)
+    with pytest.raises(ConfigError, match="softmax='dense'"):
+        T.TrainSettings(softmax="dense")
+
+
 def test_ranking_metrics_by_hand() -> None:
     scores = torch.tensor(
         [
@@ -243,6 +264,22 @@ def test_single_process_loop_learns_checkpoints_and_resumes(tmp_path: Path) -> N
     )  # fmt: skip
     assert resumed.start_epoch == 3 and resumed.epochs_run == [3]
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+
+
+def test_the_full_softmax_loop_learns_too(tmp_path: Path) -> None:
+    data = {"train": _synthetic_split(2048, 1), "val": _synthetic_split(256, 2)}
+    settings = T.TrainSettings(
+        epochs=2, batch_size=64, patience=5, k=5, shuffle_buffer=512, learning_rate=0.01,
+        sparse_learning_rate=0.05, softmax="full",
+    )  # fmt: skip
+    result = T.train_loop(
+        comm=T.SingleProcess(), model_config=config(encoder="mean"),
+        item_category=torch.arange(20) % 5, item_log_q=M.log_q_from_counts(torch.ones(20)),
+        settings=settings, open_split=lambda s, e: data[s],
+        checkpoints=CheckpointStore(tmp_path / "ckpt"), device=CPU,
+    )  # fmt: skip
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.best_val_recall > M.random_recall_at_k(18, 5) * 1.5
 
 
 def test_non_finite_loss_stops_training_with_its_location() -> None:
