@@ -40,6 +40,11 @@ class DemoConfig(StepConfig):
         help="the night publishes only if the model reaches this x popularity on recall@20 "
         "(0: no gate, for logs too small to learn from)",
     )
+    tune_baselines: bool = opt(
+        default=False,
+        help="tune every baseline on val before the comparison, as cartwheel nightly does "
+        "(about 10 more minutes at the default size; the demo's report says they were not tuned)",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -74,6 +79,7 @@ def main(spark: SparkSession, config: DemoConfig) -> RunResult:
             lookback_days=config.days,
             epochs=config.epochs,
             gate_min_ratio=config.gate_min_ratio,
+            tune_baselines=config.tune_baselines,
         ),
     )
     steps = {"generate": gen, **night.details["results"]}

@@ -8,17 +8,27 @@ model's vocabulary items that are sellable) and the same exclusions (``--exclude
 
   model               the model under evaluation (``--model-uri``, default ...@candidate)
   champion            the model the ``--champion-alias`` points at, when it is another version
-  popularity, recent_popularity, cooccurrence, als   (see ``pipelines/baselines.py``)
+  popularity, recent_popularity, cooccurrence, item_knn, buy_again, als
+                      (see ``pipelines/baselines.py``), each first tuned on the val split
+                      (``--tune-baselines``: lists built before the val start for the val users,
+                      the best point of its grid in ``pipelines/evaluation.py: GRIDS``)
 
-Metrics (Recall, NDCG, MAP, HitRate at each ``--ks``, and coverage) are computed in Spark and
-written to ``reports/dt=D/metrics.json``, ``reports/dt=D/report.md`` and
+Metrics (Recall, NDCG, MAP, HitRate at each ``--ks``, and coverage) are computed in Spark, with
+95 % Poisson-bootstrap intervals over the users for the promotion metric, recall@20 and ndcg@10
+(each method also paired with the model), and written to ``reports/dt=D/metrics.json``, ``reports/dt=D/report.md`` and
 ``reports/dt=D/recall_at_k.svg``, and logged to MLflow as an evaluation run under the model's
 training run. Then the champion alias moves to the evaluated version only if it beats the
 current champion on ``--promotion-metric`` at ``--promotion-k``.
+
+Why this entry point is longer than the others: besides reading and writing it holds the order
+of an evaluation's Spark work (what is persisted and released, tuning before test lists, the
+intervals), which ``pipelines/evaluation.py`` cannot own because it touches files and the
+registry; the decisions themselves (grids, gate, promotion, verdicts) live there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -37,6 +47,7 @@ from jobs.runtime import layout, registry, scoring
 from jobs.runtime.config import (
     AtLeast1,
     DatedStepConfig,
+    NonNegative,
     NonNegativeFloat,
     Tolerance,
     opt,
@@ -81,15 +92,32 @@ class EvaluateConfig(DatedStepConfig):
         default=True, help="move the champion alias when the model wins (--no-promote: report only)"
     )
     baselines: tuple[str, ...] = opt(
-        default=(B.POPULARITY, B.RECENT_POPULARITY, B.COOCCURRENCE, B.ALS_METHOD),
+        default=(
+            B.POPULARITY, B.RECENT_POPULARITY, B.COOCCURRENCE, B.ITEM_KNN, B.BUY_AGAIN,
+            B.ALS_METHOD,
+        ),
         help="baselines to compute",
+    )  # fmt: skip
+    tune_baselines: bool = opt(
+        default=True,
+        help="choose each baseline's settings on the val split (lists built before the val "
+        "start, scored on the promotion metric) before measuring it on test; "
+        "--no-tune-baselines: the defaults",
     )
     recent_days: AtLeast1 = opt(
-        default=2, help="days before the test start that recent_popularity counts"
+        default=2,
+        help="days before the test start that recent_popularity counts (the default; tuned on val "
+        "unless --no-tune-baselines)",
     )
-    als_rank: AtLeast1 = opt(default=32, help="ALS factors")
+    als_rank: AtLeast1 = opt(default=32, help="ALS factors (the default; tuned on val likewise)")
     als_iterations: AtLeast1 = opt(default=10, help="ALS iterations")
-    seed: int = opt(default=0, help="seed of ALS")
+    seed: int = opt(default=0, help="seed of ALS and of the bootstrap resamples")
+    bootstrap_replicates: NonNegative = opt(
+        default=200,
+        help="Poisson-bootstrap resamples of the test users behind each 95% interval (the "
+        "promotion metric, recall@20 and ndcg@10) and each paired difference to the model; "
+        "0: no intervals",
+    )
     champion_tolerance: Tolerance = opt(
         default=0.0,
         help="promote when the model's promotion metric is at least (1 - this) x the champion's "
@@ -145,15 +173,25 @@ class EvaluateConfig(DatedStepConfig):
         )  # fmt: skip
 
 
-def read_meta(storage: Storage, root: str, run_date: dt.date) -> dict[str, Any]:
+def read_boundaries(storage: Storage, root: str, run_date: dt.date) -> dict[str, dt.date]:
+    """The night's split boundaries (window, val and test starts) from its examples' meta."""
     path = layout.examples_meta(root, run_date)
     if not storage.exists(path):
         raise InputError(
             f"no labelled examples for {run_date} at {layout.examples(root, run_date)}: "
             f"run `cartwheel label --run-date {run_date}` first"
         )
-    meta: dict[str, Any] = storage.read_json(path)
-    return meta
+    return {k: dt.date.fromisoformat(v) for k, v in storage.read_json(path)["boundaries"].items()}
+
+
+def read_targets(
+    spark: SparkSession, storage: Storage, root: str, run_date: dt.date, split: str
+) -> DataFrame:
+    """(user_id, item_id): the targets of one split of the night's examples."""
+    path = layout.examples_split(root, run_date, split)
+    if not storage.exists(path):
+        raise InputError(f"no {split} examples at {path}")
+    return spark.read.parquet(path).select("user_id", F.col("target_item_id").alias("item_id"))
 
 
 class Held:
@@ -215,10 +253,12 @@ def all_lists(
     champion_version: str | None,
     f: E.EvalFrames,
     catalog: DataFrame,
+    settings: dict[str, B.BaselineSettings],
     held: Held,
 ) -> tuple[list[DataFrame], dict[str, str]]:
     """Every method's lists: the model (``mask``: its candidates), the champion (when another
-    version holds the alias) and each baseline of ``config.baselines``; (lists, labels)."""
+    version holds the alias) and each baseline of ``config.baselines`` with its ``settings``
+    (tuned on val; the defaults where absent); (lists, labels)."""
     parts = [model_lists(spark, model, mask, f, config.exclude, E.MODEL, held)]
     labels = {E.MODEL: f"model v{model.version}"}
     if champion_version is not None and champion_version != model.version:
@@ -228,29 +268,92 @@ def all_lists(
         labels[E.CHAMPION] = f"champion v{champion_version}"
     popular = held.lists(B.POPULARITY, E.popularity_lists(f))
     for name in config.baselines:
-        if name == B.ALS_METHOD:
-            log.info(
-                "[evaluate] fitting ALS (rank %d, %d iterations)",
-                config.als_rank,
-                config.als_iterations,
-            )
+        chosen = dataclasses.replace(f, settings=settings.get(name, f.settings))
         parts.append(
-            popular if name == B.POPULARITY else held.lists(name, E.BASELINES[name](f, popular))
+            popular
+            if name == B.POPULARITY
+            else held.lists(name, E.BASELINES[name](chosen, popular))
         )
     return parts, labels
+
+
+def tune_baselines(
+    spark: SparkSession,
+    storage: Storage,
+    config: EvaluateConfig,
+    events: DataFrame,
+    val_start: dt.date,
+    candidates: DataFrame,
+    held: Held,
+) -> tuple[dict[str, B.BaselineSettings], dict[str, Any]]:
+    """Each baseline's settings, chosen on the val split: lists built from the events before the
+    val start for the val users (same candidates and exclusion rule as on test), scored on the
+    promotion metric; (settings per method, what was tried and chosen)."""
+    grids = {name: E.GRIDS[name] for name in config.baselines if name in E.GRIDS}
+    if not config.tune_baselines or not grids:
+        return {}, {}
+    val = read_targets(spark, storage, config.data_root, config.run_date, L.VAL)
+    relevant = held.keep(val.distinct())
+    users = held.keep(val.select("user_id").distinct())
+    before = held.keep(events.where(F.col("event_time") < L.day_start(val_start)))
+    f = E.EvalFrames(
+        before, users, candidates, held.keep(E.exclusions_of(before, users, config.exclude)),
+        config.promotion_k, val_start, config.settings,
+    )  # fmt: skip
+    popular = held.lists(f"{B.POPULARITY} (val)", E.popularity_lists(f))
+    chosen, report = {}, {}
+    for name, grid in grids.items():
+        tried = []
+        for point in grid:
+            lists = E.BASELINES[name](
+                dataclasses.replace(f, settings=E.tuned(f.settings, point)), popular
+            )
+            per_user = Mx.per_user_metrics(lists, relevant, [f.k])
+            [row] = per_user.agg(F.avg(config.promotion_metric)).collect()
+            tried.append((point, float(row[0])))
+            log.info(
+                "[evaluate] tuning %s on val: %s -> %s %.4f",
+                name,
+                point,
+                config.rules.key,
+                tried[-1][1],
+            )
+        best = E.best_point(tried)
+        chosen[name] = E.tuned(f.settings, best)
+        report[name] = {"chosen": best, "tried": [{**p, config.rules.key: s} for p, s in tried]}
+    return chosen, {
+        "split": "val",
+        "val_start": val_start.isoformat(),
+        "metric": config.rules.key,
+        "methods": report,
+    }
 
 
 def measure(
     parts: list[DataFrame],
     relevant: DataFrame,
     f: E.EvalFrames,
-    ks: tuple[int, ...],
+    config: EvaluateConfig,
     n_candidates: int,
-) -> tuple[E.Table, dict[str, int]]:
-    """(metrics table, counts of cold users, relevant and unreachable pairs)."""
+) -> tuple[E.Table, dict[str, Any]]:
+    """(metrics table, bootstrap intervals and counts of cold users, relevant and unreachable
+    pairs)."""
     lists = functools.reduce(DataFrame.unionByName, parts)
     log.info("[evaluate] computing metrics for %d methods", len(parts))
-    rows = [r.asDict() for r in Mx.ranking_metrics(lists, relevant, ks, n_candidates).collect()]
+    rows = [
+        r.asDict() for r in Mx.ranking_metrics(lists, relevant, config.ks, n_candidates).collect()
+    ]
+    intervals: dict[str, Any] = {}
+    if config.bootstrap_replicates:
+        wanted = E.interval_targets(config.rules, config.ks)
+        log.info(
+            "[evaluate] %d bootstrap resamples of the users for %s",
+            config.bootstrap_replicates,
+            wanted,
+        )
+        per_user = Mx.per_user_metrics(lists, relevant, sorted({k for _, k in wanted}))
+        found = Mx.bootstrap(per_user, wanted, E.MODEL, config.bootstrap_replicates, config.seed)
+        intervals = E.intervals_table([r.asDict() for r in found.collect()])
     with_history = f.before.where(F.col("item_id").isNotNull()).select("user_id").distinct()
     unreachable = (
         relevant.join(f.exclusions, ["user_id", "item_id"], "left_semi")
@@ -258,6 +361,8 @@ def measure(
         .distinct()
     )
     return E.metrics_table(rows), {
+        "intervals": intervals,
+        "bootstrap_replicates": config.bootstrap_replicates,
         "cold_users": f.users.join(with_history, "user_id", "left_anti").count(),
         "relevant_pairs": relevant.count(),
         "unreachable_pairs": unreachable.count(),
@@ -286,15 +391,10 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
     storage, run = Storage(spark), StepRun(spark, "evaluate", config)
     root, day = config.data_root, config.run_date
     with run:
-        b = {
-            k: dt.date.fromisoformat(v)
-            for k, v in read_meta(storage, root, day)["boundaries"].items()
-        }
-        test_path = layout.examples_split(root, day, "test")
-        if not storage.exists(test_path):
-            raise InputError(f"no test examples at {test_path}")
-        test = spark.read.parquet(test_path).select(
-            "user_id", F.col("target_item_id").alias("item_id")
+        b = read_boundaries(storage, root, day)
+        test, test_path = (
+            read_targets(spark, storage, root, day, L.TEST),
+            layout.examples_split(root, day, L.TEST),
         )
         events = read_clean_events(
             spark, storage, root, date_window(day, (day - b["window_start"]).days + 1)
@@ -317,11 +417,14 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
                 held.keep(E.exclusions_of(before, users, config.exclude)),
                 config.max_k, b["test_start"], config.settings,
             )  # fmt: skip
+            settings, tuning = tune_baselines(
+                spark, storage, config, events, b["val_start"], f.candidates, held
+            )
             parts, labels = all_lists(
-                spark, config, model, mask, champion_version, f, catalog, held
+                spark, config, model, mask, champion_version, f, catalog, settings, held
             )
             table, stats = measure(
-                parts, held.keep(test.distinct()), f, config.ks, counts["candidate_items"]
+                parts, held.keep(test.distinct()), f, config, counts["candidate_items"]
             )
         finally:
             held.release()
@@ -335,7 +438,7 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             "exclude": config.exclude, "users": n_users, **stats,
             "candidate_items": counts["candidate_items"], "labels": labels,
             "handling": {m: E.HANDLING[m] for m in table}, "metrics": table, "gate": gate,
-            "promotion": decision,
+            "promotion": decision, "tuning": tuning,
         }  # fmt: skip
         report_dir = layout.reports(root, day)
         write_reports(storage, report_dir, doc, model)

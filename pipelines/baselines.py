@@ -10,7 +10,16 @@ to K with the global popularity list, so every method is judged on K items per u
   recent_popularity   the same over the window's last ``recent_days`` days
   cooccurrence        item-to-item: how many users had both items among their last N items;
                       a user's list sums the co-occurrence counts of their own last N items
+  item_knn            item-based kNN: cosine similarity between items' user vectors, where a
+                      user-item strength sums event-type weights decayed by age (half-life);
+                      a user's list sums strength(own item) x similarity over their last N
+                      items, each item keeping its ``knn_neighbours`` most similar items
+  buy_again           the user's own items by the same decayed strength (re-orders first:
+                      purchases weigh most); what the exclusion rule hides is not shown
   als                 Spark MLlib ALS with implicit feedback on label-weighted event counts
+
+Every setting here has a default and is tuned per method on the val split by ``evaluate``
+(``pipelines/evaluation.py: GRIDS``).
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ POPULARITY, RECENT_POPULARITY, COOCCURRENCE, ALS_METHOD = (
     "cooccurrence",
     "als",
 )
+ITEM_KNN, BUY_AGAIN = "item_knn", "buy_again"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +50,10 @@ class BaselineSettings:
     recent_days: int = 2
     cooccurrence_items: int = 20
     cooccurrence_neighbours: int = 50
+    knn_items: int = 50  # a user's most recent items that seed (and train) item-kNN
+    knn_neighbours: int = 100
+    knn_half_life_days: float = 30.0
+    buy_again_half_life_days: float = 30.0
     als_rank: int = 32
     als_iterations: int = 10
     als_reg: float = 0.1
@@ -52,6 +66,15 @@ def allowed(lists: DataFrame, candidates: DataFrame, exclusions: DataFrame) -> D
     return lists.join(
         F.broadcast(candidates.select("item_id")), on="item_id", how="left_semi"
     ).join(exclusions.select("user_id", "item_id"), on=["user_id", "item_id"], how="left_anti")
+
+
+def ranked(
+    scored: DataFrame, candidates: DataFrame, exclusions: DataFrame, method: str, k: int
+) -> DataFrame:
+    """(user_id, item_id, score) -> ``method``'s lists: each user's top k allowed items."""
+    return Mx.rank_by_score(
+        allowed(scored, candidates, exclusions).withColumn("method", F.lit(method)), k
+    )
 
 
 def global_list(
@@ -158,9 +181,7 @@ def cooccurrence_lists(
         .groupBy("user_id", "item_id")
         .agg(F.sum("together").alias("score"))
     )
-    return Mx.rank_by_score(
-        allowed(scored, candidates, exclusions).withColumn("method", F.lit(COOCCURRENCE)), k
-    )
+    return ranked(scored, candidates, exclusions, COOCCURRENCE, k)
 
 
 def als_lists(
@@ -202,6 +223,104 @@ def als_lists(
         .join(item_ids, "i")
         .select("user_id", "item_id", "score")
     )
-    return Mx.rank_by_score(
-        allowed(recs, candidates, exclusions).withColumn("method", F.lit(ALS_METHOD)), k
+    return ranked(recs, candidates, exclusions, ALS_METHOD, k)
+
+
+@dataclass(frozen=True)
+class Decayed:
+    """What a baseline built on recency-decayed strengths is fitted on and ranks for: events
+    before ``as_of``, the users to list, candidate items, hidden (user, item) pairs, event-type
+    weights, K and the settings."""
+
+    events: DataFrame
+    users: DataFrame
+    candidates: DataFrame
+    exclusions: DataFrame
+    weights: dict[str, float]
+    as_of: dt.date
+    k: int
+    settings: BaselineSettings
+
+
+def strengths(
+    events: DataFrame, weights: dict[str, float], as_of: dt.date, half_life_days: float
+) -> DataFrame:
+    """(user_id, item_id, strength, last_t): per user and item, the sum over their events of the
+    event type's weight x 2^(-age / half-life), age in days before ``as_of``'s start (types
+    without a weight count 0.1), and the time of the latest such event."""
+    weight = F.create_map(
+        *[F.lit(x) for kv in sorted(weights.items()) for x in (kv[0], float(kv[1]))]
     )
+    age_days = (L.day_start(as_of).cast("double") - F.col("event_time").cast("double")) / 86_400.0
+    decay = F.pow(F.lit(2.0), -F.greatest(age_days, F.lit(0.0)) / F.lit(float(half_life_days)))
+    return (
+        events.where(F.col("item_id").isNotNull())
+        .groupBy("user_id", "item_id")
+        .agg(
+            F.sum(F.coalesce(weight[F.col("event_type")], F.lit(0.1)) * decay).alias("strength"),
+            F.max("event_time").alias("last_t"),
+        )
+    )
+
+
+def most_recent(strength: DataFrame, n: int) -> DataFrame:
+    """``strengths`` rows narrowed to each user's ``n`` most recently touched items."""
+    order = Window.partitionBy("user_id").orderBy(F.col("last_t").desc(), F.col("item_id"))
+    return strength.withColumn("_r", F.row_number().over(order)).where(F.col("_r") <= n).drop("_r")
+
+
+def item_neighbours(strength: DataFrame, n: int) -> DataFrame:
+    """(seed, item_id, similarity): each item's ``n`` most cosine-similar items, where an item is
+    its vector of user strengths (only users who touched both items add to the dot product)."""
+    norms = strength.groupBy("item_id").agg(F.sqrt(F.sum(F.col("strength") ** 2)).alias("norm"))
+    a, b = strength.alias("a"), strength.alias("b")
+    dots = (
+        a.join(
+            b,
+            (F.col("a.user_id") == F.col("b.user_id")) & (F.col("a.item_id") != F.col("b.item_id")),
+        )
+        .groupBy(F.col("a.item_id").alias("seed"), F.col("b.item_id").alias("item_id"))
+        .agg(F.sum(F.col("a.strength") * F.col("b.strength")).alias("dot"))
+    )
+    similar = (
+        dots.join(
+            norms.select(F.col("item_id").alias("seed"), F.col("norm").alias("n_seed")), "seed"
+        )
+        .join(norms, "item_id")
+        .select(
+            "seed",
+            "item_id",
+            (F.col("dot") / (F.col("n_seed") * F.col("norm"))).alias("similarity"),
+        )
+    )
+    nearest = Window.partitionBy("seed").orderBy(F.col("similarity").desc(), F.col("item_id"))
+    return similar.withColumn("_n", F.row_number().over(nearest)).where(F.col("_n") <= n).drop("_n")
+
+
+def item_knn_lists(fit: Decayed) -> DataFrame:
+    """Item-kNN -> (method, user_id, item_id, rank) before fill-up: a user's score for an item is
+    the sum over their last ``knn_items`` items of strength x similarity (users without item
+    events get no rows)."""
+    s = fit.settings
+    strength = most_recent(
+        strengths(fit.events, fit.weights, fit.as_of, s.knn_half_life_days), s.knn_items
+    )
+    neighbours = item_neighbours(strength, s.knn_neighbours)
+    seeds = strength.join(fit.users.select("user_id"), "user_id", "left_semi").select(
+        "user_id", F.col("item_id").alias("seed"), "strength"
+    )
+    scored = (
+        seeds.join(neighbours, "seed")
+        .groupBy("user_id", "item_id")
+        .agg(F.sum(F.col("strength") * F.col("similarity")).alias("score"))
+    )
+    return ranked(scored, fit.candidates, fit.exclusions, ITEM_KNN, fit.k)
+
+
+def buy_again_lists(fit: Decayed) -> DataFrame:
+    """The user's own items by decayed strength -> (method, user_id, item_id, rank) before
+    fill-up (at most the items the user touched, less what the exclusion rule hides)."""
+    own = strengths(fit.events, fit.weights, fit.as_of, fit.settings.buy_again_half_life_days)
+    own = own.join(fit.users.select("user_id"), "user_id", "left_semi")
+    scored = own.select("user_id", "item_id", F.col("strength").alias("score"))
+    return ranked(scored, fit.candidates, fit.exclusions, BUY_AGAIN, fit.k)

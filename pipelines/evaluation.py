@@ -9,6 +9,7 @@ function that builds its lists; the model's and champion's lists come from scori
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ HANDLING = {
     B.RECENT_POPULARITY: "the same list for every user (cold users included)",
     B.COOCCURRENCE: "users without recent items, and short lists, are filled from the popularity list",
     B.ALS_METHOD: "users ALS never saw, and short lists, are filled from the popularity list",
+    B.ITEM_KNN: "users without item events, and short lists, are filled from the popularity list",
+    B.BUY_AGAIN: "the user's own items first, then filled from the popularity list",
 }
 PROMOTION_METRICS = ("recall", "ndcg", "map", "hit_rate")
 Table = dict[str, dict[str, dict[str, float]]]  # method -> str(K) -> metric -> value
@@ -73,13 +76,98 @@ def als_lists(f: EvalFrames, popular: DataFrame) -> DataFrame:
     return B.fill_up(als, popular, f.k, B.ALS_METHOD)
 
 
+def decayed(
+    fit: Callable[..., DataFrame], method: str
+) -> Callable[[EvalFrames, DataFrame], DataFrame]:
+    """A baseline built from recency-decayed strengths as of the test start (item-kNN,
+    buy-again), its lists filled up from popularity."""
+
+    def lists(f: EvalFrames, popular: DataFrame) -> DataFrame:
+        own = fit(
+            B.Decayed(
+                f.before, f.users, f.candidates, f.exclusions, L.DEFAULT_LABEL_WEIGHTS,
+                f.test_start, f.k, f.settings,
+            )
+        )  # fmt: skip
+        return B.fill_up(own, popular, f.k, method)
+
+    return lists
+
+
 # name -> (frames, the popularity lists every fallback uses) -> that baseline's lists
 BASELINES: dict[str, Callable[[EvalFrames, DataFrame], DataFrame]] = {
     B.POPULARITY: lambda f, popular: popular,
     B.RECENT_POPULARITY: recent_popularity_lists,
     B.COOCCURRENCE: cooccurrence_lists,
+    B.ITEM_KNN: decayed(B.item_knn_lists, B.ITEM_KNN),
+    B.BUY_AGAIN: decayed(B.buy_again_lists, B.BUY_AGAIN),
     B.ALS_METHOD: als_lists,
 }
+
+# The settings each baseline is tuned over on the val split (one list built per point, the
+# same budget for every method: at most four points). Popularity has nothing to tune.
+GRIDS: dict[str, list[dict[str, Any]]] = {
+    B.RECENT_POPULARITY: [{"recent_days": d} for d in (1, 3, 7, 14)],
+    B.COOCCURRENCE: [
+        {"cooccurrence_items": n, "cooccurrence_neighbours": m} for n in (10, 50) for m in (50, 200)
+    ],
+    B.ITEM_KNN: [
+        {"knn_neighbours": m, "knn_half_life_days": h} for m in (50, 300) for h in (3.0, 60.0)
+    ],
+    B.BUY_AGAIN: [{"buy_again_half_life_days": h} for h in (1.0, 7.0, 30.0, 365.0)],
+    B.ALS_METHOD: [
+        {"als_rank": 64, "als_reg": 0.01, "als_alpha": 1.0},
+        {"als_rank": 64, "als_reg": 0.1, "als_alpha": 10.0},
+        {"als_rank": 128, "als_reg": 0.1, "als_alpha": 40.0},
+        {"als_rank": 32, "als_reg": 1.0, "als_alpha": 40.0},
+    ],
+}
+
+
+def tuned(settings: B.BaselineSettings, point: dict[str, Any]) -> B.BaselineSettings:
+    """``settings`` with one grid point's values."""
+    return dataclasses.replace(settings, **point)
+
+
+def best_point(scores: list[tuple[dict[str, Any], float]]) -> dict[str, Any]:
+    """The grid point with the highest val score (the first of equals: grids list the cheaper
+    or more conventional setting first)."""
+    best, best_score = scores[0]
+    for point, score in scores[1:]:
+        if score > best_score:
+            best, best_score = point, score
+    return best
+
+
+def interval_targets(rules: Rules, ks: tuple[int, ...]) -> list[tuple[str, int]]:
+    """(metric, K) pairs that get bootstrap intervals: the promotion metric, and recall@20 and
+    ndcg@10 where those K are computed (the figures the quality comparisons quote)."""
+    wanted = [(rules.promotion_metric, rules.promotion_k)]
+    wanted += [(m, k) for m, k in (("recall", 20), ("ndcg", 10)) if k in ks]
+    return list(dict.fromkeys(wanted))
+
+
+def verdict(diff_lo: float | None, diff_hi: float | None) -> str:
+    """How a method compares with the model from the interval of (method - model): ``better``
+    or ``worse`` when the interval excludes zero, else ``tie``."""
+    if diff_lo is None or diff_hi is None:
+        return "n/a"
+    if diff_lo > 0:
+        return "better"
+    if diff_hi < 0:
+        return "worse"
+    return "tie"
+
+
+def intervals_table(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``Mx.bootstrap`` rows -> method -> "metric@k" -> mean, lo, hi, diff_lo, diff_hi and the
+    ``verdict`` against the model."""
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        values = {key: r[key] for key in ("mean", "lo", "hi", "diff_lo", "diff_hi")}
+        values["vs_model"] = verdict(r["diff_lo"], r["diff_hi"]) if r["method"] != MODEL else "-"
+        table.setdefault(r["method"], {})[f"{r['metric']}@{r['k']}"] = values
+    return table
 
 
 def exclusions_of(events: DataFrame, users: DataFrame, rule: str) -> DataFrame:

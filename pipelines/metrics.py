@@ -45,11 +45,10 @@ def _idcg(n_relevant: Column, k: Column) -> Column:
     )
 
 
-def ranking_metrics(
-    recs: DataFrame, relevant: DataFrame, ks: Sequence[int], num_candidates: int
-) -> DataFrame:
+def per_user_metrics(recs: DataFrame, relevant: DataFrame, ks: Sequence[int]) -> DataFrame:
     """recs (method, user_id, item_id, rank) + relevant (user_id, item_id) -> one row per
-    (method, k): ``users``, ``recall``, ``ndcg``, ``map``, ``hit_rate``, ``coverage``."""
+    (method, evaluated user, k): ``recall``, ``ndcg``, ``map``, ``hit_rate`` of that user's list
+    (zeros for a user the method gave no list)."""
     k_values = F.array(*[F.lit(int(k)) for k in sorted(set(ks))])
     rel = relevant.select("user_id", "item_id").distinct()
     n_rel = rel.groupBy("user_id").agg(F.count(F.lit(1)).alias("n_relevant"))
@@ -85,15 +84,39 @@ def ranking_metrics(
         .na.fill(0, subset=["hits", "dcg", "ap_sum"])
     )
     n, k = F.col("n_relevant"), F.col("k")
-    quality = grid.groupBy("method", "k").agg(
-        F.count(F.lit(1)).alias("users"),
-        F.avg(F.col("hits") / n).alias("recall"),
-        F.avg(F.col("dcg") / _idcg(n, k)).alias("ndcg"),
-        F.avg(F.col("ap_sum") / F.least(n, k)).alias("map"),
-        F.avg((F.col("hits") > 0).cast("double")).alias("hit_rate"),
+    return grid.select(
+        "method",
+        "user_id",
+        "k",
+        (F.col("hits") / n).alias("recall"),
+        (F.col("dcg") / _idcg(n, k)).alias("ndcg"),
+        (F.col("ap_sum") / F.least(n, k)).alias("map"),
+        (F.col("hits") > 0).cast("double").alias("hit_rate"),
     )
-    coverage = by_k.groupBy("method", "k").agg(
-        (F.countDistinct("item_id") / F.lit(float(num_candidates))).alias("coverage")
+
+
+def ranking_metrics(
+    recs: DataFrame, relevant: DataFrame, ks: Sequence[int], num_candidates: int
+) -> DataFrame:
+    """recs (method, user_id, item_id, rank) + relevant (user_id, item_id) -> one row per
+    (method, k) in the ``METRICS`` contract: ``users``, ``recall``, ``ndcg``, ``map``,
+    ``hit_rate`` (means over ``per_user_metrics``) and ``coverage``."""
+    quality = (
+        per_user_metrics(recs, relevant, ks)
+        .groupBy("method", "k")
+        .agg(
+            F.count(F.lit(1)).alias("users"),
+            *[F.avg(m).alias(m) for m in ("recall", "ndcg", "map", "hit_rate")],
+        )
+    )
+    listed = recs.where(F.col("rank") <= max(ks)).join(
+        relevant.select("user_id").distinct(), "user_id", "left_semi"
+    )
+    coverage = (
+        listed.withColumn("k", F.explode(F.array(*[F.lit(int(k)) for k in sorted(set(ks))])))
+        .where(F.col("rank") <= F.col("k"))
+        .groupBy("method", "k")
+        .agg((F.countDistinct("item_id") / F.lit(float(num_candidates))).alias("coverage"))
     )
     return (
         quality.join(coverage, on=["method", "k"], how="left")
@@ -101,3 +124,77 @@ def ranking_metrics(
         .select(*[F.col(f.name).cast(f.dataType) for f in S.METRICS.schema.fields])
         .orderBy("method", "k")
     )
+
+
+# P(X <= x) for X ~ Poisson(1), x = 0..6: a user's weight in one bootstrap replicate.
+_POISSON_CDF = (0.36788, 0.73576, 0.91970, 0.98101, 0.99634, 0.99941, 0.99992)
+
+
+def poisson_weight(user: Column, replicate: Column, seed: int) -> Column:
+    """A deterministic Poisson(1) draw per (user, replicate): the Poisson bootstrap, which
+    resamples users without collecting them (each user appears ``weight`` times)."""
+    u = (F.pmod(F.xxhash64(F.lit(seed), user, replicate), F.lit(1 << 30))).cast("double") / float(
+        1 << 30
+    )
+    draw = F.lit(len(_POISSON_CDF))
+    for x, p in reversed(list(enumerate(_POISSON_CDF))):
+        draw = F.when(u < p, F.lit(x)).otherwise(draw)
+    return draw.cast("double")
+
+
+def bootstrap(
+    per_user: DataFrame,
+    wanted: Sequence[tuple[str, int]],
+    reference: str,
+    replicates: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> DataFrame:
+    """``per_user_metrics`` rows -> per (method, metric, k) in ``wanted``: the mean, its
+    ``level`` percentile interval over ``replicates`` Poisson-bootstrap resamples of the users
+    (``lo``, ``hi``), and the interval of the paired difference method - ``reference`` on the
+    same resamples (``diff_lo``, ``diff_hi``; zero for the reference itself)."""
+    long = per_user.select(
+        "method",
+        "user_id",
+        F.explode(
+            F.array(
+                *[
+                    F.when(
+                        F.col("k") == k,
+                        F.struct(
+                            F.lit(m).alias("metric"), F.lit(k).alias("k"), F.col(m).alias("v")
+                        ),
+                    )
+                    for m, k in wanted
+                ]
+            )
+        ).alias("x"),
+    ).where(F.col("x").isNotNull())
+    values = long.select("method", "user_id", "x.metric", "x.k", "x.v")
+    b = F.col("b")
+    resampled = (
+        values.withColumn("b", F.explode(F.sequence(F.lit(0), F.lit(replicates - 1))))
+        .withColumn("w", poisson_weight(F.col("user_id"), b, seed))
+        .groupBy("method", "metric", "k", "b")
+        .agg((F.sum(F.col("w") * F.col("v")) / F.sum("w")).alias("m"))
+    )
+    ref = resampled.where(F.col("method") == reference).select(
+        "metric", "k", "b", F.col("m").alias("ref")
+    )
+    tail = (1.0 - level) / 2.0
+    quantiles = F.array(F.lit(tail), F.lit(1.0 - tail))
+    intervals = (
+        resampled.join(ref, ["metric", "k", "b"], "left")
+        .groupBy("method", "metric", "k")
+        .agg(
+            F.percentile_approx("m", quantiles, 100_000).alias("ci"),
+            F.percentile_approx(F.col("m") - F.col("ref"), quantiles, 100_000).alias("diff"),
+        )
+    )
+    means = values.groupBy("method", "metric", "k").agg(F.avg("v").alias("mean"))
+    return means.join(intervals, ["method", "metric", "k"]).select(
+        "method", "metric", "k", "mean",
+        F.col("ci")[0].alias("lo"), F.col("ci")[1].alias("hi"),
+        F.col("diff")[0].alias("diff_lo"), F.col("diff")[1].alias("diff_hi"),
+    )  # fmt: skip

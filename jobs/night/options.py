@@ -45,6 +45,12 @@ class NightOptions:
         help="the night's model replaces the champion when within this fraction of it; "
         "otherwise the night fails and publishes nothing",
     )
+    tune_baselines: bool = opt(
+        default=True,
+        help="evaluate tunes each baseline on the val split before the test comparison "
+        "(several fits per baseline: the longest part of a small night; --no-tune-baselines: "
+        "the defaults)",
+    )
     step_config: str | None = opt(
         default=None,
         help="YAML file with a section per step (clean, label, shard, train, score, evaluate) "

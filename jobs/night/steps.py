@@ -118,6 +118,7 @@ STEPS: tuple[NightStep, ...] = (
             "model_uri": _model(n, check),
             "gate_min_ratio": n.config.gate_min_ratio,
             "champion_tolerance": n.config.champion_tolerance,
+            "tune_baselines": n.config.tune_baselines,
         },
         lambda n: (
             [*_scored_days(n), layout.examples(n.root, n.day)],

@@ -34,8 +34,12 @@ pytestmark = pytest.mark.smoke
 
 D1, D2 = dt.date(2026, 11, 20), dt.date(2026, 11, 21)
 LOOKBACK = 5
-# Cheap baselines keep each evaluation short; the section also exercises --step-config.
-STEP_CONFIG = "evaluate:\n  baselines: [popularity, recent_popularity]\n  ks: [10, 20]\n"
+# Cheap baselines, untuned, and no bootstrap intervals keep each evaluation short (tuning and
+# the intervals have their own tests); the section also exercises --step-config.
+STEP_CONFIG = (
+    "evaluate:\n  baselines: [popularity, recent_popularity]\n  ks: [10, 20]\n"
+    "  tune_baselines: false\n  bootstrap_replicates: 0\n"
+)
 TABLES = ("clean/events", "quarantine/events", "examples")
 
 

@@ -37,9 +37,12 @@ def trained_root(trained_template: Path, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def evaluated(spark: SparkSession, trained_root: Path) -> RunResult:
-    return evaluate.main(
-        spark, evaluate.EvaluateConfig(data_root=str(trained_root), run_date=END, als_iterations=5)
-    )
+    # every baseline at its defaults (tuning has its own test below), 50 bootstrap resamples
+    config = evaluate.EvaluateConfig(
+        data_root=str(trained_root), run_date=END, als_iterations=5, tune_baselines=False,
+        bootstrap_replicates=50,
+    )  # fmt: skip
+    return evaluate.main(spark, config)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,9 @@ def test_evaluate_compares_every_method_at_every_k_and_the_model_beats_popularit
     m = evaluated.manifest
     assert evaluated.succeeded
     table = m["metrics"]
-    assert set(table) == {"model", "popularity", "recent_popularity", "cooccurrence", "als"}
+    assert set(table) == {
+        "model", "popularity", "recent_popularity", "cooccurrence", "item_knn", "buy_again", "als"
+    }  # fmt: skip
     for method, per_k in table.items():
         assert set(per_k) == {"10", "20", "50"}, method
         assert len({v["users"] for v in per_k.values()}) == 1  # same users for every K
@@ -69,6 +74,42 @@ def test_evaluate_compares_every_method_at_every_k_and_the_model_beats_popularit
     text = (report / "report.md").read_text()
     assert "| popularity |" in text and "cold" in text.lower() and "Promotion" in text
     assert (report / "recall_at_k.svg").read_text().lstrip().startswith("<?xml")
+    # 95 % intervals for recall@20 and ndcg@10, each method paired with the model
+    assert set(doc["intervals"]) == set(table) and doc["bootstrap_replicates"] == 50
+    for method, by_key in doc["intervals"].items():
+        assert set(by_key) == {"recall@20", "ndcg@10"}
+        i = by_key["recall@20"]
+        assert i["lo"] <= i["mean"] <= i["hi"] and i["mean"] == pytest.approx(
+            table[method]["20"]["recall"]
+        )
+        assert i["vs_model"] in ({"-"} if method == "model" else {"better", "worse", "tie"})
+    assert "95 % intervals" in text and "not tuned" in text and doc["tuning"] == {}
+
+
+def test_evaluate_tunes_each_baseline_on_val_before_measuring_on_test(
+    spark: SparkSession, trained_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = copy_root(trained_template, tmp_path_factory, "tuning")
+    config = evaluate.EvaluateConfig(
+        data_root=str(root), run_date=END, baselines=("popularity", "buy_again"),
+        bootstrap_replicates=0, promote=False,
+    )  # fmt: skip
+    result = evaluate.main(spark, config)
+    assert result.succeeded
+    doc = json.loads((root / "reports" / f"dt={END}" / "metrics.json").read_text())
+    tuning = doc["tuning"]
+    assert tuning["split"] == "val" and tuning["metric"] == "recall@20"
+    assert set(tuning["methods"]) == {"buy_again"}  # popularity has nothing to tune
+    tried = tuning["methods"]["buy_again"]["tried"]
+    assert len(tried) == 4 and all(0 <= t["recall@20"] <= 1 for t in tried)
+    best = max(tried, key=lambda t: t["recall@20"])
+    assert tuning["methods"]["buy_again"]["chosen"] == {
+        "buy_again_half_life_days": best["buy_again_half_life_days"]
+    }
+    assert (
+        doc["intervals"] == {}
+        and "chosen on the val split" in (root / "reports" / f"dt={END}" / "report.md").read_text()
+    )
 
 
 def test_first_evaluation_promotes_and_logs_a_linked_mlflow_run(

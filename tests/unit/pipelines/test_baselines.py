@@ -95,3 +95,79 @@ def test_als_recommends_only_allowed_items_for_known_users(spark: SparkSession) 
         ),
         {"u": ["b"]},  # c is not a candidate, a is excluded; ALS never saw "stranger"
     )
+
+
+AS_OF = dt.date(2026, 11, 21)
+WEIGHTS = {S.VIEW: 0.1, S.PURCHASE: 1.0}
+
+
+def clean_at(spark: SparkSession, rows: list[tuple[str, str, str, float]]) -> DataFrame:
+    """(user, item, type, days before AS_OF's start) -> clean events."""
+    start = dt.datetime.combine(AS_OF, dt.time())
+    data = [
+        (f"e{n}", u, i, kind, start - dt.timedelta(days=days), "s", None, None, None, None, True, AS_OF)
+        for n, (u, i, kind, days) in enumerate(rows)
+    ]  # fmt: skip
+    return spark.createDataFrame(data, S.CLEAN_EVENTS.schema)
+
+
+def test_strength_sums_type_weights_halved_every_half_life(spark: SparkSession) -> None:
+    events = clean_at(
+        spark, [("u", "a", S.PURCHASE, 1.0), ("u", "a", S.VIEW, 2.0), ("u", "b", "cart", 0.0)]
+    )
+    got = {r["item_id"]: r["strength"] for r in B.strengths(events, WEIGHTS, AS_OF, 1.0).collect()}
+    assert got["a"] == pytest.approx(1.0 * 0.5 + 0.1 * 0.25)
+    assert got["b"] == pytest.approx(0.1)  # a type without a weight counts 0.1
+
+
+def test_item_neighbours_are_cosine_similar_items_in_order(spark: SparkSession) -> None:
+    events = clean_at(
+        spark,
+        [("p", "a", S.VIEW, 1), ("p", "b", S.VIEW, 1), ("q", "a", S.VIEW, 1),
+         ("q", "b", S.VIEW, 1), ("q", "c", S.VIEW, 1)],
+    )  # fmt: skip
+    strength = B.strengths(events, WEIGHTS, AS_OF, 1e9)
+    rows = B.item_neighbours(strength, 5).where("seed = 'a'").orderBy("similarity").collect()
+    assert [(r["item_id"], round(r["similarity"], 4)) for r in rows] == [
+        ("c", round(1 / 2**0.5, 4)),
+        ("b", 1.0),
+    ]
+    assert B.item_neighbours(strength, 1).where("seed = 'a'").count() == 1
+
+
+def test_item_knn_weighs_the_users_recent_items_most(spark: SparkSession) -> None:
+    events = clean_at(
+        spark,
+        [("p", "a", S.VIEW, 40), ("p", "b", S.VIEW, 40), ("q", "d", S.VIEW, 40),
+         ("q", "e", S.VIEW, 40), ("u", "a", S.VIEW, 30), ("u", "d", S.VIEW, 1)],
+    )  # fmt: skip
+    users = frame(spark, [("u",)], "user_id string")
+    candidates = frame(spark, [(i,) for i in "abde"], "item_id string")
+    own = frame(spark, [("u", "a"), ("u", "d")], "user_id string, item_id string")
+    settings = B.BaselineSettings(knn_half_life_days=3.0)
+    knn = B.item_knn_lists(B.Decayed(events, users, candidates, own, WEIGHTS, AS_OF, 5, settings))
+    assert_lists(knn, {"u": ["e", "b"]})  # d (yesterday) outweighs a (a month ago)
+    only_b = frame(spark, [("b",)], "item_id string")
+    knn = B.item_knn_lists(B.Decayed(events, users, only_b, own, WEIGHTS, AS_OF, 5, settings))
+    assert_lists(knn, {"u": ["b"]})
+
+
+def test_buy_again_ranks_the_users_own_items_by_decayed_strength(spark: SparkSession) -> None:
+    events = clean_at(
+        spark,
+        [("u", "x", S.PURCHASE, 30), ("u", "x", S.PURCHASE, 29), ("u", "y", S.VIEW, 1),
+         ("v", "z", S.VIEW, 1)],
+    )  # fmt: skip
+    users = frame(spark, [("u",)], "user_id string")
+    candidates = frame(spark, [(i,) for i in "xyz"], "item_id string")
+    none = frame(spark, [], "user_id string, item_id string")
+
+    def lists(half_life: float, exclusions: DataFrame = none) -> DataFrame:
+        settings = B.BaselineSettings(buy_again_half_life_days=half_life)
+        fit = B.Decayed(events, users, candidates, exclusions, WEIGHTS, AS_OF, 5, settings)
+        return B.buy_again_lists(fit)
+
+    assert_lists(lists(365.0), {"u": ["x", "y"]})  # two purchases outweigh a view
+    assert_lists(lists(1.0), {"u": ["y", "x"]})  # ... unless a month is 30 half-lives
+    hidden = frame(spark, [("u", "x")], "user_id string, item_id string")
+    assert_lists(lists(365.0, hidden), {"u": ["y"]})

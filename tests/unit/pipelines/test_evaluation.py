@@ -9,6 +9,7 @@ import pytest
 
 from jobs import evaluate
 from jobs.runtime.render import metrics_view
+from pipelines import baselines as B
 from pipelines import evaluation as E
 from pipelines.errors import ConfigError
 
@@ -88,3 +89,40 @@ def test_every_rendering_shares_one_metrics_table_in_method_order() -> None:
     ]  # fmt: skip
     assert [r["label"] for r in view["rows"]] == ["model v3", "champion", "als", "popularity"]
     assert view["rows"][0]["values"] == [0.4, 0.2, 0.4, 0.2, 0.4 / 3, 0.8, 0.5]
+
+
+def test_every_grid_tunes_known_settings_of_a_known_baseline_within_the_budget() -> None:
+    import dataclasses as dc
+
+    fields = {f.name for f in dc.fields(B.BaselineSettings)}
+    for name, grid in E.GRIDS.items():
+        assert name in E.BASELINES and name in E.HANDLING
+        assert 1 < len(grid) <= 4
+        assert all(set(point) <= fields for point in grid)
+        assert len({E.tuned(B.BaselineSettings(), point) for point in grid}) == len(grid)
+
+
+def test_the_best_val_point_wins_and_the_first_of_equals() -> None:
+    a, b, c = {"x": 1}, {"x": 2}, {"x": 3}
+    assert E.best_point([(a, 0.1), (b, 0.3), (c, 0.2)]) == b
+    assert E.best_point([(a, 0.2), (b, 0.2)]) == a
+    assert E.tuned(B.BaselineSettings(), {"knn_neighbours": 7}).knn_neighbours == 7
+
+
+def test_intervals_say_tie_when_the_difference_crosses_zero() -> None:
+    rows = [
+        {"method": "model", "metric": "recall", "k": 20, "mean": 0.3, "lo": 0.25, "hi": 0.35,
+         "diff_lo": 0.0, "diff_hi": 0.0},
+        {"method": "als", "metric": "recall", "k": 20, "mean": 0.28, "lo": 0.22, "hi": 0.33,
+         "diff_lo": -0.04, "diff_hi": 0.01},
+        {"method": "popularity", "metric": "recall", "k": 20, "mean": 0.1, "lo": 0.08,
+         "hi": 0.12, "diff_lo": -0.22, "diff_hi": -0.18},
+    ]  # fmt: skip
+    table = E.intervals_table(rows)
+    assert table["als"]["recall@20"]["vs_model"] == "tie"
+    assert table["popularity"]["recall@20"]["vs_model"] == "worse"
+    assert table["model"]["recall@20"]["vs_model"] == "-"
+    assert E.verdict(0.01, 0.2) == "better"
+    rules = E.Rules(promotion_metric="map", promotion_k=50)
+    assert E.interval_targets(rules, (10, 20, 50)) == [("map", 50), ("recall", 20), ("ndcg", 10)]
+    assert E.interval_targets(E.Rules(), (20,)) == [("recall", 20)]

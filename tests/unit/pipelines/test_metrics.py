@@ -117,3 +117,49 @@ def test_ties_across_the_cut_off_are_resolved_the_same_way_for_every_k(spark: Sp
     got = metrics(spark, recs, relevant(spark, {"u": ["z"]}), ks=(1, 2))
     assert got[("m", 1)]["recall"] == 0.0  # y wins the tie at rank 1
     assert got[("m", 2)]["ndcg"] == pytest.approx(1 / math.log2(3))
+
+
+def test_per_user_metrics_average_to_the_table(spark: SparkSession) -> None:
+    recs = lists(spark, {"u": ["a", "b"], "v": ["c", "d"]})
+    rel = relevant(spark, {"u": ["b"], "v": ["x"], "w": ["a"]})  # w has no list
+    per_user = {
+        (r["user_id"], r["k"]): r["recall"] for r in Mx.per_user_metrics(recs, rel, [2]).collect()
+    }
+    assert per_user == {("u", 2): 1.0, ("v", 2): 0.0, ("w", 2): 0.0}
+    assert metrics(spark, recs, rel, ks=(2,))[("m", 2)]["recall"] == pytest.approx(1 / 3)
+
+
+def test_poisson_weights_have_mean_and_variance_one(spark: SparkSession) -> None:
+    from pyspark.sql import functions as F
+
+    draws = spark.range(20_000).select(
+        Mx.poisson_weight(F.col("id").cast("string"), F.lit(3), seed=1).alias("w")
+    )
+    row = draws.agg(F.avg("w").alias("m"), F.var_samp("w").alias("v"), F.min("w")).first()
+    assert row["m"] == pytest.approx(1.0, abs=0.03) and row["v"] == pytest.approx(1.0, abs=0.05)
+    assert row[2] == 0.0
+
+
+def test_bootstrap_intervals_bracket_the_mean_and_pair_the_methods(spark: SparkSession) -> None:
+    users = [f"u{n}" for n in range(60)]
+    # the model hits every user; "same" copies it; "half" hits every other user
+    rows = {u: ["hit", "x"] for u in users}
+    half = {u: (["hit", "x"] if n % 2 else ["x", "y"]) for n, u in enumerate(users)}
+    recs = (
+        lists(spark, rows, "model")
+        .unionByName(lists(spark, rows, "same"))
+        .unionByName(lists(spark, half, "half"))
+    )
+    rel = relevant(spark, {u: ["hit"] for u in users})
+    per_user = Mx.per_user_metrics(recs, rel, [2])
+    got = {
+        r["method"]: r.asDict()
+        for r in Mx.bootstrap(per_user, [("recall", 2)], "model", replicates=100).collect()
+    }
+    assert got["model"]["mean"] == got["model"]["lo"] == got["model"]["hi"] == 1.0
+    assert got["same"]["diff_lo"] == got["same"]["diff_hi"] == 0.0  # a tie
+    half_row = got["half"]
+    assert half_row["mean"] == pytest.approx(0.5)
+    assert 0.3 < half_row["lo"] < 0.5 < half_row["hi"] < 0.7
+    assert half_row["diff_hi"] < 0  # worse than the model on the same resamples
+    assert half_row["diff_lo"] == pytest.approx(half_row["lo"] - 1.0)
