@@ -184,6 +184,7 @@ def test_a_second_run_skips_every_step_and_changes_nothing(
     assert checksum(spark, recs) == recs_before and mtimes(recs) == recs_files
 
 
+@pytest.mark.slow  # a whole second night on a copy: about 2 minutes on 2 cores (make test-all)
 def test_force_redoes_every_step_and_gives_the_same_tables(
     spark: SparkSession, first_night: Any, root: Path, tmp_path: Path
 ) -> None:

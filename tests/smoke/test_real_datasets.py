@@ -54,19 +54,13 @@ def run(
     return ing.manifest, cln.manifest
 
 
-def test_online_retail(spark: SparkSession, shared_data: Path, tmp_path: Path) -> None:
-    source = shared_data / "online-retail" / "online_retail.parquet"
+def online_retail(spark: SparkSession, source: Path, root: Path, days: int) -> None:
     src = pd.read_parquet(source)
     ing, cln = run(
-        spark,
-        tmp_path,
-        "online-retail",
-        source,
-        dt.date(2011, 12, 9),
-        400,
+        spark, root, "online-retail", source, dt.date(2011, 12, 9), days,
         bot_max_events_per_minute=0,
-    )
-    assert ing["rows_in"] == len(src) == 541_909
+    )  # fmt: skip
+    assert ing["rows_in"] == len(src)
     assert ing["mojibake_descriptions"] > 0
     no_customer = src["CustomerID"].isna()
     cancelled = src["InvoiceNo"].str.upper().str.startswith("C")
@@ -81,12 +75,31 @@ def test_online_retail(spark: SparkSession, shared_data: Path, tmp_path: Path) -
     reaching = kept_side[kept_side["Quantity"] <= 10_000]
     assert cln["rows_filtered"][C.EXACT_DUPLICATE] == int(reaching.duplicated(subset=carried).sum())
     assert cln["quality"]["kept_by_event_type"]["purchase"] == cln["rows_out"]
-    catalog = spark.read.parquet(str(tmp_path / "raw" / "catalog"))
+    catalog = spark.read.parquet(str(root / "raw" / "catalog"))
     assert catalog.count() == src["StockCode"].nunique()
     assert (
         catalog.where("title like '%Â£%'").count() == 0
         and catalog.where("title like '%£%'").count() > 0
     )
+
+
+def test_online_retail_last_weeks(spark: SparkSession, shared_data: Path, tmp_path: Path) -> None:
+    """The invoices of the file's last 45 days (124k of 542k lines; the whole file is
+    ``test_online_retail_whole_file``, marked slow)."""
+    src = pd.read_parquet(shared_data / "online-retail" / "online_retail.parquet")
+    when = pd.to_datetime(src["InvoiceDate"])
+    recent = src[when >= when.max() - pd.Timedelta(days=45)]
+    assert 100_000 < len(recent) < len(src)
+    source = tmp_path / "online_retail_last_weeks.parquet"
+    recent.to_parquet(source, index=False)
+    online_retail(spark, source, tmp_path / "data", 46)
+
+
+@pytest.mark.slow  # 542k lines over 374 days: about 2 minutes on 2 cores (make test-all)
+def test_online_retail_whole_file(spark: SparkSession, shared_data: Path, tmp_path: Path) -> None:
+    source = shared_data / "online-retail" / "online_retail.parquet"
+    assert len(pd.read_parquet(source)) == 541_909
+    online_retail(spark, source, tmp_path, 400)
 
 
 def test_taobao(spark: SparkSession, shared_data: Path, tmp_path: Path) -> None:

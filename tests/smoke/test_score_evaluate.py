@@ -37,10 +37,10 @@ def trained_root(trained_template: Path, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def evaluated(spark: SparkSession, trained_root: Path) -> RunResult:
-    # every baseline at its defaults (tuning has its own test below), 50 bootstrap resamples
+    # every baseline at its defaults (tuning has its own test below), 20 bootstrap resamples
     config = evaluate.EvaluateConfig(
         data_root=str(trained_root), run_date=END, als_iterations=5, tune_baselines=False,
-        bootstrap_replicates=50,
+        bootstrap_replicates=20,
     )  # fmt: skip
     return evaluate.main(spark, config)
 
@@ -75,7 +75,7 @@ def test_evaluate_compares_every_method_at_every_k_and_the_model_beats_popularit
     assert "| popularity |" in text and "cold" in text.lower() and "Promotion" in text
     assert (report / "recall_at_k.svg").read_text().lstrip().startswith("<?xml")
     # 95 % intervals for recall@20 and ndcg@10, each method paired with the model
-    assert set(doc["intervals"]) == set(table) and doc["bootstrap_replicates"] == 50
+    assert set(doc["intervals"]) == set(table) and doc["bootstrap_replicates"] == 20
     for method, by_key in doc["intervals"].items():
         assert set(by_key) == {"recall@20", "ndcg@10"}
         i = by_key["recall@20"]
