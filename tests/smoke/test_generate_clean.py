@@ -18,23 +18,28 @@ from jobs.runtime.manifest import RunResult
 from pipelines import clean as C
 from pipelines import generate as G
 from pipelines import schemas as S
+from tests.conftest import copy_root
 
 pytestmark = pytest.mark.smoke
 
 END = dt.date(2026, 11, 21)
-DAYS = [END - dt.timedelta(days=2), END - dt.timedelta(days=1), END]
+DAYS = [END - dt.timedelta(days=n) for n in range(7, -1, -1)]  # the template's 8 days
 
 
 @pytest.fixture(scope="module")
 def pipeline_run(
-    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+    trained_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, RunResult, RunResult]:
-    root = str(tmp_path_factory.mktemp("smoke") / "data")
-    gen = generate.main(
-        spark, generate.GenerateConfig(data_root=root, end_date=END, days=3, rows=30_000, seed=5)
-    )
-    cln = clean.main(spark, clean.CleanConfig(data_root=root, run_date=END, days=3))
-    return root, gen, cln
+    """A copy of the session's template root (generated, then cleaned over all its 8 days; see
+    ``trained_template``) with its generate and clean results."""
+    root = copy_root(trained_template, tmp_path_factory, "smoke")
+    results = []
+    for step in ("generate", "clean"):
+        path = root / "_runs" / END.isoformat() / f"{step}.json"
+        manifest = json.loads(path.read_text())
+        results.append(RunResult(step, manifest["status"], manifest, str(path)))
+    assert results[1].manifest["days"] == [d.isoformat() for d in DAYS]
+    return str(root), results[0], results[1]
 
 
 def found_by_clean(manifest: dict) -> dict[str, int]:
@@ -123,7 +128,7 @@ def test_rerunning_a_date_replaces_only_that_date(
     again = clean.main(spark, clean.CleanConfig(data_root=root, run_date=middle, days=1))
     after = {d: sorted(os.listdir(f"{root}/clean/events/dt={d}")) for d in DAYS}
     # the other days' files were not touched; the re-run day has new files with the same rows
-    assert after[DAYS[0]] == before[DAYS[0]] and after[DAYS[2]] == before[DAYS[2]]
+    assert {d: after[d] for d in DAYS if d != middle} == {d: before[d] for d in DAYS if d != middle}
     assert after[middle] != before[middle]
     rerun = spark.read.parquet(f"{root}/clean/events/dt={middle}")
     assert sorted(map(tuple, rerun.collect())) == sorted(map(tuple, snapshot))

@@ -1,4 +1,5 @@
-"""generate -> clean -> label -> shard, then every shard read back with Petastorm readers."""
+"""Label and shard on a copy of the session's template root (generate -> clean -> label -> shard), then every
+shard read back with Petastorm readers."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from jobs import clean, generate, label, shard
 from jobs.runtime.manifest import RunResult
 from pipelines import label as L
 from pipelines.errors import InputError
+from tests.conftest import copy_root
 
 pytestmark = pytest.mark.smoke
 
@@ -23,19 +25,23 @@ END = dt.date(2026, 11, 21)
 WORKERS = 2
 
 
+def recorded(root: Path, step: str) -> RunResult:
+    """A step's result as its manifest under ``_runs/`` recorded it."""
+    path = root / "_runs" / END.isoformat() / f"{step}.json"
+    manifest = json.loads(path.read_text())
+    return RunResult(step, manifest["status"], manifest, str(path))
+
+
 @pytest.fixture(scope="module")
 def run(
-    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+    trained_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, RunResult, RunResult]:
-    root = tmp_path_factory.mktemp("label") / "data"
-    generate.main(
-        spark,
-        generate.GenerateConfig(data_root=str(root), end_date=END, days=6, rows=40_000, seed=4),
-    )
-    clean.main(spark, clean.CleanConfig(data_root=str(root), run_date=END, days=6))
-    lab = label.main(spark, label.LabelConfig(data_root=str(root), run_date=END, lookback_days=6))
-    shd = shard.main(spark, shard.ShardConfig(data_root=str(root), run_date=END, workers=WORKERS))
-    return root, lab, shd
+    """A copy of the session's template root (generated, cleaned over 8 days, labeled, sharded
+    for 2 workers; see ``trained_template``) with its label and shard results."""
+    root = copy_root(trained_template, tmp_path_factory, "label")
+    label_result, shard_result = recorded(root, "label"), recorded(root, "shard")
+    assert shard_result.manifest["config"]["workers"] == WORKERS
+    return root, label_result, shard_result
 
 
 def read_with_petastorm(

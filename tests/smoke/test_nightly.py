@@ -1,4 +1,4 @@
-"""cartwheel nightly and backfill on a small generated log: idempotent, resumable, incremental,
+"""cartwheel nightly and backfill on the session's small generated log: idempotent, resumable, incremental,
 locked and atomic in what they publish.
 
 The nights run once per module, as a scheduler would run them (the fixtures ``first_night``
@@ -21,7 +21,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import backfill, generate, nightly
+from jobs import backfill, nightly
 from jobs.night.steps import STEP_NAMES
 from jobs.runtime import layout
 from jobs.runtime.lock import LockHeldError, data_root_lock, lock_path
@@ -83,17 +83,14 @@ def statuses(result: Any) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def root(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def root(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding only the raw logs of the session's template (generated, 8 days up to
+    D2): nothing cleaned, labeled or trained yet."""
     base = tmp_path_factory.mktemp("nightly")
     (base / "steps.yaml").write_text(STEP_CONFIG)
     data = base / "data"
+    shutil.copytree(trained_template / "raw", data / "raw")
     # Raw logs up to D1 only: D2's day arrives later, as it would overnight.
-    generate.main(
-        spark,
-        generate.GenerateConfig(
-            data_root=str(data), end_date=D2, days=LOOKBACK + 1, rows=30_000, items=200, seed=3
-        ),
-    )
     late = data / "raw" / "events" / f"dt={D2}"
     late.rename(base / f"arrives-later-dt={D2}")
     return data

@@ -61,20 +61,38 @@ def test_valid_line_becomes_the_contract_row_in_utc(spark: SparkSession) -> None
     assertDataFrameEqual(out, expected)
 
 
-@pytest.mark.parametrize(
-    ("raw_time", "expected"),
-    [
-        ("1795168800", dt.datetime(2026, 11, 20, 10, 0, 0)),
-        ("1795168800123", dt.datetime(2026, 11, 20, 10, 0, 0, 123000)),
-        ("2026-11-20 10:00:00", dt.datetime(2026, 11, 20, 10, 0, 0)),
-        ("2026-11-20T05:00:00-05:00", dt.datetime(2026, 11, 20, 10, 0, 0)),
-    ],
-)
-def test_timestamp_formats_normalise_to_utc(
-    spark: SparkSession, raw_time: str, expected: dt.datetime
-) -> None:
-    rows = kept(label(spark, lines(spark, event(event_time=raw_time))))
-    assert [r["event_time"] for r in rows] == [expected]
+def one_line_per_case(spark: SparkSession, field: str, values: list, **fields: object) -> DataFrame:
+    """Labeled rows of one line per value of ``field``: event id ``c<n>`` for the n-th value,
+    each by its own user (so no row-set rule links them). One Spark run checks every variant
+    of a rule; a failing assertion names the case by its event id."""
+    return label(
+        spark,
+        lines(
+            spark,
+            *[
+                event(**{"event_id": f"c{n}", "user_id": f"u{n}", **fields, field: v})
+                for n, v in enumerate(values)
+            ],
+        ),
+    )
+
+
+def case_reasons(spark: SparkSession, field: str, values: list, **fields: object) -> dict:
+    """value -> reason, for one line per value (see ``one_line_per_case``)."""
+    got = reasons(one_line_per_case(spark, field, values, **fields))
+    return {v: got[f"c{n}"] for n, v in enumerate(values)}
+
+
+def test_timestamp_formats_normalise_to_utc(spark: SparkSession) -> None:
+    expected = {
+        "1795168800": dt.datetime(2026, 11, 20, 10, 0, 0),
+        "1795168800123": dt.datetime(2026, 11, 20, 10, 0, 0, 123000),
+        "2026-11-20 10:00:00": dt.datetime(2026, 11, 20, 10, 0, 0),
+        "2026-11-20T05:00:00-05:00": dt.datetime(2026, 11, 20, 10, 0, 0),
+    }
+    labeled = one_line_per_case(spark, "event_time", list(expected))
+    got = {r["event_id"]: r["event_time"] for r in kept(labeled)}
+    assert {t: got.get(f"c{n}") for n, t in enumerate(expected)} == expected
 
 
 def test_event_type_synonyms_map_to_canonical_types(spark: SparkSession) -> None:
@@ -143,9 +161,11 @@ def test_csv_with_wrong_field_count_is_malformed(spark: SparkSession) -> None:
     assert set(reasons(label(spark, raw)).values()) == {C.MALFORMED_RECORD}
 
 
-@pytest.mark.parametrize("user", [None, "", "   "])
-def test_missing_user_id_is_quarantined(spark: SparkSession, user: str | None) -> None:
-    assert reasons(label(spark, lines(spark, event(user_id=user)))) == {"e1": C.MISSING_ID}
+def test_missing_user_id_is_quarantined(spark: SparkSession) -> None:
+    raw = lines(
+        spark, *[event(event_id=f"c{n}", user_id=u) for n, u in enumerate([None, "", "   "])]
+    )
+    assert reasons(label(spark, raw)) == {f"c{n}": C.MISSING_ID for n in range(3)}
 
 
 def test_missing_item_id_on_a_view_is_quarantined(spark: SparkSession) -> None:
@@ -164,16 +184,13 @@ def test_search_without_item_is_kept(spark: SparkSession) -> None:
     ]
 
 
-@pytest.mark.parametrize("event_type", ["hover", "", None])
-def test_unknown_event_type_is_quarantined(spark: SparkSession, event_type: str | None) -> None:
-    assert reasons(label(spark, lines(spark, event(event_type=event_type)))) == {
-        "e1": C.UNKNOWN_EVENT_TYPE
-    }
+def test_unknown_event_type_is_quarantined(spark: SparkSession) -> None:
+    values = ["hover", "", None]
+    assert case_reasons(spark, "event_type", values) == dict.fromkeys(values, C.UNKNOWN_EVENT_TYPE)
 
 
-@pytest.mark.parametrize(
-    "raw_time",
-    [
+def test_unparseable_timestamp_is_quarantined(spark: SparkSession) -> None:
+    values = [
         "yesterday",
         "2026-02-30T25:61:00Z",
         "",
@@ -184,12 +201,10 @@ def test_unknown_event_type_is_quarantined(spark: SparkSession, event_type: str 
         "2026-11",
         "0000000000",
         "10:00:00",
-    ],
-)
-def test_unparseable_timestamp_is_quarantined(spark: SparkSession, raw_time: str | None) -> None:
-    assert reasons(label(spark, lines(spark, event(event_time=raw_time)))) == {
-        "e1": C.UNPARSEABLE_TIMESTAMP
-    }
+    ]
+    assert case_reasons(spark, "event_time", values) == dict.fromkeys(
+        values, C.UNPARSEABLE_TIMESTAMP
+    )
 
 
 def test_future_timestamp_beyond_the_skew_is_quarantined_within_it_kept(
@@ -203,9 +218,9 @@ def test_future_timestamp_beyond_the_skew_is_quarantined_within_it_kept(
     assert reasons(label(spark, raw)) == {"late-ok": None, "future": C.FUTURE_TIMESTAMP}
 
 
-@pytest.mark.parametrize("price", [-0.01, 1e7, "abc", "NaN"])
-def test_invalid_price_is_quarantined(spark: SparkSession, price: object) -> None:
-    assert reasons(label(spark, lines(spark, event(price=price)))) == {"e1": C.INVALID_PRICE}
+def test_invalid_price_is_quarantined(spark: SparkSession) -> None:
+    values = [-0.01, 1e7, "abc", "NaN"]
+    assert case_reasons(spark, "price", values) == dict.fromkeys(values, C.INVALID_PRICE)
 
 
 def test_null_and_zero_prices_are_valid(spark: SparkSession) -> None:
@@ -213,11 +228,9 @@ def test_null_and_zero_prices_are_valid(spark: SparkSession) -> None:
     assert reasons(label(spark, raw)) == {"a": None, "b": None}
 
 
-@pytest.mark.parametrize("quantity", [0, -3, 1.5, 80995, "two"])
-def test_invalid_quantity_is_quarantined(spark: SparkSession, quantity: object) -> None:
-    assert reasons(label(spark, lines(spark, event(quantity=quantity)))) == {
-        "e1": C.INVALID_QUANTITY
-    }
+def test_invalid_quantity_is_quarantined(spark: SparkSession) -> None:
+    values = [0, -3, 1.5, 80995, "two"]
+    assert case_reasons(spark, "quantity", values) == dict.fromkeys(values, C.INVALID_QUANTITY)
 
 
 def test_first_applicable_reason_wins(spark: SparkSession) -> None:
@@ -406,24 +419,20 @@ def _search(eid: str, q: str, minute: int = 1, **fields: object) -> str:
     return event(**{**record, **fields})
 
 
-@pytest.mark.parametrize(
-    ("query", "expected"),
-    [
-        ("call +44\u00a020\u00a07946\u00a00958 now", "call [phone] now"),
-        ("555 - 123 - 4567", "[phone]"),
-        ("030/1234567 berlin", "[phone] berlin"),
-        ("\uff10\uff13\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17", "[phone]"),
-        ("card 4111 1111 1111 1111 ok", "card [phone] ok"),
-        ("write jane@ex\u00e4mple.de", "write [email]"),
-        ("m\u00fcller.j+shop@example.co.uk boots", "[email] boots"),
-        ("shoes size 42 from 2026-11-20", "shoes size 42 from 2026-11-20"),
-    ],
-)
-def test_pii_variants_are_scrubbed_from_queries(
-    spark: SparkSession, query: str, expected: str
-) -> None:
-    rows = kept(label(spark, lines(spark, _search("a", query))))
-    assert [(r["query"]) for r in rows] == [expected]
+def test_pii_variants_are_scrubbed_from_queries(spark: SparkSession) -> None:
+    expected = {
+        "call +44\u00a020\u00a07946\u00a00958 now": "call [phone] now",
+        "555 - 123 - 4567": "[phone]",
+        "030/1234567 berlin": "[phone] berlin",
+        "\uff10\uff13\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17": "[phone]",
+        "card 4111 1111 1111 1111 ok": "card [phone] ok",
+        "write jane@ex\u00e4mple.de": "write [email]",
+        "m\u00fcller.j+shop@example.co.uk boots": "[email] boots",
+        "shoes size 42 from 2026-11-20": "shoes size 42 from 2026-11-20",
+    }
+    raw = lines(spark, *[_search(f"c{n}", q, user_id=f"u{n}") for n, q in enumerate(expected)])
+    got = {r["event_id"]: r["query"] for r in kept(label(spark, raw))}
+    assert {q: got.get(f"c{n}") for n, q in enumerate(expected)} == expected
 
 
 def test_scrubbing_long_adversarial_text_finds_the_pii_at_its_end(spark: SparkSession) -> None:
