@@ -124,20 +124,27 @@ class EvaluateConfig(DatedStepConfig):
         "(a model trained on fresher data may win a near tie); 0: it must beat the champion",
     )
     gate_baseline: str = opt(
-        default=B.POPULARITY, help="baseline the model must reach on the promotion metric to pass"
+        default=B.POPULARITY,
+        help="baseline the model must reach on the promotion metric to pass; best: the "
+        "strongest computed baseline",
     )
     gate_min_ratio: NonNegativeFloat = opt(
         default=1.0,
         help="the step fails (and promotes nothing) unless the model's promotion metric is at "
         "least this times the gate baseline's; 0 turns the gate off",
     )
+    gate_min_warm_users: NonNegative = opt(
+        default=200,
+        help="the gate fails when fewer test users than this had item events before the test "
+        "start (on cold users every method falls back to popularity: nothing is measured)",
+    )
 
     def validate(self) -> None:
         super().validate()
-        if self.gate_min_ratio > 0 and self.gate_baseline not in self.baselines:
+        if self.gate_min_ratio > 0 and self.gate_baseline not in (*self.baselines, E.BEST_BASELINE):
             raise ConfigError(
                 f"invalid config value gate_baseline={self.gate_baseline!r}: must be one of the "
-                f"computed baselines ({', '.join(self.baselines)})"
+                f"computed baselines ({', '.join(self.baselines)}) or {E.BEST_BASELINE}"
             )
         if not self.ks:
             raise ConfigError(f"invalid config value ks={self.ks!r}: give one or more K >= 1")
@@ -170,6 +177,7 @@ class EvaluateConfig(DatedStepConfig):
             promotion_metric=self.promotion_metric, promotion_k=self.promotion_k,
             champion_alias=self.champion_alias, champion_tolerance=self.champion_tolerance,
             gate_baseline=self.gate_baseline, gate_min_ratio=self.gate_min_ratio,
+            gate_min_warm_users=self.gate_min_warm_users,
         )  # fmt: skip
 
 
@@ -428,7 +436,9 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             )
         finally:
             held.release()
-        gate, decision = E.decide(config.rules, table, model.version, champion_version)
+        gate, decision = E.decide(
+            config.rules, table, model.version, champion_version, n_users, stats["cold_users"]
+        )
         applied = bool(decision["promote"] and config.promote)
         doc: dict[str, Any] = {
             "run_date": day.isoformat(), "test_start": b["test_start"].isoformat(),

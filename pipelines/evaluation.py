@@ -196,10 +196,15 @@ def method_order(table: dict[str, Any]) -> list[str]:
     return first + sorted(m for m in table if m not in first)
 
 
+BEST_BASELINE = "best"
+
+
 @dataclass(frozen=True)
 class Rules:
     """How a metrics table is judged: the promotion metric at K, the champion's alias and
-    tolerance, and the quality gate (the model must reach ``gate_min_ratio`` x a baseline)."""
+    tolerance, and the quality gate (the model must reach ``gate_min_ratio`` x a baseline, or
+    x the strongest one with ``gate_baseline="best"``, on at least ``gate_min_warm_users``
+    test users who had item events before the test start)."""
 
     promotion_metric: str = "recall"
     promotion_k: int = 20
@@ -207,6 +212,7 @@ class Rules:
     champion_tolerance: float = 0.0
     gate_baseline: str = B.POPULARITY
     gate_min_ratio: float = 1.0
+    gate_min_warm_users: int = 200
 
     @property
     def key(self) -> str:
@@ -216,21 +222,49 @@ class Rules:
         return table[method][str(self.promotion_k)][self.promotion_metric]
 
 
-def quality_gate(rules: Rules, table: Table) -> dict[str, Any]:
-    """Whether the model reached ``gate_min_ratio`` x the gate baseline on the promotion metric."""
+def gate_baseline(rules: Rules, table: Table) -> str:
+    """The baseline the gate compares with: the configured one, or with ``best`` the baseline
+    with the highest promotion metric (the first by name among equals)."""
+    if rules.gate_baseline != BEST_BASELINE:
+        return rules.gate_baseline
+    baselines = sorted(m for m in table if m not in (MODEL, CHAMPION))
+    return max(baselines, key=lambda m: rules.value(table, m))
+
+
+def quality_gate(rules: Rules, table: Table, users: int, cold_users: int) -> dict[str, Any]:
+    """Whether the model reached ``gate_min_ratio`` x the gate baseline on the promotion metric,
+    measured on enough warm test users (``users - cold_users``) for the comparison to mean
+    something: on too few, or on a test set of cold users only, where every method falls back
+    to popularity, the gate fails and says so."""
     if rules.gate_min_ratio == 0:
         return {"passed": True, "reason": "no quality gate (gate_min_ratio 0)", "metric": rules.key}
-    ours, theirs = rules.value(table, MODEL), rules.value(table, rules.gate_baseline)
+    warm = users - cold_users
+    if warm < rules.gate_min_warm_users:
+        return {
+            "passed": False,
+            "reason": f"too few warm test users to judge the model: {warm:,} of {users:,} had "
+            f"item events before the test start ({cold_users:,} cold), fewer than "
+            f"gate_min_warm_users {rules.gate_min_warm_users:,}; widen the test window "
+            "(--test-days) or lower the minimum",
+            "metric": rules.key,
+            "warm_users": warm,
+            "min_warm_users": rules.gate_min_warm_users,
+        }
+    baseline = gate_baseline(rules, table)
+    ours, theirs = rules.value(table, MODEL), rules.value(table, baseline)
     passed = ours >= rules.gate_min_ratio * theirs and ours > 0
+    chosen = " (the best baseline)" if rules.gate_baseline == BEST_BASELINE else ""
     return {
         "passed": passed,
         "reason": f"{rules.key} {ours:.4f} {'>=' if passed else '<'} {rules.gate_min_ratio:g} x "
-        f"{rules.gate_baseline} {theirs:.4f}",
+        f"{baseline}{chosen} {theirs:.4f} on {warm:,} warm test users",
         "metric": rules.key,
         "model": ours,
-        "baseline": rules.gate_baseline,
+        "baseline": baseline,
         "baseline_value": theirs,
         "min_ratio": rules.gate_min_ratio,
+        "warm_users": warm,
+        "min_warm_users": rules.gate_min_warm_users,
     }
 
 
@@ -271,10 +305,10 @@ def promotion(rules: Rules, table: Table, version: str, champion: str | None) ->
 
 
 def decide(
-    rules: Rules, table: Table, version: str, champion: str | None
+    rules: Rules, table: Table, version: str, champion: str | None, users: int, cold_users: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(quality gate, promotion decision): a failed gate promotes nothing."""
-    gate = quality_gate(rules, table)
+    gate = quality_gate(rules, table, users, cold_users)
     decision = promotion(rules, table, version, champion)
     if not gate["passed"]:
         decision = {

@@ -28,12 +28,43 @@ def table(model: float, popularity: float, champion: float) -> dict:
 
 def test_quality_gate_needs_the_ratio_times_the_baseline() -> None:
     config = evaluate.EvaluateConfig(data_root="/x", run_date=END, gate_min_ratio=1.2)
-    passed = E.quality_gate(config.rules, table(0.30, 0.25, 0.0))
+    passed = E.quality_gate(config.rules, table(0.30, 0.25, 0.0), 500, 20)
     assert passed["passed"] and "0.3000 >= 1.2 x popularity 0.2500" in passed["reason"]
-    failed = E.quality_gate(config.rules, table(0.29, 0.25, 0.0))
+    assert "on 480 warm test users" in passed["reason"]
+    failed = E.quality_gate(config.rules, table(0.29, 0.25, 0.0), 500, 20)
     assert not failed["passed"] and "0.2900 < 1.2 x popularity" in failed["reason"]
     off = evaluate.EvaluateConfig(data_root="/x", run_date=END, gate_min_ratio=0)
-    assert E.quality_gate(off.rules, table(0.0, 0.25, 0.0))["passed"]
+    assert E.quality_gate(off.rules, table(0.0, 0.25, 0.0), 0, 0)["passed"]
+
+
+def test_gate_against_the_best_baseline_picks_the_strongest() -> None:
+    rules = E.Rules(gate_baseline=E.BEST_BASELINE)
+    scores = {
+        "model": {"20": {"recall": 0.30}},
+        "champion": {"20": {"recall": 0.50}},  # not a baseline
+        "popularity": {"20": {"recall": 0.10}},
+        "als": {"20": {"recall": 0.32}},
+        "item_knn": {"20": {"recall": 0.28}},
+    }
+    gate = E.quality_gate(rules, scores, 1000, 0)
+    assert not gate["passed"] and gate["baseline"] == "als" and gate["baseline_value"] == 0.32
+    assert "< 1 x als (the best baseline) 0.3200" in gate["reason"]
+    scores["model"]["20"]["recall"] = 0.33
+    assert E.quality_gate(rules, scores, 1000, 0)["passed"]
+
+
+def test_gate_fails_on_too_few_warm_test_users_whatever_the_scores() -> None:
+    rules = E.Rules(gate_min_warm_users=300)
+    winning = table(0.90, 0.10, 0.0)
+    mostly_cold = E.quality_gate(rules, winning, 1188, 1187)
+    assert not mostly_cold["passed"] and mostly_cold["warm_users"] == 1
+    assert "too few warm test users to judge the model: 1 of 1,188" in mostly_cold["reason"]
+    assert "(1,187 cold), fewer than gate_min_warm_users 300" in mostly_cold["reason"]
+    assert not E.quality_gate(rules, winning, 299, 0)["passed"]
+    assert E.quality_gate(rules, winning, 300, 0)["passed"]
+    gate, decision = E.decide(rules, winning, "3", None, 1188, 1187)
+    assert not gate["passed"]
+    assert not decision["promote"] and "too few warm test users" in decision["reason"]
 
 
 def test_champion_tolerance_lets_a_near_tie_take_over() -> None:
@@ -55,6 +86,8 @@ def test_gate_and_tolerance_values_are_checked() -> None:
         evaluate.EvaluateConfig(
             data_root="/x", run_date=END, baselines=("popularity",), gate_baseline="als"
         )
+    best = evaluate.EvaluateConfig(data_root="/x", run_date=END, gate_baseline="best")
+    assert best.rules.gate_baseline == E.BEST_BASELINE
 
 
 def test_promotion_keeps_the_champion_unless_beaten() -> None:
@@ -70,7 +103,9 @@ def test_promotion_keeps_the_champion_unless_beaten() -> None:
 
 
 def test_a_failed_gate_promotes_nothing_even_a_winner() -> None:
-    gate, decision = E.decide(E.Rules(gate_min_ratio=2.0), table(0.30, 0.25, 0.10), "3", "2")
+    gate, decision = E.decide(
+        E.Rules(gate_min_ratio=2.0), table(0.30, 0.25, 0.10), "3", "2", 500, 0
+    )
     assert not gate["passed"] and not decision["promote"]
     assert decision["reason"].startswith("quality gate failed: recall@20 0.3000 < 2 x popularity")
 
