@@ -59,7 +59,12 @@ class BackfillConfig(StepConfig, NightOptions):
         return self.to_date
 
     def night(self, day: dt.date) -> nightly.NightlyConfig:
-        return nightly.NightlyConfig(data_root=self.data_root, run_date=day, **self.night_options())
+        return nightly.NightlyConfig(
+            data_root=self.data_root,
+            run_date=day,
+            filter_warn_share=self.filter_warn_share,
+            **self.night_options(),
+        )
 
 
 def main(spark: SparkSession, config: BackfillConfig) -> RunResult:

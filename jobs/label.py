@@ -29,6 +29,11 @@ from pipelines.errors import InputError
 log = logging.getLogger("cartwheel")
 # Vocabularies up to this many items are broadcast to the tasks (~100 MB at 2M items).
 BROADCAST_VOCAB_MAX = 2_000_000
+NO_HISTORY_HINT = (
+    "with --history-cutoff day (the default) a target's history holds only the user's events of "
+    "earlier days, so a log where each user is one session (one day) leaves none: for session "
+    "data use --history-cutoff event"
+)
 
 
 @step_config
@@ -88,10 +93,18 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
                 )
                 for s in L.SPLITS
             }
+            totals = disposition_totals(counts)
             if per_split[L.TRAIN] == 0:
+                removed = {r: totals[r] for r in L.FILTER_REASONS if totals.get(r)}
                 raise InputError(
                     f"no training examples: no target event ({', '.join(config.target_types)}) before "
-                    f"{bounds['val_start']} has an in-vocabulary item and a history"
+                    f"{bounds['val_start']} has an in-vocabulary item and a history (of "
+                    f"{rows_in:,} clean events, filtered: {format_counts(removed)})"
+                    + (
+                        f"; {NO_HISTORY_HINT}"
+                        if totals.get(L.NO_HISTORY) and config.history_cutoff == "day"
+                        else ""
+                    )
                 )
             log.info("[label] examples per split: %s; writing", format_counts(per_split))
             meta = {
@@ -125,18 +138,24 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
             if labeled is not None:
                 labeled.unpersist()
 
-        totals: dict[str, int] = {}
-        for c in counts:
-            totals[c["disposition"]] = totals.get(c["disposition"], 0) + c["rows"]
         run.outputs = [layout.examples(root, config.run_date), layout.vocab(root, config.run_date)]
         run.record(
             rows_in=rows_in,
             rows_out=totals.get(L.TARGET, 0),
             filtered={r: totals.get(r, 0) for r in L.FILTER_REASONS},
             consumed={L.HISTORY_ONLY: totals.get(L.HISTORY_ONLY, 0)},
+            hints={L.NO_HISTORY: NO_HISTORY_HINT} if config.history_cutoff == "day" else {},
         )
         run.extra = {"examples": per_split, **{k: v for k, v in meta.items() if k != "examples"}}
     return run.result()
+
+
+def disposition_totals(counts: list[dict[str, Any]]) -> dict[str, int]:
+    """Rows per disposition (target, history only, each filter reason) over days and splits."""
+    totals: dict[str, int] = {}
+    for c in counts:
+        totals[c["disposition"]] = totals.get(c["disposition"], 0) + c["rows"]
+    return totals
 
 
 def summarize(result: RunResult) -> str:

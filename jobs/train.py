@@ -53,6 +53,8 @@ from pipelines.errors import ConfigError, InputError
 
 log = logging.getLogger("cartwheel")
 LAUNCHERS = ("horovod", "torch-distributor")
+# Fewer train examples per worker than this is too little data to train on, whatever the flags.
+MIN_BATCH_SIZE = 16
 
 
 @step_config
@@ -218,6 +220,13 @@ def main(spark: SparkSession, config: TrainConfig) -> RunResult:
     with run:
         manifest = load_shard_manifest(storage, folder, config.num_proc)
         per_worker = manifest["splits"]["train"]["rows"] // config.num_proc
+        if per_worker < MIN_BATCH_SIZE:
+            raise InputError(
+                f"only {manifest['splits']['train']['rows']:,} train examples in {folder} (about "
+                f"{per_worker:,} for each of the {config.num_proc} workers): too few to train a "
+                f"model; label's manifest ({layout.manifest(root, config.run_date, 'label')}) "
+                "counts the events each rule filtered"
+            )
         if per_worker < config.batch_size:
             raise ConfigError(
                 f"invalid config value batch_size={config.batch_size}: each of the {config.num_proc} workers "

@@ -76,6 +76,7 @@ class StepOutcome:
             "rows_quarantined": m.get("rows_quarantined"),
             "rows_filtered": sum((m.get("rows_filtered") or {}).values()),
             "error": self.error,
+            "warnings": list(m.get("warnings") or []),
         }
 
     def line(self) -> str:

@@ -122,6 +122,7 @@ def render(
         else None,
         samples=samples,
         places=places,
+        warnings=[(n, w) for n, s in doc["steps"].items() for w in s.get("warnings") or []],
     )
 
 
@@ -172,6 +173,7 @@ def summary_lines(result: RunResult) -> list[str]:
         lines.append(f"  {name:<9}{s['status']:<10}{s['duration_s']:>9.1f}{counts}")
         if s["error"]:
             lines.append(f"           {s['error']}")
+        lines += [f"           WARNING: {w}" for w in s.get("warnings") or []]
     verdict = (
         f"night {doc['run_date']} SUCCEEDED in {doc['duration_s']:.0f}s: recommendations "
         f"published under {join(doc['config']['data_root'], 'recs')}"

@@ -49,7 +49,7 @@ def _train_values(night: Night, check: bool) -> dict[str, Any]:
     return {
         "epochs": c.epochs,
         # a small night still gets several steps per epoch
-        "batch_size": max(16, min(c.batch_size, rows // (8 * c.num_proc))),
+        "batch_size": max(train.MIN_BATCH_SIZE, min(c.batch_size, rows // (8 * c.num_proc))),
         "num_proc": c.num_proc,
         "restart": night.plan.redo("train"),
     }
@@ -144,6 +144,7 @@ def build_config(step: NightStep, night: Night, *, check: bool = False) -> Dated
     values = {
         "data_root": night.root,
         "run_date": night.day,
+        "filter_warn_share": night.config.filter_warn_share,
         **step.derive(night, check),
         **section,
     }

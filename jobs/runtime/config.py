@@ -118,6 +118,11 @@ class StepConfig:
 
     data_root: str = opt(help="root folder or Hadoop URI (s3a://, abfss://, dbfs:/) of all data")
     config: str | None = opt(default=None, help="YAML file of config values (flags override it)")
+    filter_warn_share: Fraction = opt(
+        default=0.5,
+        help="warn (log, manifest, night report) when one reason quarantines or filters more "
+        "than this share of the step's input rows; 1: never",
+    )
 
     def __post_init__(self) -> None:
         self.validate()

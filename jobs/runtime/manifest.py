@@ -13,6 +13,7 @@ import functools
 import logging
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -105,6 +106,7 @@ class StepRun:
         self.rows_filtered: dict[str, int] = {}
         self.rows_consumed: dict[str, int] = {}
         self.extra: dict[str, Any] = {}
+        self.warnings: list[str] = []
         self.manifest: dict[str, Any] = {}
         sc = spark.sparkContext
         self.spark_info = {"master": sc.master, "app_id": sc.applicationId}
@@ -128,11 +130,14 @@ class StepRun:
         quarantined: dict[str, int] | None = None,
         filtered: dict[str, int] | None = None,
         consumed: dict[str, int] | None = None,
+        hints: Mapping[str, str] | None = None,
     ) -> None:
         """Record the step's row accounting; raises if the rows do not add up.
 
         ``consumed`` counts input rows that were used but not emitted as rows of their own (an
-        event that only appears inside other examples' histories), by how they were used.
+        event that only appears inside other examples' histories), by how they were used. A
+        reason that removed more than ``filter_warn_share`` of the input is a warning, followed
+        by ``hints[reason]`` when the step knows what usually causes it.
         """
         self.rows_in, self.rows_out = rows_in, rows_out
         self.rows_quarantined = dict(sorted((quarantined or {}).items()))
@@ -151,6 +156,27 @@ class StepRun:
                 f"{sum(self.rows_filtered.values())} filtered, "
                 f"{sum(self.rows_consumed.values())} consumed"
             )
+        self._warn_on_large_shares(hints or {})
+
+    def warn(self, message: str) -> None:
+        """A finding the step's user must see although the step succeeds: logged as a warning
+        now, listed under ``warnings`` in the manifest (and so in the night's report)."""
+        log.warning("[%s] WARNING: %s", self.step, message)
+        self.warnings.append(message)
+
+    def _warn_on_large_shares(self, hints: Mapping[str, str]) -> None:
+        limit = self.config.filter_warn_share
+        if self.rows_in == 0 or limit >= 1:
+            return
+        removed = [("quarantined", self.rows_quarantined), ("filtered", self.rows_filtered)]
+        for verb, counts in removed:
+            for reason, rows in counts.items():
+                if rows > limit * self.rows_in:
+                    hint = f"; {hints[reason]}" if reason in hints else ""
+                    self.warn(
+                        f"{verb} {rows:,} of {self.rows_in:,} input rows ({rows / self.rows_in:.1%}) "
+                        f"as {reason}, over the filter_warn_share of {limit:.0%}{hint}"
+                    )
 
     def _document(self, status: str, error: str | None) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -173,6 +199,7 @@ class StepRun:
             # where the code ran from: the checkout, site-packages, or a --py-files zip
             "code_path": str(CODE_ROOT),
             "spark": self.spark_info,
+            "warnings": self.warnings,
         }
         if error is not None:
             doc["error"] = error

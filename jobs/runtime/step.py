@@ -74,6 +74,8 @@ def run_cli(
         print(f"cartwheel {step}: error: {explained}", file=sys.stderr)
         return 1
     print(summarize(result))
+    for warning in result.manifest.get("warnings", []):
+        print(f"warning: {warning}")
     return 0 if result.succeeded else 1
 
 

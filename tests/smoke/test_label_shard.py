@@ -145,7 +145,7 @@ def test_petastorm_workers_read_disjoint_slices_that_cover_the_split(
     )
 
 
-def test_label_refuses_an_empty_window_and_publishes_nothing(
+def test_label_refuses_an_empty_window_or_no_training_examples_and_publishes_nothing(
     spark: SparkSession, tmp_path: Path
 ) -> None:
     root = tmp_path / "d"
@@ -167,7 +167,42 @@ def test_label_refuses_an_empty_window_and_publishes_nothing(
                 data_root=str(root), run_date=END, lookback_days=5, min_item_count=10**6
             ),
         )
+    # every target filtered for want of history: the message counts the filters and, with the
+    # day cutoff, points at --history-cutoff event (session logs); train never sees an empty split
+    for cutoff, hint in (("day", True), ("event", False)):
+        with pytest.raises(
+            InputError, match=r"no training examples: .*filtered: .*no_history"
+        ) as e:
+            label.main(
+                spark,
+                label.LabelConfig(
+                    data_root=str(root), run_date=END, lookback_days=3, val_days=0,
+                    history_cutoff=cutoff, min_history=10**6,
+                ),
+            )  # fmt: skip
+        assert ("for session data use --history-cutoff event" in str(e.value)) == hint
     assert not (root / "examples").exists() and not (root / "vocab").exists()
+
+
+def test_label_warns_when_one_rule_filters_a_large_share(
+    spark: SparkSession, trained_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = copy_root(trained_template, tmp_path_factory, "warn")
+    result = label.main(
+        spark,
+        label.LabelConfig(
+            data_root=str(root), run_date=END, lookback_days=8, min_history=20,
+            filter_warn_share=0.05,
+        ),
+    )  # fmt: skip
+    m = result.manifest
+    assert result.succeeded
+    over = {r: n for r, n in m["rows_filtered"].items() if n > 0.05 * m["rows_in"]}
+    assert L.NO_HISTORY in over  # 20 earlier-day items is a lot to ask of an 8-day log
+    assert sorted(w.split(" as ")[1].split(",")[0] for w in m["warnings"]) == sorted(over)
+    (no_history,) = [w for w in m["warnings"] if f"as {L.NO_HISTORY}," in w]
+    assert f"{m['rows_filtered'][L.NO_HISTORY]:,} of {m['rows_in']:,}" in no_history
+    assert "--history-cutoff event" in no_history
 
 
 def test_shard_refuses_missing_examples_and_too_many_workers(

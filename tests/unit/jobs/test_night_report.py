@@ -9,6 +9,7 @@ import pytest
 from jobs import evaluate
 from jobs.night import report
 from jobs.night.plan import FAILED, NOT_RUN, SUCCEEDED
+from jobs.runtime.manifest import RunResult
 
 pytestmark = pytest.mark.unit
 
@@ -51,6 +52,20 @@ def test_a_failed_night_says_so_and_escapes_what_it_shows() -> None:
     assert "/data/&lt;shop&gt;" in page  # the data root too
     assert page.count("<tr>") == 4  # the header and three steps
     assert "Test metrics vs baselines" not in page  # no evaluation this night
+
+
+def test_step_warnings_reach_the_page_and_the_summary() -> None:
+    doc = night(SUCCEEDED)
+    warning = "filtered 900 of 1,000 input rows (90.0%) as no_history, over <50%>"
+    doc["steps"]["label"] = {**doc["steps"]["label"], "warnings": [warning]}
+    page = report.render(doc, {}, "", [])
+    assert (
+        "<li><b>label</b>: filtered 900 of 1,000 input rows (90.0%) as no_history, over &lt;50%&gt;</li>"
+        in page
+    )
+    assert "Warnings:" not in report.render(night(SUCCEEDED), {}, "", [])
+    lines = report.summary_lines(RunResult("nightly", SUCCEEDED, {**doc, "report": "r"}, "/m.json"))
+    assert f"           WARNING: {warning}" in lines
 
 
 def test_the_evaluation_section_shows_the_shared_metrics_table() -> None:

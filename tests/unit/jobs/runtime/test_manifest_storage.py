@@ -62,6 +62,31 @@ def test_counts_that_do_not_add_up_fail_the_step(spark: SparkSession, tmp_path: 
     assert json.loads(Path(run.path).read_text())["status"] == "failed"
 
 
+def test_a_reason_removing_more_than_the_warn_share_is_a_warning(
+    spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    strict = CleanConfig(
+        data_root=str(tmp_path), run_date=dt.date(2026, 11, 20), filter_warn_share=0.3
+    )
+    run = StepRun(spark, "clean", strict)
+    with caplog.at_level("WARNING", logger="cartwheel"), run:
+        run.record(
+            rows_in=10, rows_out=3, quarantined={"missing_id": 3}, filtered={"bot_user": 4},
+            hints={"bot_user": "raise the bot rule's limits", "missing_id": "unused"},
+        )  # fmt: skip
+    doc = json.loads(Path(run.path).read_text())
+    # 4 of 10 is over 30 %; 3 of 10 is not
+    assert doc["warnings"] == [
+        "filtered 4 of 10 input rows (40.0%) as bot_user, over the filter_warn_share of 30%; "
+        "raise the bot rule's limits"
+    ]
+    assert "[clean] WARNING: filtered 4 of 10" in caplog.text
+    run = StepRun(spark, "clean", config(tmp_path))  # the default share, 50 %
+    with run:
+        run.record(rows_in=10, rows_out=3, quarantined={"missing_id": 3}, filtered={"bot_user": 4})
+    assert json.loads(Path(run.path).read_text())["warnings"] == []
+
+
 def _tree(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
 
