@@ -237,6 +237,17 @@ def test_an_empty_split_is_refused(spark: SparkSession, shards_root: Path, tmp_p
         train.main(spark, train.TrainConfig(data_root=str(root), run_date=END))
 
 
+def test_too_few_train_examples_are_refused_as_data_not_as_a_batch_size(
+    spark: SparkSession, shards_root: Path, tmp_path: Path
+) -> None:
+    root = _copy_shards(shards_root, tmp_path)
+    _rewrite_manifest(root, lambda d: d["splits"]["train"].update(rows=20))
+    with pytest.raises(
+        InputError, match=r"only 20 train examples .*about 10 for each of the 2 workers.*label.json"
+    ):
+        train.main(spark, train.TrainConfig(data_root=str(root), run_date=END, batch_size=4))
+
+
 def test_a_crashing_worker_fails_the_job_with_its_own_error(
     spark: SparkSession, shards_root: Path, tmp_path: Path
 ) -> None:
