@@ -57,7 +57,7 @@ from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import date_window, read_catalog, read_clean_events
 from jobs.runtime.registry import ModelUri
 from jobs.runtime.render import metrics_view, recall_svg, render
-from jobs.runtime.scoring import ExcludeRule
+from jobs.runtime.scoring import AUTO_EXCLUDE, EXCLUDE_HELP, ExcludeRule
 from jobs.runtime.step import run_cli
 from jobs.runtime.storage import Storage, join
 from pipelines import baselines as B
@@ -83,9 +83,7 @@ class EvaluateConfig(DatedStepConfig):
         default="champion", help="alias of the serving model (moved on promotion)"
     )
     ks: tuple[AtLeast1, ...] = opt(default=(10, 20, 50), help="cut-offs K of every metric")
-    exclude: ExcludeRule = opt(
-        default="purchased", help="items hidden from a user: purchased, interacted or none"
-    )
+    exclude: ExcludeRule = opt(default=AUTO_EXCLUDE, help=EXCLUDE_HELP)
     promotion_metric: str = opt(default="recall", help="recall, ndcg, map or hit_rate")
     promotion_k: AtLeast1 = opt(default=20, help="K of the promotion metric")
     promote: bool = opt(
@@ -399,6 +397,7 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
     storage, run = Storage(spark), StepRun(spark, "evaluate", config)
     root, day = config.data_root, config.run_date
     with run:
+        config = run.config = scoring.with_resolved_exclude(storage, config)
         b = read_boundaries(storage, root, day)
         test, test_path = (
             read_targets(spark, storage, root, day, L.TEST),

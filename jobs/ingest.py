@@ -19,6 +19,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.runtime import layout
 from jobs.runtime.config import StepConfig, normalise_uri, opt, step_config
 from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import naming_bad_files, read_parquet_table
@@ -141,6 +142,15 @@ def main(spark: SparkSession, config: IngestConfig) -> RunResult:
                 stage_raw(storage, staging, events, catalog)
                 catalog_items = spark.read.parquet(join(staging, "catalog")).count()
                 run.outputs = publish_raw(storage, staging, config.data_root, days)
+            exclude, why = I.SOURCE_EXCLUDE[config.format]
+            source_doc = {
+                "format": config.format,
+                "input": config.input,
+                "exclude": exclude,
+                "why": why,
+            }
+            storage.write_json(layout.raw_source(config.data_root), source_doc)
+            run.outputs.append(layout.raw_source(config.data_root))
         finally:
             events.unpersist()
         run.record(rows_in=rows, rows_out=rows)
@@ -150,6 +160,7 @@ def main(spark: SparkSession, config: IngestConfig) -> RunResult:
             "first_day": days[0].isoformat(),
             "last_day": days[-1].isoformat(),
             "catalog_items": catalog_items,
+            "exclude": exclude,
             **figures,
         }
     return run.result()
@@ -160,6 +171,7 @@ def summarize(result: RunResult) -> str:
     return (
         f"ingested {m['rows_in']:,} {m['format']} rows into {m['days']:,} day partition(s) "
         f"{m['first_day']} .. {m['last_day']}; catalog of {m['catalog_items']:,} items\n"
+        f"score and evaluate will hide items by the rule '{m['exclude']}' (--exclude auto)\n"
         f"next: cartwheel clean --data-root {m['config']['data_root']} --run-date {m['last_day']} "
         f"--days <N> --allow-missing-days\nmanifest: {result.manifest_path}"
     )

@@ -30,7 +30,7 @@ from jobs.runtime.config import AtLeast1, DatedStepConfig, Fraction, opt, step_c
 from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import date_window, partition_name, read_catalog, read_clean_events
 from jobs.runtime.registry import ModelUri
-from jobs.runtime.scoring import ExcludeRule
+from jobs.runtime.scoring import AUTO_EXCLUDE, EXCLUDE_HELP, ExcludeRule
 from jobs.runtime.step import run_cli, staging_area
 from jobs.runtime.storage import Storage, join
 from pipelines import recs as R
@@ -53,10 +53,7 @@ class ScoreConfig(DatedStepConfig):
     lookback_days: AtLeast1 = opt(
         default=30, help="users with an event in these days (up to --run-date) are scored"
     )
-    exclude: ExcludeRule = opt(
-        default="purchased",
-        help="items hidden from a user: purchased, interacted (any item event) or none",
-    )
+    exclude: ExcludeRule = opt(default=AUTO_EXCLUDE, help=EXCLUDE_HELP)
     min_vocab_coverage: Fraction = opt(
         default=0.2,
         help="fail if fewer of the window's item events than this fraction are in the model's vocabulary",
@@ -123,6 +120,7 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
     run = StepRun(spark, "score", config)
     root, day = config.data_root, config.run_date
     with run:
+        config = run.config = scoring.with_resolved_exclude(storage, config)
         days = date_window(day, config.lookback_days)
         events = read_clean_events(spark, storage, root, days)
         catalog = read_catalog(spark, storage, root)

@@ -26,6 +26,20 @@ TAOBAO = "taobao"
 MOVIELENS = "movielens"
 FORMATS: tuple[str, ...] = (ONLINE_RETAIL, TAOBAO, MOVIELENS)
 
+# The exclusion rule (``recs.EXCLUDE_RULES``) that suits each source, which score and evaluate
+# use under ``--exclude auto``: what a user must not be shown again, and why.
+SOURCE_EXCLUDE: dict[str, tuple[str, str]] = {
+    ONLINE_RETAIL: (
+        "none",
+        "wholesale customers re-order the same lines: a re-order is the strongest signal",
+    ),
+    TAOBAO: ("purchased", "a marketplace: an item bought is not offered again"),
+    MOVIELENS: (
+        "interacted",
+        "a rating, low or high, means the user has seen the film: every rated film is hidden",
+    ),
+}
+
 # -- source contracts --------------------------------------------------------------------------
 ONLINE_RETAIL_SCHEMA = T.StructType(
     [

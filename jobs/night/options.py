@@ -15,6 +15,7 @@ from jobs.runtime.config import (
     opt,
     step_config,
 )
+from jobs.runtime.scoring import AUTO_EXCLUDE, EXCLUDE_HELP, ExcludeRule
 from pipelines.errors import ConfigError
 
 # Set by the night itself; a --step-config section may not override them.
@@ -35,6 +36,9 @@ class NightOptions:
     )
     num_proc: AtLeast1 = opt(default=2, help="training processes")
     k: AtLeast1 = opt(default=50, help="recommendations per user and similar items per item")
+    exclude: ExcludeRule = opt(
+        default=AUTO_EXCLUDE, help=f"{EXCLUDE_HELP} (the same rule for score and evaluate)"
+    )
     gate_min_ratio: NonNegativeFloat = opt(
         default=1.0,
         help="evaluation passes only if the model reaches this x popularity on recall@20 "

@@ -105,6 +105,7 @@ STEPS: tuple[NightStep, ...] = (
         lambda n, check: {
             "model_uri": _model(n, check),
             "k": n.config.k,
+            "exclude": n.config.exclude,
             "lookback_days": n.config.lookback_days,
             "output_root": layout.pending(n.root, n.day),
         },
@@ -116,6 +117,7 @@ STEPS: tuple[NightStep, ...] = (
         lambda n, c: evaluate.main(n.spark, c),
         lambda n, check: {
             "model_uri": _model(n, check),
+            "exclude": n.config.exclude,
             "gate_min_ratio": n.config.gate_min_ratio,
             "champion_tolerance": n.config.champion_tolerance,
             "tune_baselines": n.config.tune_baselines,

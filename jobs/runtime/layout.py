@@ -6,6 +6,7 @@ A data root is a local folder or any Hadoop URI; the names below are relative to
 
     raw/events/dt=D/          raw logs (JSON lines or CSV, gzip or not)
     raw/catalog/              the item catalog (Parquet)
+    raw/_source.json          the ingested format and the exclusion rule it suits
     clean/events/dt=D/        clean events (+ _cleaned.json per day)
     quarantine/events/dt=D/   quarantined lines with their reason
     examples/dt=D/split=S/    examples labelled for run date D (+ dt=D/_meta.json)
@@ -40,6 +41,11 @@ def raw_events(root: str) -> str:
 
 def raw_catalog(root: str) -> str:
     return join(root, "raw", "catalog")
+
+
+def raw_source(root: str) -> str:
+    """What ``ingest`` wrote the raw logs from: its format and the exclusion rule it suits."""
+    return join(root, "raw", "_source.json")
 
 
 def clean_events(root: str) -> str:

@@ -4,8 +4,9 @@ scoring task receives, and the pandas-UDF scoring of users and of item neighbour
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,9 @@ from pydantic import AfterValidator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.runtime import layout
 from jobs.runtime.registry import ResolvedModel
+from jobs.runtime.storage import Storage
 from pipelines import label as L
 from pipelines import recs as R
 from pipelines import schemas as S
@@ -23,14 +26,51 @@ from udfs.score import ScoringPayload
 log = logging.getLogger("cartwheel")
 
 
+C = TypeVar("C")
+AUTO_EXCLUDE = "auto"
+DEFAULT_EXCLUDE = "purchased"
+
+
 def _known_rule(rule: str) -> str:
-    if rule not in R.EXCLUDE_RULES:
-        raise ValueError(f"one of {', '.join(R.EXCLUDE_RULES)}")
+    if rule not in (*R.EXCLUDE_RULES, AUTO_EXCLUDE):
+        raise ValueError(f"one of {', '.join(R.EXCLUDE_RULES)} or {AUTO_EXCLUDE}")
     return rule
 
 
 # The ``--exclude`` rule of score and evaluate: which of a user's items are never recommended.
 ExcludeRule = Annotated[str, AfterValidator(_known_rule)]
+EXCLUDE_HELP = (
+    "items hidden from a user: purchased, interacted (any item event) or none; auto: the rule "
+    "the ingested source suits (raw/_source.json: none for Online Retail, whose customers "
+    "re-order, interacted for MovieLens ratings), else purchased"
+)
+
+
+def resolve_exclude(storage: Storage, root: str, rule: str) -> str:
+    """The exclusion rule to apply: ``rule``, or for ``auto`` the one ``raw/_source.json``
+    names (written by ingest), else ``purchased``."""
+    if rule != AUTO_EXCLUDE:
+        return rule
+    path = layout.raw_source(root)
+    if not storage.exists(path):
+        return DEFAULT_EXCLUDE
+    named = storage.read_json(path).get("exclude")
+    if named not in R.EXCLUDE_RULES:
+        raise InputError(
+            f"{path}: exclude={named!r} is not a rule ({', '.join(R.EXCLUDE_RULES)}); fix the "
+            "file or pass --exclude"
+        )
+    return str(named)
+
+
+def with_resolved_exclude(storage: Storage, config: C) -> C:
+    """``config`` (a score or evaluate config) with ``exclude`` resolved (see
+    ``resolve_exclude``), so its manifest records the rule that was applied."""
+    rule = resolve_exclude(storage, config.data_root, config.exclude)  # type: ignore[attr-defined]
+    if rule == config.exclude:  # type: ignore[attr-defined]
+        return config
+    log.info("[exclude] auto -> %s (%s)", rule, layout.raw_source(config.data_root))  # type: ignore[attr-defined]
+    return dataclasses.replace(config, exclude=rule)  # type: ignore[type-var]
 
 
 def sellable_candidates(

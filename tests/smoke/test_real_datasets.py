@@ -7,6 +7,7 @@ an earlier run.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def run(
     assert ing.succeeded and cln.succeeded
     assert conserved(ing.manifest) and conserved(cln.manifest)
     assert cln.manifest["rows_in"] == ing.manifest["rows_out"]
+    source = json.loads((root / "raw" / "_source.json").read_text())
+    assert source["format"] == fmt and source["exclude"] == ing.manifest["exclude"]
     return ing.manifest, cln.manifest
 
 
@@ -61,6 +64,7 @@ def online_retail(spark: SparkSession, source: Path, root: Path, days: int) -> N
         bot_max_events_per_minute=0,
     )  # fmt: skip
     assert ing["rows_in"] == len(src)
+    assert ing["exclude"] == "none"  # re-orders are what a wholesale customer does most
     assert ing["mojibake_descriptions"] > 0
     no_customer = src["CustomerID"].isna()
     cancelled = src["InvoiceNo"].str.upper().str.startswith("C")
@@ -106,7 +110,7 @@ def test_taobao(spark: SparkSession, shared_data: Path, tmp_path: Path) -> None:
     source = shared_data / "taobao-userbehavior-excerpt" / "UserBehavior.csv"
     src = pd.read_csv(source, header=None, names=["user", "item", "category", "behavior", "ts"])
     ing, cln = run(spark, tmp_path, "taobao", source, dt.date(2017, 11, 26), 1)
-    assert ing["rows_in"] == len(src) == 110_300
+    assert ing["rows_in"] == len(src) == 110_300 and ing["exclude"] == "purchased"
     expected = (
         src["behavior"]
         .map({"pv": "view", "cart": "cart", "fav": "cart", "buy": "purchase"})
@@ -123,6 +127,7 @@ def movielens(spark: SparkSession, source: Path, root: Path) -> None:
     first = pd.to_datetime(ratings["timestamp"].min(), unit="s").date()
     ing, cln = run(spark, root, "movielens", source, end, (end - first).days + 1)
     assert ing["rows_in"] == len(ratings) and ing["header_lines"] == 1
+    assert ing["exclude"] == "interacted"  # a film rated 1 star is seen, not to be offered again
     days = pd.to_datetime(ratings["timestamp"], unit="s").dt.date.nunique()
     assert ing["days"] == days and len(cln["days"]) == days
     liked = int((ratings["rating"] >= 4.0).sum())
