@@ -316,7 +316,8 @@ def tune_baselines(
             )
             per_user = Mx.per_user_metrics(lists, relevant, [f.k])
             [row] = per_user.agg(F.avg(config.promotion_metric)).collect()
-            tried.append((point, float(row[0])))
+            # no row: the point listed nothing for any val user, who all score zero then
+            tried.append((point, 0.0 if row[0] is None else float(row[0])))
             log.info(
                 "[evaluate] tuning %s on val: %s -> %s %.4f",
                 name,

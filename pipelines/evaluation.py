@@ -28,7 +28,8 @@ HANDLING = {
     MODEL: "cold users (no item event before the test start) get the popularity list",
     CHAMPION: "as model",
     B.POPULARITY: "the same list for every user (cold users included)",
-    B.RECENT_POPULARITY: "the same list for every user (cold users included)",
+    B.RECENT_POPULARITY: "the same list for every user (cold users included), filled from the "
+    "all-time popularity list when the recent days hold fewer than K items",
     B.COOCCURRENCE: "users without recent items, and short lists, are filled from the popularity list",
     B.ALS_METHOD: "users ALS never saw, and short lists, are filled from the popularity list",
     B.ITEM_KNN: "users without item events, and short lists, are filled from the popularity list",
@@ -61,7 +62,9 @@ def popularity_lists(f: EvalFrames) -> DataFrame:
 def recent_popularity_lists(f: EvalFrames, popular: DataFrame) -> DataFrame:
     since = f.test_start - dt.timedelta(days=f.settings.recent_days)
     counts = B.item_counts(f.before, since)
-    return B.global_list(counts, f.users, f.candidates, f.exclusions, f.k, B.RECENT_POPULARITY)
+    recent = B.global_list(counts, f.users, f.candidates, f.exclusions, f.k, B.RECENT_POPULARITY)
+    # sparse logs (ratings) can have no event in the last days: no user is left without a list
+    return B.fill_up(recent, popular, f.k, B.RECENT_POPULARITY)
 
 
 def cooccurrence_lists(f: EvalFrames, popular: DataFrame) -> DataFrame:

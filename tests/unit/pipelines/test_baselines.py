@@ -171,3 +171,23 @@ def test_buy_again_ranks_the_users_own_items_by_decayed_strength(spark: SparkSes
     assert_lists(lists(1.0), {"u": ["y", "x"]})  # ... unless a month is 30 half-lives
     hidden = frame(spark, [("u", "x")], "user_id string, item_id string")
     assert_lists(lists(365.0, hidden), {"u": ["y"]})
+
+
+def test_recent_popularity_over_days_without_events_falls_back_to_popularity(
+    spark: SparkSession,
+) -> None:
+    """A ratings log can have no event in the last days before the cut: every user still gets
+    a list (the all-time one), not none at all, which would score no method row."""
+    from pipelines import evaluation as E
+
+    before = clean(spark, [("u", "a", "view"), ("v", "a", "view"), ("v", "b", "view")])
+    users = frame(spark, [("u",), ("v",)], "user_id string")
+    candidates = frame(spark, [("a",), ("b",), ("c",)], "item_id string")
+    exclusions = frame(spark, [("v", "a")], "user_id string, item_id string")
+    settings = B.BaselineSettings(recent_days=1)
+    f = E.EvalFrames(before, users, candidates, exclusions, 2, T0.date() + dt.timedelta(days=5),
+                     settings)  # fmt: skip
+    popular = E.popularity_lists(f)
+    recent = E.recent_popularity_lists(f, popular)
+    assert_lists(recent, {"u": ["a", "b"], "v": ["b"]})
+    assert {r["method"] for r in recent.collect()} == {B.RECENT_POPULARITY}
