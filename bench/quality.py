@@ -1,0 +1,219 @@
+"""Recommendation quality, honestly measured: the two-tower against every tuned baseline.
+
+For one dataset: build the raw layout (generate or ingest), clean, label (time-based train /
+val / test days), shard, train with 2 Horovod workers, then evaluate. Evaluate tunes every
+baseline on the val split (the same budget for each, ``pipelines/evaluation.py: GRIDS``),
+measures every method on the test days with the same users, candidates, exclusion rule and K,
+and gives 95 % Poisson-bootstrap intervals over the test users (200 resamples) for recall@20 and
+ndcg@10, each paired with the model's. Every step runs as ``cartwheel <step>`` in a subprocess,
+timed, with its peak memory.
+
+Writes ``bench/results/quality-<dataset>.json``: ``dataset``, ``test_users``, ``warm_users``,
+``published`` (the method a night publishes: the two-tower, ``model``), ``best_baseline`` (the
+baseline with the highest test recall@20), ``methods`` (per method ``recall_at_20``,
+``ndcg_at_10``, ``recall_at_20_ci``, ``ndcg_at_10_ci`` and the paired verdict against the model),
+``ratios`` (published / best baseline on both metrics, with whether the paired interval
+excludes zero), the tuning each baseline chose on val, and the step timings. ``--table``
+rewrites ``docs/quality.md`` from every result file present.
+
+usage: python bench/quality.py DATASET [--work-dir DIR] [--epochs N]
+       python bench/quality.py --table
+DATASET: demo, generated-1m, online-retail, movielens, taobao
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import RESULTS, run_measured, write_result
+from tests.conftest import shared_data_dir
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "quality.md"
+METRICS = (("recall", "20", "recall_at_20", "recall@20"), ("ndcg", "10", "ndcg_at_10", "ndcg@10"))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """How to build one dataset's raw layout and which days label splits it into."""
+
+    name: str
+    title: str
+    run_date: str
+    lookback_days: int
+    val_days: int
+    test_days: int
+    raw: Callable[[list[str]], list[list[str]]]  # data-root flags -> cartwheel commands
+    clean_flags: tuple[str, ...] = ()
+    label_flags: tuple[str, ...] = ()
+    not_measurable: str | None = None  # why the day-based protocol cannot run on it
+
+
+def _generated(rows: int, days: int) -> Callable[[list[str]], list[list[str]]]:
+    return lambda d: [
+        ["generate", *d, "--end-date", "2026-11-21", "--days", str(days), "--rows", str(rows),
+         "--seed", "7"],
+    ]  # fmt: skip
+
+
+def _ingested(fmt: str, source: Callable[[], Path]) -> Callable[[list[str]], list[list[str]]]:
+    return lambda d: [["ingest", *d, "--format", fmt, "--input", str(source())]]
+
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        Dataset("demo", "generated demo log (200k rows, 7 days)", "2026-11-21", 7, 1, 1,
+                _generated(200_000, 7)),
+        Dataset("generated-1m", "generated log (10^6 rows, 14 days)", "2026-11-21", 14, 2, 2,
+                _generated(1_000_000, 14)),
+        Dataset("online-retail", "UCI Online Retail 2010-11 (14 test, 14 val days)",
+                "2011-12-09", 374, 14, 14,
+                _ingested("online-retail",
+                          lambda: shared_data_dir() / "online-retail" / "online_retail.parquet"),
+                clean_flags=("--bot-max-events-per-minute", "0")),
+        Dataset("movielens", "MovieLens latest-small (365 test, 365 val days)", "2018-09-24",
+                8300, 365, 365,
+                _ingested("movielens", lambda: shared_data_dir() / "ml-latest-small")),
+        Dataset("taobao", "Taobao UserBehavior excerpt", "2017-11-26", 3, 1, 1,
+                _ingested("taobao",
+                          lambda: shared_data_dir() / "taobao-userbehavior-excerpt" / "UserBehavior.csv"),
+                not_measurable="the excerpt spans 2 hours of one day (2017-11-26 01:00-03:10); "
+                "cartwheel's splits are whole UTC days, so there is no train, val and test day to "
+                "compare methods on"),
+    )
+}  # fmt: skip
+
+
+def commands(ds: Dataset, root: str, epochs: int) -> dict[str, list[str]]:
+    """The cartwheel commands, by step, that take ``ds`` from nothing to an evaluation."""
+    d, on = ["--data-root", root], ["--run-date", ds.run_date]
+    (raw,) = ds.raw(d)
+    return {
+        raw[0]: raw,
+        "clean": ["clean", *d, *on, "--days", str(ds.lookback_days), "--allow-missing-days",
+                  *ds.clean_flags],
+        "label": ["label", *d, *on, "--lookback-days", str(ds.lookback_days), "--val-days",
+                  str(ds.val_days), "--test-days", str(ds.test_days), *ds.label_flags],
+        "shard": ["shard", *d, *on, "--workers", "2"],
+        "train": ["train", *d, *on, "--epochs", str(epochs), "--patience", "3", "--restart"],
+        # measured, not gated: the gate would stop the step before the figures are kept
+        "evaluate": ["evaluate", *d, *on, "--tune-baselines", "--bootstrap-replicates", "200",
+                     "--gate-min-ratio", "0", "--no-promote"],
+    }  # fmt: skip
+
+
+def summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The result file's comparison, from evaluate's metrics.json."""
+    table, intervals = metrics["metrics"], metrics["intervals"]
+    methods: dict[str, Any] = {}
+    for method, per_k in table.items():
+        row: dict[str, Any] = {}
+        for metric, k, key, interval in METRICS:
+            row[key] = per_k[k][metric]
+            found = intervals.get(method, {}).get(interval)
+            row[f"{key}_ci"] = [found["lo"], found["hi"]] if found else None
+            row[f"{key}_vs_model"] = found["vs_model"] if found else None
+        methods[method] = row
+    baselines = [m for m in methods if m not in ("model", "champion")]
+    best = max(baselines, key=lambda m: (methods[m]["recall_at_20"], m))
+    ratios = {}
+    for _, _, key, interval in METRICS:
+        theirs = methods[best][key]
+        paired = intervals.get(best, {}).get(interval, {})
+        ratios[key] = {
+            "published_over_best": methods["model"][key] / theirs if theirs else None,
+            # (best - model) interval: the verdict is the baseline's, seen from the model
+            "best_minus_published_ci": [paired.get("diff_lo"), paired.get("diff_hi")],
+            "verdict": {"better": "published loses", "worse": "published wins",
+                        "tie": "tie"}.get(paired.get("vs_model", ""), "n/a"),
+        }  # fmt: skip
+    return {
+        "test_users": metrics["users"],
+        "warm_users": metrics["users"] - metrics["cold_users"],
+        "published": "model",
+        "best_baseline": best,
+        "methods": methods,
+        "ratios": ratios,
+        "tuning": {m: t["chosen"] for m, t in metrics["tuning"].get("methods", {}).items()},
+        "exclude": metrics["exclude"],
+        "labels": metrics["labels"],
+    }
+
+
+def measure(ds: Dataset, work: Path, epochs: int) -> Path:
+    doc: dict[str, Any] = {"dataset": ds.name, "title": ds.title}
+    if ds.not_measurable:
+        doc.update(measured=False, reason=ds.not_measurable)
+        return write_result(f"quality-{ds.name}", doc)
+    root = str(work / ds.name)
+    steps = {}
+    for name, argv in commands(ds, root, epochs).items():
+        print(f"[quality {ds.name}] {name}", flush=True)
+        steps[name] = run_measured(argv, work / "logs" / f"{ds.name}-{name}.log")
+    metrics = json.loads(Path(root, "reports", f"dt={ds.run_date}", "metrics.json").read_text())
+    doc.update(
+        measured=True, run_date=ds.run_date,
+        splits={"lookback_days": ds.lookback_days, "val_days": ds.val_days,
+                "test_days": ds.test_days},
+        epochs=epochs, **summary(metrics), steps=steps,
+    )  # fmt: skip
+    return write_result(f"quality-{ds.name}", doc)
+
+
+def table() -> str:
+    """docs/quality.md's table, from every ``quality-*.json`` present."""
+    lines = [
+        "| dataset | test users (warm) | two-tower R@20 [95 % CI] | best tuned baseline R@20 [95 % CI] | ratio R@20 | two-tower NDCG@10 | best baseline NDCG@10 | ratio NDCG@10 | paired verdict (R@20) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for path in sorted(RESULTS.glob("quality-*.json")):
+        d = json.loads(path.read_text())
+        if not d.get("measured"):
+            lines.append(f"| {d['title']} | not measured: {d['reason']} |||||||")
+            continue
+        m, b = d["methods"]["model"], d["methods"][d["best_baseline"]]
+
+        def ci(row: dict[str, Any], key: str) -> str:
+            lo, hi = row[f"{key}_ci"] or (None, None)
+            return f"{row[key]:.4f}" + (f" [{lo:.4f}, {hi:.4f}]" if lo is not None else "")
+
+        r, n = d["ratios"]["recall_at_20"], d["ratios"]["ndcg_at_10"]
+        lines.append(
+            f"| {d['title']} | {d['test_users']:,} ({d['warm_users']:,}) | {ci(m, 'recall_at_20')} | "
+            f"{d['best_baseline']}: {ci(b, 'recall_at_20')} | {r['published_over_best']:.2f}x | "
+            f"{m['ndcg_at_10']:.4f} | {b['ndcg_at_10']:.4f} | {n['published_over_best']:.2f}x | "
+            f"{r['verdict']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", nargs="?", choices=sorted(DATASETS))
+    parser.add_argument("--work-dir", default=None)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--table", action="store_true", help="rewrite docs/quality.md's table")
+    args = parser.parse_args()
+    if args.dataset:
+        work = Path(args.work_dir or tempfile.mkdtemp(prefix="cartwheel-quality-"))
+        print(f"[quality] -> {measure(DATASETS[args.dataset], work, args.epochs)}")
+    if args.table or not args.dataset:
+        text = DOCS.read_text()
+        start, end = "<!-- quality table: bench/quality.py --table -->", "<!-- end of table -->"
+        head, rest = text.split(start)
+        _, tail = rest.split(end)
+        DOCS.write_text(f"{head}{start}\n{table()}{end}{tail}")
+        print(f"[quality] table -> {DOCS}")
+
+
+if __name__ == "__main__":
+    main()
