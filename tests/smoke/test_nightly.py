@@ -33,7 +33,7 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.smoke
 
 D1, D2 = dt.date(2026, 11, 20), dt.date(2026, 11, 21)
-LOOKBACK = 5
+LOOKBACK = 4
 # Cheap baselines, untuned, and no bootstrap intervals keep each evaluation short (tuning and
 # the intervals have their own tests); the section also exercises --step-config.
 STEP_CONFIG = (
