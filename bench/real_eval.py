@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import run_measured, write_result
-from tests.conftest import shared_data_dir
+from bench.quality import DATASETS, commands
 
 RUN_DATE = "2011-12-09"
 
@@ -33,20 +33,11 @@ def main() -> None:
     parser.add_argument("--exclude", default="purchased")
     args = parser.parse_args()
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="cartwheel-real-eval-"))
-    root = str(work / "retail")
-    source = shared_data_dir() / "online-retail" / "online_retail.parquet"
-    d = ["--data-root", root]
-    steps = {
-        "ingest": ["ingest", *d, "--format", "online-retail", "--input", str(source)],
-        "clean": ["clean", *d, "--run-date", RUN_DATE, "--days", "374", "--allow-missing-days",
-                  "--bot-max-events-per-minute", "0"],
-        "label": ["label", *d, "--run-date", RUN_DATE, "--lookback-days", "374", "--test-days", "14",
-                  "--val-days", "14"],
-        "shard": ["shard", *d, "--run-date", RUN_DATE, "--workers", "2"],
-        "train": ["train", *d, "--run-date", RUN_DATE, "--epochs", str(args.epochs), "--patience", "3",
-                  "--restart"],
-        "evaluate": ["evaluate", *d, "--run-date", RUN_DATE, "--exclude", args.exclude],
-    }  # fmt: skip
+    root = str(work / "online-retail")
+    # the same ingest .. train as bench/quality.py; evaluate at the baselines' defaults
+    steps = commands(DATASETS["online-retail"], root, args.epochs)
+    steps["evaluate"] = ["evaluate", "--data-root", root, "--run-date", RUN_DATE,
+                         "--no-tune-baselines", "--exclude", args.exclude]  # fmt: skip
     timings = {}
     for name, argv in steps.items():
         print(f"[real-eval] {name}", flush=True)
