@@ -58,6 +58,7 @@ from jobs.runtime.readers import date_window, read_catalog, read_clean_events
 from jobs.runtime.registry import ModelUri
 from jobs.runtime.render import metrics_view, recall_svg, render
 from jobs.runtime.scoring import AUTO_EXCLUDE, EXCLUDE_HELP, ExcludeRule
+from jobs.runtime.session import materialize
 from jobs.runtime.step import run_cli
 from jobs.runtime.storage import Storage, join
 from pipelines import baselines as B
@@ -214,7 +215,8 @@ class Held:
     def lists(self, name: str, frame: DataFrame) -> DataFrame:
         """Materialise one method's lists once (the metrics read them several times)."""
         started = time.monotonic()
-        rows = self.keep(frame).count()
+        frame = materialize(frame)
+        rows = frame.count()
         log.info(
             "[evaluate] %s: %s list rows in %.1fs", name, f"{rows:,}", time.monotonic() - started
         )
@@ -342,13 +344,17 @@ def measure(
     f: E.EvalFrames,
     config: EvaluateConfig,
     n_candidates: int,
+    held: Held,
 ) -> tuple[E.Table, dict[str, Any]]:
     """(metrics table, bootstrap intervals and counts of cold users, relevant and unreachable
     pairs)."""
     lists = functools.reduce(DataFrame.unionByName, parts)
     log.info("[evaluate] computing metrics for %d methods", len(parts))
+    # one row per method, user and K, read by the means and by every bootstrap resample
+    per_user = held.keep(Mx.per_user_metrics(lists, relevant, config.ks))
     rows = [
-        r.asDict() for r in Mx.ranking_metrics(lists, relevant, config.ks, n_candidates).collect()
+        r.asDict()
+        for r in Mx.ranking_metrics(lists, relevant, config.ks, n_candidates, per_user).collect()
     ]
     intervals: dict[str, Any] = {}
     if config.bootstrap_replicates:
@@ -358,7 +364,6 @@ def measure(
             config.bootstrap_replicates,
             wanted,
         )
-        per_user = Mx.per_user_metrics(lists, relevant, sorted({k for _, k in wanted}))
         found = Mx.bootstrap(per_user, wanted, E.MODEL, config.bootstrap_replicates, config.seed)
         intervals = E.intervals_table([r.asDict() for r in found.collect()])
     with_history = f.before.where(F.col("item_id").isNotNull()).select("user_id").distinct()
@@ -432,7 +437,7 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
                 spark, config, model, mask, champion_version, f, catalog, settings, held
             )
             table, stats = measure(
-                parts, held.keep(test.distinct()), f, config, counts["candidate_items"]
+                parts, held.keep(test.distinct()), f, config, counts["candidate_items"], held
             )
         finally:
             held.release()
@@ -453,16 +458,8 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
         report_dir = layout.reports(root, day)
         write_reports(storage, report_dir, doc, model)
         if applied:
-            registry.move_alias(model.name, config.champion_alias, model.version)
-            log.info(
-                "[evaluate] %s@%s -> version %s", model.name, config.champion_alias, model.version
-            )
-        run.inputs = [
-            test_path,
-            layout.clean_events(root),
-            layout.raw_catalog(root),
-            config.model_uri,
-        ]
+            promote(model, config.champion_alias)
+        run.inputs = [test_path, layout.clean_events(root), layout.raw_catalog(root), config.model_uri]  # fmt: skip
         run.outputs = [report_dir]
         run.record(rows_in=n_users, rows_out=n_users)
         run.extra = {
@@ -478,6 +475,12 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
                 f"(report: {report_dir}/report.md)"
             )
     return run.result()
+
+
+def promote(model: registry.ResolvedModel, alias: str) -> None:
+    """Move ``alias`` (the champion) to the evaluated model version."""
+    registry.move_alias(model.name, alias, model.version)
+    log.info("[evaluate] %s@%s -> version %s", model.name, alias, model.version)
 
 
 def metrics_lines(m: dict[str, Any]) -> list[str]:

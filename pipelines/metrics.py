@@ -96,18 +96,21 @@ def per_user_metrics(recs: DataFrame, relevant: DataFrame, ks: Sequence[int]) ->
 
 
 def ranking_metrics(
-    recs: DataFrame, relevant: DataFrame, ks: Sequence[int], num_candidates: int
+    recs: DataFrame,
+    relevant: DataFrame,
+    ks: Sequence[int],
+    num_candidates: int,
+    per_user: DataFrame | None = None,
 ) -> DataFrame:
     """recs (method, user_id, item_id, rank) + relevant (user_id, item_id) -> one row per
     (method, k) in the ``METRICS`` contract: ``users``, ``recall``, ``ndcg``, ``map``,
-    ``hit_rate`` (means over ``per_user_metrics``) and ``coverage``."""
-    quality = (
-        per_user_metrics(recs, relevant, ks)
-        .groupBy("method", "k")
-        .agg(
-            F.count(F.lit(1)).alias("users"),
-            *[F.avg(m).alias(m) for m in ("recall", "ndcg", "map", "hit_rate")],
-        )
+    ``hit_rate`` (means over ``per_user_metrics``, computed here unless the caller passes them,
+    for the same ``ks``) and ``coverage``."""
+    if per_user is None:
+        per_user = per_user_metrics(recs, relevant, ks)
+    quality = per_user.groupBy("method", "k").agg(
+        F.count(F.lit(1)).alias("users"),
+        *[F.avg(m).alias(m) for m in ("recall", "ndcg", "map", "hit_rate")],
     )
     listed = recs.where(F.col("rank") <= max(ks)).join(
         relevant.select("user_id").distinct(), "user_id", "left_semi"

@@ -57,10 +57,6 @@ class Night:
             raise InputError(f"the night has no {name} result to build on")
         return result.manifest
 
-    def candidate_uri(self) -> str:
-        m = self.manifest("train")
-        return f"models:/{m['registered_model']}/{m['model_version']}"
-
     def day_paths(self, table: str) -> list[str]:
         """The window's day partitions of a table folder (``layout.raw_events(root)``...)."""
         return [join(table, layout.partition(d)) for d in self.window]

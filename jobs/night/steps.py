@@ -55,8 +55,14 @@ def _train_values(night: Night, check: bool) -> dict[str, Any]:
     }
 
 
+def candidate_uri(night: Night) -> str:
+    """The model version the night's train step registered."""
+    m = night.manifest("train")
+    return f"models:/{m['registered_model']}/{m['model_version']}"
+
+
 def _model(night: Night, check: bool) -> str:
-    return "models:/check/1" if check else night.candidate_uri()
+    return "models:/check/1" if check else candidate_uri(night)
 
 
 def _scored_days(night: Night) -> list[str]:
@@ -109,7 +115,7 @@ STEPS: tuple[NightStep, ...] = (
             "lookback_days": n.config.lookback_days,
             "output_root": layout.pending(n.root, n.day),
         },
-        lambda n: (_scored_days(n), {"model": n.candidate_uri()}),
+        lambda n: (_scored_days(n), {"model": candidate_uri(n)}),
     ),
     NightStep(
         "evaluate",
@@ -124,7 +130,7 @@ STEPS: tuple[NightStep, ...] = (
         },
         lambda n: (
             [*_scored_days(n), layout.examples(n.root, n.day)],
-            {"model": n.candidate_uri()},
+            {"model": candidate_uri(n)},
         ),
     ),
     NightStep(

@@ -18,7 +18,9 @@ import tempfile
 from collections.abc import Mapping
 
 import psutil
-from pyspark.sql import SparkSession
+from pyspark import StorageLevel
+from pyspark.errors import PySparkNotImplementedError
+from pyspark.sql import DataFrame, SparkSession
 
 LOG4J_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "log4j2.properties")
 
@@ -104,3 +106,18 @@ def get_spark(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("CARTWHEEL_SPARK_LOG_LEVEL", "WARN"))
     return spark
+
+
+def materialize(frame: DataFrame) -> DataFrame:
+    """``frame``, computed now and kept on the executors (in memory, spilling to disk) with its
+    lineage cut, so later jobs on it neither recompute nor re-plan what built it: a long plan
+    under a cached frame still costs the driver seconds per job (an evaluation's metrics ran
+    6x faster on checkpointed lists than on persisted ones). A local checkpoint is freed when
+    the driver no longer references it; Spark Connect 3.5 has none, and there the frame is
+    persisted and counted instead."""
+    try:
+        return frame.localCheckpoint(eager=True)
+    except PySparkNotImplementedError:
+        kept = frame.persist(StorageLevel.MEMORY_AND_DISK)
+        kept.count()
+        return kept
