@@ -13,7 +13,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import clean, generate
+from jobs import clean, cli, generate
 from jobs.runtime.manifest import RunResult
 from pipelines import clean as C
 from pipelines import generate as G
@@ -152,8 +152,12 @@ def test_csv_logs_reconcile_too(spark: SparkSession, tmp_path: Path) -> None:
     assert_reconciles(gen.manifest, cln.manifest)
 
 
-def test_console_script_runs_a_step_and_reports_failure(tmp_path: Path) -> None:
-    """The installed `cartwheel` entry point: exit 0 on success, 1 with a message on bad input."""
+def test_console_script_runs_a_step_and_reports_failure(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The installed `cartwheel` entry point: exit 0 on success (in its own process); 1 with a
+    message on bad input (the same ``jobs.cli.main`` in this process, which adopts the test's
+    session: one JVM start fewer)."""
     exe = Path(sys.executable).parent / "cartwheel"
     env = {**os.environ, "CARTWHEEL_SPARK_MASTER": "local[1]"}
     root = tmp_path / "cli"
@@ -163,12 +167,10 @@ def test_console_script_runs_a_step_and_reports_failure(tmp_path: Path) -> None:
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "generated" in ok.stdout and (root / "_runs/2026-11-21/generate.json").exists()
-    missing = subprocess.run(
-        [str(exe), "clean", "--data-root", str(root), "--run-date", "2026-11-25"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert missing.returncode == 1
-    assert "no raw data for 2026-11-25" in missing.stderr
+    capsys.readouterr()
+    code = cli.main(["clean", "--data-root", str(root), "--run-date", "2026-11-25"])
+    assert code == 1
+    assert "no raw data for 2026-11-25" in capsys.readouterr().err
     failed = json.loads((root / "_runs/2026-11-25/clean.json").read_text())
     assert failed["status"] == "failed" and "2026-11-25" in failed["error"]
 
