@@ -1,0 +1,245 @@
+"""Probe: would a learned ranker over several generators beat the best single generator?
+
+This measures the second stage's headroom before it is built into the pipeline; it is not the
+pipeline's path (the ranker here is fitted on the driver from ``toPandas``, which the pipeline
+never does). On a data root that went through label, train and evaluate (``bench/quality.py``):
+
+1. every generator (the registered two-tower, item-kNN, ALS, buy-again, co-occurrence,
+   popularity, recent popularity; with the settings evaluate tuned on val, recorded in the
+   root's ``reports/dt=D/metrics.json``, else their defaults) lists its top ``--depth`` items
+   for the val users from the events before the val start, and for the test users from the
+   events before the test start, with the same candidates and exclusion rule as evaluate;
+2. ``pipelines.candidates`` merges the lists and computes each pair's features from the events
+   before the cutoff; val targets label the val pairs;
+3. a small MLP with a listwise loss (softmax over each user's candidates) is fitted on 80 % of
+   the val users, its epoch count chosen on the other 20 % (recall@20): val only;
+4. on test, the ranker's top 20 and every generator's own top 20 are scored per test user
+   (recall@20, ndcg@10; a user's targets no list reached count as misses), with 95 % paired
+   bootstrap intervals (1,000 resamples of the test users) of ranker - generator.
+
+Writes ``bench/results/ranker-probe-<name>.json``.
+
+usage: python bench/ranker_probe.py --root DATA_ROOT --run-date YYYY-MM-DD --name NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from pyspark.sql import functions as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import write_result
+from jobs import evaluate as EV
+from jobs.runtime import layout, registry, scoring
+from jobs.runtime.readers import date_window, read_catalog, read_clean_events
+from jobs.runtime.session import get_spark
+from jobs.runtime.storage import Storage
+from pipelines import baselines as B
+from pipelines import candidates as C
+from pipelines import evaluation as E
+from pipelines import label as L
+
+GENERATORS = [E.MODEL, B.ITEM_KNN, B.ALS_METHOD, B.BUY_AGAIN, B.COOCCURRENCE, B.POPULARITY,
+              B.RECENT_POPULARITY]  # fmt: skip
+K_RECALL, K_NDCG, REPLICATES = 20, 10, 1000
+
+
+def build(args: argparse.Namespace) -> dict[str, Any]:
+    """(val frame, test frame, relevant counts, settings used) from the data root."""
+    spark = get_spark("cartwheel-ranker-probe")
+    storage, root, day = Storage(spark), args.root, args.run_date
+    b = EV.read_boundaries(storage, root, day)
+    events = read_clean_events(
+        spark, storage, root, date_window(day, (day - b["window_start"]).days + 1)
+    )
+    catalog = read_catalog(spark, storage, root)
+    registry.configure_tracking(root)
+    model = registry.resolve(args.model_uri)
+    mask, _ = scoring.sellable_candidates(spark, model, catalog)
+    held = EV.Held()
+    items = held.keep(scoring.candidate_items(spark, model, mask))
+    report = Path(layout.reports(root, day), "metrics.json")
+    doc = json.loads(report.read_text()) if report.exists() else {}
+    exclude = doc.get("exclude", "purchased")
+    chosen = {m: t["chosen"] for m, t in doc.get("tuning", {}).get("methods", {}).items()}
+
+    def at(cut: dt.date, split: str) -> tuple[pd.DataFrame, pd.Series]:
+        targets = EV.read_targets(spark, storage, root, day, split).distinct()
+        users = targets.select("user_id").distinct()
+        before = held.keep(events.where(F.col("event_time") < L.day_start(cut)))
+        f = E.EvalFrames(
+            before, users, items, held.keep(E.exclusions_of(before, users, exclude)),
+            args.depth, cut, B.BaselineSettings(),
+        )  # fmt: skip
+        parts = [EV.model_lists(spark, model, mask, f, exclude, E.MODEL, held)]
+        popular = held.lists(B.POPULARITY, E.popularity_lists(f))
+        for g in GENERATORS[1:]:
+            tuned = dataclasses.replace(f, settings=E.tuned(f.settings, chosen.get(g, {})))
+            parts.append(
+                popular if g == B.POPULARITY else held.lists(g, E.BASELINES[g](tuned, popular))
+            )
+        lists = parts[0]
+        for p in parts[1:]:
+            lists = lists.unionByName(p)
+        pairs = C.features(
+            C.merge(lists, GENERATORS), before, catalog, cut, L.DEFAULT_LABEL_WEIGHTS, GENERATORS
+        )
+        frame = C.labeled(pairs, targets).toPandas()  # the probe's shortcut, see the docstring
+        relevant = targets.groupBy("user_id").count().toPandas().set_index("user_id")["count"]
+        return frame, relevant
+
+    val, val_rel = at(b["val_start"], L.VAL)
+    test, test_rel = at(b["test_start"], L.TEST)
+    held.release()
+    return {"val": val, "val_rel": val_rel, "test": test, "test_rel": test_rel,
+            "exclude": exclude, "tuned": chosen, "boundaries": {k: str(v) for k, v in b.items()}}  # fmt: skip
+
+
+def per_user(frame: pd.DataFrame, score: np.ndarray, relevant: pd.Series) -> pd.DataFrame:
+    """recall@20 and ndcg@10 per user with targets, from a score per candidate row."""
+    d = frame[["user_id", "item_id", "label"]].assign(s=score)
+    d = d.sort_values(["user_id", "s", "item_id"], ascending=[True, False, True])
+    d["r"] = d.groupby("user_id").cumcount() + 1
+    hits = d[d.r <= K_RECALL].groupby("user_id")["label"].sum()
+    top = d[(d.r <= K_NDCG) & (d.label > 0)]
+    dcg = (1.0 / np.log2(top.r + 1.0)).groupby(top.user_id).sum()
+    n = relevant.astype(float)
+    idcg = n.clip(upper=K_NDCG).map(
+        lambda m: sum(1.0 / np.log2(r + 1.0) for r in range(1, int(m) + 1))
+    )
+    return pd.DataFrame({
+        "recall": hits.reindex(n.index).fillna(0.0) / n,
+        "ndcg": dcg.reindex(n.index).fillna(0.0) / idcg,
+    })  # fmt: skip
+
+
+def matrix(frame: pd.DataFrame) -> np.ndarray:
+    return np.stack(frame["features"].to_numpy()).astype(np.float32)
+
+
+def listwise_loss(
+    scores: torch.Tensor, labels: torch.Tensor, group: torch.Tensor, n: int
+) -> torch.Tensor:
+    """Mean over users with a positive of -sum(label x log softmax over the user's candidates)
+    / their positives."""
+    top = torch.zeros(n).index_reduce_(0, group, scores.detach(), "amax", include_self=False)
+    z = torch.zeros(n).index_add_(0, group, torch.exp(scores - top[group]))
+    logp = scores - top[group] - torch.log(z[group])
+    pos = torch.zeros(n).index_add_(0, group, labels)
+    gain = torch.zeros(n).index_add_(0, group, logp * labels)
+    has = pos > 0
+    return -(gain[has] / pos[has]).mean()
+
+
+def fit(
+    val: pd.DataFrame, val_rel: pd.Series, epochs: int, seed: int
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The ranker on 80 % of the val users, its epoch count chosen on the other 20 %."""
+    users = np.sort(val.user_id.unique())
+    rng = np.random.default_rng(seed)
+    held_out = set(rng.choice(users, size=max(1, len(users) // 5), replace=False))
+    is_fit = ~val.user_id.isin(held_out).to_numpy()
+    x = matrix(val)
+    mean, std = x[is_fit].mean(0), x[is_fit].std(0) + 1e-6
+    norm = lambda a: torch.tensor((a - mean) / std)  # noqa: E731
+    xf, yf = norm(x[is_fit]), torch.tensor(val.label.to_numpy()[is_fit], dtype=torch.float32)
+    codes = pd.factorize(val.user_id[is_fit])[0]
+    group, n = torch.tensor(codes), int(codes.max()) + 1
+    xs, sel = norm(x[~is_fit]), val[~is_fit]
+    sel_rel = val_rel[val_rel.index.isin(held_out)]
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(x.shape[1], 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)
+    )
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-4)
+    best: tuple[float, int, dict[str, Any]] = (-1.0, 0, {})
+    curve = []
+    for epoch in range(1, epochs + 1):
+        loss = listwise_loss(net(xf).squeeze(1), yf, group, n)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if epoch % 10 == 0:
+            with torch.no_grad():
+                r = per_user(sel, net(xs).squeeze(1).numpy(), sel_rel)["recall"].mean()
+            curve.append([epoch, round(float(loss), 5), round(float(r), 5)])
+            if r > best[0]:
+                best = (r, epoch, {k: v.clone() for k, v in net.state_dict().items()})
+    net.load_state_dict(best[2])
+    net.mean, net.std = mean, std  # type: ignore[assignment]
+    return net, {"chosen_epoch": best[1], "selection_recall_at_20": best[0], "curve": curve,
+                 "fit_users": int(n), "selection_users": len(held_out)}  # fmt: skip
+
+
+def interval(diff: np.ndarray, seed: int) -> list[float]:
+    rng = np.random.default_rng(seed)
+    means = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(REPLICATES)]
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--root", required=True)
+    p.add_argument("--run-date", required=True, type=dt.date.fromisoformat)
+    p.add_argument("--name", required=True)
+    p.add_argument("--depth", type=int, default=50, help="items per generator and user")
+    p.add_argument("--epochs", type=int, default=400)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model-uri", default="models:/cartwheel-two-tower@candidate")
+    args = p.parse_args()
+    started = time.monotonic()
+    data = build(args)
+    built = time.monotonic() - started
+    net, selection = fit(data["val"], data["val_rel"], args.epochs, args.seed)
+    test, rel = data["test"], data["test_rel"]
+    with torch.no_grad():
+        x = torch.tensor((matrix(test) - net.mean) / net.std)  # type: ignore[operator]
+        scores = {"ranker": net(x).squeeze(1).numpy()}
+    names = C.feature_names(GENERATORS)
+    feats = matrix(test)
+    for g in GENERATORS:
+        rr = feats[:, names.index(f"{g}_rr")]
+        scores[g] = np.where(rr > 0, rr, -1.0)  # 1/rank orders as the generator's own list
+    users = {m: per_user(test, s, rel) for m, s in scores.items()}
+    methods: dict[str, Any] = {}
+    for m, u in users.items():
+        row = {"recall_at_20": float(u.recall.mean()), "ndcg_at_10": float(u.ndcg.mean())}
+        if m != "ranker":
+            for key, col in (("recall_at_20", "recall"), ("ndcg_at_10", "ndcg")):
+                row[f"ranker_minus_{key}_ci"] = interval(
+                    (users["ranker"][col] - u[col]).to_numpy(), args.seed
+                )
+        methods[m] = row
+    best = max(GENERATORS, key=lambda m: methods[m]["recall_at_20"])
+    doc = {
+        "probe": "ranker fitted on the driver from toPandas; measures headroom, not the pipeline",
+        "root": args.root, "run_date": str(args.run_date), "boundaries": data["boundaries"],
+        "depth": args.depth, "exclude": data["exclude"], "generators_tuned_on_val": data["tuned"],
+        "val_pairs": len(data["val"]), "test_pairs": len(test), "test_users": len(rel),
+        "test_users_with_a_reachable_target": int((test.groupby("user_id").label.max() > 0).sum()),
+        "selection": selection, "methods": methods, "best_generator": best,
+        "ranker_over_best": {
+            k: methods["ranker"][k] / methods[best][k] for k in ("recall_at_20", "ndcg_at_10")
+        },
+        "features": names, "seconds": {"build": round(built, 1), "total": round(time.monotonic() - started, 1)},
+    }  # fmt: skip
+    print(
+        json.dumps({k: doc[k] for k in ("methods", "best_generator", "ranker_over_best")}, indent=1)
+    )
+    print(write_result(f"ranker-probe-{args.name}", doc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The second stage's input, without I/O: candidates from several generators and the features a
+ranker reads about each (user, item) pair.
+
+Each generator (the two-tower model, item-kNN, ALS, buy-again, co-occurrence, popularity, ...)
+proposes its top ``depth`` items per user as ``RANKED_LISTS`` rows. ``merge`` keeps one row per
+(user, item) that any generator proposed, with every generator's rank (null where it did not
+propose the item) and the proposing generators in ``sources``. ``features`` adds one float
+vector per pair, named by ``feature_names``:
+
+  <g>_rr             1 / rank in generator g's list, 0 when g did not propose the item
+  <g>_in             1 when g proposed the item
+  ui_strength_short  log1p of the user's decayed strength for the item (event-type weights,
+                     half-life ``short_half_life_days``), 0 for an item the user never touched
+  ui_strength_long   the same with ``long_half_life_days``
+  ui_seen            1 when the user touched the item before the cutoff
+  ui_days_since      log1p of the days since the user last touched the item (capped at
+                     ``max_age_days``; the cap for an untouched item)
+  ui_purchases       log1p of the user's purchases of the item
+  item_events        log1p of the item's events (every user)
+  item_recent        log1p of the item's events in the last ``recent_days`` days
+  item_trend         item_recent - item_events: rising items above falling ones
+  user_events        log1p of the user's item events
+  user_cat_share     the share of the user's item events in the item's category
+  price_log          log1p of the item's catalog price (0 when unknown)
+
+Every feature is computed from the events before the cutoff only, so a pair's features never see
+the period whose behaviour labels it (``labeled``) or that the lists are for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from pipelines import baselines as B
+from pipelines import label as L
+from pipelines import schemas as S
+
+PAIR_FEATURES: tuple[str, ...] = (
+    "ui_strength_short",
+    "ui_strength_long",
+    "ui_seen",
+    "ui_days_since",
+    "ui_purchases",
+    "item_events",
+    "item_recent",
+    "item_trend",
+    "user_events",
+    "user_cat_share",
+    "price_log",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureSettings:
+    short_half_life_days: float = 7.0
+    long_half_life_days: float = 60.0
+    recent_days: int = 2
+    max_age_days: float = 365.0
+
+
+def feature_names(generators: Sequence[str]) -> list[str]:
+    """The names of the ``features`` vector's entries, in order, for these generators."""
+    return [*[f"{g}_{x}" for g in generators for x in ("rr", "in")], *PAIR_FEATURES]
+
+
+def rank_column(generator: str) -> str:
+    return f"rank_{generator}"
+
+
+def merge(lists: DataFrame, generators: Sequence[str]) -> DataFrame:
+    """``RANKED_LISTS`` rows of several generators -> one row per (user_id, item_id) that any of
+    ``generators`` proposed: ``rank_<g>`` per generator (null where g did not propose the item)
+    and ``sources`` (the proposing generators, in ``generators`` order). Lists of other methods
+    are ignored."""
+    method, rank = F.col("method"), F.col("rank")
+    wide = (
+        lists.where(method.isin(list(generators)))
+        .groupBy("user_id", "item_id")
+        .agg(*[F.min(F.when(method == g, rank)).alias(rank_column(g)) for g in generators])
+    )
+    proposed = F.array(*[F.when(F.col(rank_column(g)).isNotNull(), F.lit(g)) for g in generators])
+    return wide.withColumn("sources", F.filter(proposed, lambda x: x.isNotNull()))
+
+
+def _log1p(column: Column) -> Column:
+    return F.log1p(F.coalesce(column.cast("double"), F.lit(0.0)))
+
+
+def features(
+    candidates: DataFrame,
+    before: DataFrame,
+    catalog: DataFrame,
+    as_of: dt.date,
+    weights: dict[str, float],
+    generators: Sequence[str],
+    settings: FeatureSettings | None = None,
+) -> DataFrame:
+    """``merge`` rows + clean events before ``as_of`` + the catalog (item_id, category, price)
+    -> (user_id, item_id, sources, features): ``features`` holds ``feature_names(generators)``
+    in order. Events at or after ``as_of``'s start are ignored."""
+    s = settings or FeatureSettings()
+    start = L.day_start(as_of)
+    events = before.where(F.col("item_id").isNotNull() & (F.col("event_time") < start))
+    short = B.strengths(events, weights, as_of, s.short_half_life_days)
+    long = B.strengths(events, weights, as_of, s.long_half_life_days).select(
+        "user_id", "item_id", F.col("strength").alias("long")
+    )
+    purchases = (
+        events.where(F.col("event_type") == S.PURCHASE)
+        .groupBy("user_id", "item_id")
+        .agg(F.count(F.lit(1)).alias("purchases"))
+    )
+    since = start - F.expr(f"INTERVAL {int(s.recent_days)} DAYS")
+    items = events.groupBy("item_id").agg(
+        F.count(F.lit(1)).alias("item_n"),
+        F.count(F.when(F.col("event_time") >= since, 1)).alias("item_recent_n"),
+    )
+    users = events.groupBy("user_id").agg(F.count(F.lit(1)).alias("user_n"))
+    user_cats = (
+        events.where(F.col("category").isNotNull())
+        .groupBy("user_id", "category")
+        .agg(F.count(F.lit(1)).alias("user_cat_n"))
+    )
+    item_info = catalog.select("item_id", "category", "price").dropDuplicates(["item_id"])
+    pairs = (
+        candidates.join(short, ["user_id", "item_id"], "left")
+        .join(long, ["user_id", "item_id"], "left")
+        .join(purchases, ["user_id", "item_id"], "left")
+        .join(items, "item_id", "left")
+        .join(users, "user_id", "left")
+        .join(item_info, "item_id", "left")
+        .join(user_cats, ["user_id", "category"], "left")
+    )
+    age_days = (start.cast("double") - F.col("last_t").cast("double")) / 86_400.0
+    cap = F.lit(float(s.max_age_days))
+    item_events, item_recent = _log1p(F.col("item_n")), _log1p(F.col("item_recent_n"))
+    values = [
+        *[
+            x
+            for g in generators
+            for x in (
+                F.coalesce(1.0 / F.col(rank_column(g)).cast("double"), F.lit(0.0)),
+                F.col(rank_column(g)).isNotNull().cast("double"),
+            )
+        ],
+        _log1p(F.col("strength")),
+        _log1p(F.col("long")),
+        F.col("last_t").isNotNull().cast("double"),
+        # least/greatest skip nulls: an untouched item gets the cap explicitly
+        F.log1p(
+            F.when(F.col("last_t").isNull(), cap).otherwise(
+                F.least(F.greatest(age_days, F.lit(0.0)), cap)
+            )
+        ),
+        _log1p(F.col("purchases")),
+        item_events,
+        item_recent,
+        item_recent - item_events,
+        _log1p(F.col("user_n")),
+        F.coalesce(F.col("user_cat_n") / F.col("user_n"), F.lit(0.0)),
+        F.log1p(F.greatest(F.coalesce(F.col("price"), F.lit(0.0)), F.lit(0.0))),
+    ]
+    return pairs.select(
+        "user_id",
+        "item_id",
+        "sources",
+        F.array(*[v.cast("float") for v in values]).alias("features"),
+    )
+
+
+def labeled(pairs: DataFrame, targets: DataFrame) -> DataFrame:
+    """``features`` rows + target pairs (user_id, item_id) -> the same rows with ``label`` 1.0
+    for a pair among the targets, else 0.0 (a target no generator proposed adds no row)."""
+    hits = targets.select("user_id", "item_id").distinct().withColumn("label", F.lit(1.0))
+    return pairs.join(hits, ["user_id", "item_id"], "left").withColumn(
+        "label", F.coalesce(F.col("label"), F.lit(0.0)).cast("float")
+    )
