@@ -21,6 +21,11 @@ vector per pair, named by ``feature_names``:
   item_trend         item_recent - item_events: rising items above falling ones
   user_events        log1p of the user's item events
   user_cat_share     the share of the user's item events in the item's category
+  user_cat_recent    the same over the user's last ``recent_events`` item events
+  item_cat_share     the item's share of its category's events
+  user_rebuy_share   the share of the user's purchases that bought an item again (0 without
+                     purchases): how much this user re-orders
+  n_sources          how many generators proposed the item
   price_log          log1p of the item's catalog price (0 when unknown)
 
 Every feature is computed from the events before the cutoff only, so a pair's features never see
@@ -33,7 +38,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from pipelines import baselines as B
@@ -51,6 +56,10 @@ PAIR_FEATURES: tuple[str, ...] = (
     "item_trend",
     "user_events",
     "user_cat_share",
+    "user_cat_recent",
+    "item_cat_share",
+    "user_rebuy_share",
+    "n_sources",
     "price_log",
 )
 
@@ -60,6 +69,7 @@ class FeatureSettings:
     short_half_life_days: float = 7.0
     long_half_life_days: float = 60.0
     recent_days: int = 2
+    recent_events: int = 10
     max_age_days: float = 365.0
 
 
@@ -120,11 +130,33 @@ def features(
         F.count(F.lit(1)).alias("item_n"),
         F.count(F.when(F.col("event_time") >= since, 1)).alias("item_recent_n"),
     )
+    bought = events.where(F.col("event_type") == S.PURCHASE)
     users = events.groupBy("user_id").agg(F.count(F.lit(1)).alias("user_n"))
+    rebuys = bought.groupBy("user_id").agg(
+        (1.0 - F.countDistinct("item_id") / F.count(F.lit(1))).alias("rebuy")
+    )
+    latest = Window.partitionBy("user_id").orderBy(
+        F.col("event_time").desc(), F.col("event_id").desc()
+    )
+    recent = events.withColumn("_r", F.row_number().over(latest)).where(
+        F.col("_r") <= s.recent_events
+    )
     user_cats = (
         events.where(F.col("category").isNotNull())
         .groupBy("user_id", "category")
         .agg(F.count(F.lit(1)).alias("user_cat_n"))
+        .join(
+            recent.where(F.col("category").isNotNull())
+            .groupBy("user_id", "category")
+            .agg(F.count(F.lit(1)).alias("user_cat_recent_n")),
+            ["user_id", "category"],
+            "left",
+        )
+    )
+    cats = (
+        events.where(F.col("category").isNotNull())
+        .groupBy("category")
+        .agg(F.count(F.lit(1)).alias("cat_n"))
     )
     item_info = catalog.select("item_id", "category", "price").dropDuplicates(["item_id"])
     pairs = (
@@ -133,8 +165,10 @@ def features(
         .join(purchases, ["user_id", "item_id"], "left")
         .join(items, "item_id", "left")
         .join(users, "user_id", "left")
+        .join(rebuys, "user_id", "left")
         .join(item_info, "item_id", "left")
         .join(user_cats, ["user_id", "category"], "left")
+        .join(cats, "category", "left")
     )
     age_days = (start.cast("double") - F.col("last_t").cast("double")) / 86_400.0
     cap = F.lit(float(s.max_age_days))
@@ -163,6 +197,13 @@ def features(
         item_recent - item_events,
         _log1p(F.col("user_n")),
         F.coalesce(F.col("user_cat_n") / F.col("user_n"), F.lit(0.0)),
+        F.coalesce(
+            F.col("user_cat_recent_n") / F.least(F.col("user_n"), F.lit(s.recent_events)),
+            F.lit(0.0),
+        ),
+        F.coalesce(F.col("item_n") / F.col("cat_n"), F.lit(0.0)),
+        F.coalesce(F.col("rebuy"), F.lit(0.0)),
+        F.size("sources").cast("double"),
         F.log1p(F.greatest(F.coalesce(F.col("price"), F.lit(0.0)), F.lit(0.0))),
     ]
     return pairs.select(

@@ -80,7 +80,8 @@ def test_features_are_computed_from_the_events_before_the_cutoff_only(
             "ui_seen": 1.0, "ui_days_since": math.log1p(1.0), "ui_purchases": math.log1p(1),
             "item_events": math.log1p(3), "item_recent": math.log1p(2),
             "item_trend": math.log1p(2) - math.log1p(3), "user_events": math.log1p(3),
-            "user_cat_share": 2 / 3, "price_log": math.log1p(9.0),
+            "user_cat_share": 2 / 3, "user_cat_recent": 2 / 3, "item_cat_share": 1.0,
+            "user_rebuy_share": 0.0, "n_sources": 1.0, "price_log": math.log1p(9.0),
         },
         rel=1e-6,
     )  # fmt: skip
@@ -89,10 +90,39 @@ def test_features_are_computed_from_the_events_before_the_cutoff_only(
             "g_rr": 0.5, "g_in": 1.0, "ui_strength_short": 0.0, "ui_strength_long": 0.0,
             "ui_seen": 0.0, "ui_days_since": math.log1p(365.0), "ui_purchases": 0.0,
             "item_events": 0.0, "item_recent": 0.0, "item_trend": 0.0,
-            "user_events": math.log1p(3), "user_cat_share": 1 / 3, "price_log": math.log1p(3.0),
+            "user_events": math.log1p(3), "user_cat_share": 1 / 3, "user_cat_recent": 1 / 3,
+            "item_cat_share": 0.0, "user_rebuy_share": 0.0, "n_sources": 1.0,
+            "price_log": math.log1p(3.0),
         },
         rel=1e-6,
     )  # fmt: skip
+
+
+def test_recent_category_share_and_rebuying_describe_the_user(spark: SparkSession) -> None:
+    t = dt.datetime(2026, 11, 20)
+    before = events(
+        spark,
+        [
+            ("w", "p", S.PURCHASE, t, "x"),
+            ("w", "p", S.PURCHASE, t + dt.timedelta(hours=1), "x"),
+            ("w", "q", S.PURCHASE, t + dt.timedelta(hours=2), "y"),
+            ("w", "r", S.VIEW, t + dt.timedelta(hours=3), "y"),
+        ],
+    )
+    catalog = spark.createDataFrame(
+        [(i, i, c, None, True) for i, c in (("p", "x"), ("q", "y"), ("r", "y"), ("s", "y"))],
+        S.CATALOG.schema,
+    )
+    merged = C.merge(lists(spark, [("g", "w", "p", 1), ("g", "w", "s", 2)]), ["g"])
+    settings = C.FeatureSettings(recent_events=2)  # w's last two events are both in y
+    rows = C.features(merged, before, catalog, AS_OF, WEIGHTS, ["g"], settings).collect()
+    got = {
+        r["item_id"]: dict(zip(C.feature_names(["g"]), r["features"], strict=True)) for r in rows
+    }
+    wanted = ("user_cat_share", "user_cat_recent", "item_cat_share", "user_rebuy_share")
+    # three purchases of two items: one in three bought an item again
+    assert [got["p"][f] for f in wanted] == pytest.approx([0.5, 0.0, 1.0, 1 / 3])
+    assert [got["s"][f] for f in wanted] == pytest.approx([0.5, 1.0, 0.0, 1 / 3])
 
 
 def test_a_generator_that_did_not_propose_an_item_scores_zero_for_it(
