@@ -216,6 +216,7 @@ class Held:
         """Materialise one method's lists once (the metrics read them several times)."""
         started = time.monotonic()
         frame = materialize(frame)
+        self.frames.append(frame)  # persisted where Spark has no local checkpoint (Connect)
         rows = frame.count()
         log.info(
             "[evaluate] %s: %s list rows in %.1fs", name, f"{rows:,}", time.monotonic() - started
