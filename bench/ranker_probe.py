@@ -204,11 +204,10 @@ def main() -> None:
     built = time.monotonic() - started
     net, selection = fit(data["val"], data["val_rel"], args.epochs, args.seed)
     test, rel = data["test"], data["test_rel"]
+    names, feats = C.feature_names(GENERATORS), matrix(test)
     with torch.no_grad():
-        x = torch.tensor((matrix(test) - net.mean) / net.std)  # type: ignore[operator]
+        x = torch.tensor((feats - net.mean) / net.std)  # type: ignore[operator]
         scores = {"ranker": net(x).squeeze(1).numpy()}
-    names = C.feature_names(GENERATORS)
-    feats = matrix(test)
     for g in GENERATORS:
         rr = feats[:, names.index(f"{g}_rr")]
         scores[g] = np.where(rr > 0, rr, -1.0)  # 1/rank orders as the generator's own list

@@ -28,7 +28,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from pyspark.ml.recommendation import ALS
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from pipelines import label as L
@@ -248,19 +248,25 @@ def strengths(
     """(user_id, item_id, strength, last_t): per user and item, the sum over their events of the
     event type's weight x 2^(-age / half-life), age in days before ``as_of``'s start (types
     without a weight count 0.1), and the time of the latest such event."""
+    return (
+        events.where(F.col("item_id").isNotNull())
+        .groupBy("user_id", "item_id")
+        .agg(
+            F.sum(decayed_weight(weights, as_of, half_life_days)).alias("strength"),
+            F.max("event_time").alias("last_t"),
+        )
+    )
+
+
+def decayed_weight(weights: dict[str, float], as_of: dt.date, half_life_days: float) -> Column:
+    """One event's part of a strength: its type's weight (0.1 without one) x 2^(-age /
+    half-life), age in days before ``as_of``'s start."""
     weight = F.create_map(
         *[F.lit(x) for kv in sorted(weights.items()) for x in (kv[0], float(kv[1]))]
     )
     age_days = (L.day_start(as_of).cast("double") - F.col("event_time").cast("double")) / 86_400.0
     decay = F.pow(F.lit(2.0), -F.greatest(age_days, F.lit(0.0)) / F.lit(float(half_life_days)))
-    return (
-        events.where(F.col("item_id").isNotNull())
-        .groupBy("user_id", "item_id")
-        .agg(
-            F.sum(F.coalesce(weight[F.col("event_type")], F.lit(0.1)) * decay).alias("strength"),
-            F.max("event_time").alias("last_t"),
-        )
-    )
+    return F.coalesce(weight[F.col("event_type")], F.lit(0.1)) * decay
 
 
 def most_recent(strength: DataFrame, n: int) -> DataFrame:

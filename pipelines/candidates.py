@@ -116,14 +116,12 @@ def features(
     s = settings or FeatureSettings()
     start = L.day_start(as_of)
     events = before.where(F.col("item_id").isNotNull() & (F.col("event_time") < start))
-    short = B.strengths(events, weights, as_of, s.short_half_life_days)
-    long = B.strengths(events, weights, as_of, s.long_half_life_days).select(
-        "user_id", "item_id", F.col("strength").alias("long")
-    )
-    purchases = (
-        events.where(F.col("event_type") == S.PURCHASE)
-        .groupBy("user_id", "item_id")
-        .agg(F.count(F.lit(1)).alias("purchases"))
+    # one pass over each (user, item)'s events for every pair feature
+    pair_stats = events.groupBy("user_id", "item_id").agg(
+        F.sum(B.decayed_weight(weights, as_of, s.short_half_life_days)).alias("strength"),
+        F.sum(B.decayed_weight(weights, as_of, s.long_half_life_days)).alias("long"),
+        F.max("event_time").alias("last_t"),
+        F.count(F.when(F.col("event_type") == S.PURCHASE, 1)).alias("purchases"),
     )
     since = start - F.expr(f"INTERVAL {int(s.recent_days)} DAYS")
     items = events.groupBy("item_id").agg(
@@ -160,9 +158,7 @@ def features(
     )
     item_info = catalog.select("item_id", "category", "price").dropDuplicates(["item_id"])
     pairs = (
-        candidates.join(short, ["user_id", "item_id"], "left")
-        .join(long, ["user_id", "item_id"], "left")
-        .join(purchases, ["user_id", "item_id"], "left")
+        candidates.join(pair_stats, ["user_id", "item_id"], "left")
         .join(items, "item_id", "left")
         .join(users, "user_id", "left")
         .join(rebuys, "user_id", "left")
