@@ -58,7 +58,7 @@ from jobs.runtime.readers import date_window, read_catalog, read_clean_events
 from jobs.runtime.registry import ModelUri
 from jobs.runtime.render import metrics_view, recall_svg, render
 from jobs.runtime.scoring import AUTO_EXCLUDE, EXCLUDE_HELP, ExcludeRule
-from jobs.runtime.session import materialize
+from jobs.runtime.session import default_parallelism, materialize
 from jobs.runtime.step import run_cli
 from jobs.runtime.storage import Storage, join
 from pipelines import baselines as B
@@ -110,6 +110,11 @@ class EvaluateConfig(DatedStepConfig):
     )
     als_rank: AtLeast1 = opt(default=32, help="ALS factors (the default; tuned on val likewise)")
     als_iterations: AtLeast1 = opt(default=10, help="ALS iterations")
+    als_blocks: NonNegative = opt(
+        default=0,
+        help="ALS user and item blocks (0: the session's default parallelism; Spark's own "
+        "default, 10, makes many idle tasks per iteration on a small cluster)",
+    )
     seed: int = opt(default=0, help="seed of ALS and of the bootstrap resamples")
     bootstrap_replicates: NonNegative = opt(
         default=200,
@@ -163,11 +168,12 @@ class EvaluateConfig(DatedStepConfig):
     def max_k(self) -> int:
         return max(self.ks)
 
-    @property
-    def settings(self) -> B.BaselineSettings:
+    def settings(self, spark: SparkSession) -> B.BaselineSettings:
+        """The baselines' default settings (tuning starts from these)."""
         return B.BaselineSettings(
             recent_days=self.recent_days, als_rank=self.als_rank,
             als_iterations=self.als_iterations, seed=self.seed,
+            als_blocks=self.als_blocks or default_parallelism(spark),
         )  # fmt: skip
 
     @property
@@ -307,7 +313,7 @@ def tune_baselines(
     before = held.keep(events.where(F.col("event_time") < L.day_start(val_start)))
     f = E.EvalFrames(
         before, users, candidates, held.keep(E.exclusions_of(before, users, config.exclude)),
-        config.promotion_k, val_start, config.settings,
+        config.promotion_k, val_start, config.settings(spark),
     )  # fmt: skip
     popular = held.lists(f"{B.POPULARITY} (val)", E.popularity_lists(f))
     chosen, report = {}, {}
@@ -429,7 +435,7 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             f = E.EvalFrames(
                 before, users, held.keep(scoring.candidate_items(spark, model, mask)),
                 held.keep(E.exclusions_of(before, users, config.exclude)),
-                config.max_k, b["test_start"], config.settings,
+                config.max_k, b["test_start"], config.settings(spark),
             )  # fmt: skip
             settings, tuning = tune_baselines(
                 spark, storage, config, events, b["val_start"], f.candidates, held

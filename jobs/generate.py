@@ -19,6 +19,7 @@ from pyspark.sql import SparkSession
 from jobs.runtime.config import NonNegative, StepConfig, opt, step_config
 from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import date_window
+from jobs.runtime.session import default_parallelism
 from jobs.runtime.step import format_counts, run_cli, staging_area
 from jobs.runtime.storage import Storage
 from jobs.runtime.writers import publish_raw, stage_raw
@@ -55,7 +56,7 @@ def main(spark: SparkSession, config: GenerateConfig) -> RunResult:
     with run:
         p = G.plan(config)
         partitions = config.partitions or max(
-            spark.sparkContext.defaultParallelism, math.ceil(config.rows / ROWS_PER_TASK)
+            default_parallelism(spark), math.ceil(config.rows / ROWS_PER_TASK)
         )
         log.info(
             "[generate] ~%s rows over %d days to %s: %d users, %d items, %d categories, %d bot users, %d partitions",

@@ -58,6 +58,9 @@ class BaselineSettings:
     als_iterations: int = 10
     als_reg: float = 0.1
     als_alpha: float = 10.0
+    # Spark's default is 10 user and 10 item blocks; the job passes its cluster's parallelism
+    # (fewer blocks on a small session cut each iteration's tasks, not the solution).
+    als_blocks: int = 10
     seed: int = 0
 
 
@@ -212,6 +215,7 @@ def als_lists(
         rank=settings.als_rank, maxIter=settings.als_iterations, regParam=settings.als_reg,
         alpha=settings.als_alpha, implicitPrefs=True, userCol="u", itemCol="i", ratingCol="r",
         coldStartStrategy="drop", seed=settings.seed, nonnegative=False,
+        numUserBlocks=settings.als_blocks, numItemBlocks=settings.als_blocks,
     ).fit(ratings)  # fmt: skip
     extra = most_excluded(exclusions)
     wanted = users.select("user_id").join(user_ids, "user_id").select("u")

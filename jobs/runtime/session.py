@@ -108,6 +108,15 @@ def get_spark(
     return spark
 
 
+def default_parallelism(spark: SparkSession, fallback: int = 8) -> int:
+    """The session's default parallelism (its executors' cores), or ``fallback`` on Spark
+    Connect, which does not expose it."""
+    try:
+        return int(spark.sparkContext.defaultParallelism)
+    except PySparkNotImplementedError:
+        return fallback
+
+
 def materialize(frame: DataFrame) -> DataFrame:
     """``frame``, computed now and kept on the executors (in memory, spilling to disk) with its
     lineage cut, so later jobs on it neither recompute nor re-plan what built it: a long plan

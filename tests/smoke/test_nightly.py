@@ -275,11 +275,12 @@ def test_redoing_an_earlier_nights_evaluation_reads_that_nights_own_examples(
 def test_a_second_run_on_a_locked_data_root_refuses_to_start(
     spark: SparkSession, second_night: dict[str, Any], root: Path
 ) -> None:
+    """The installed ``cartwheel`` entry point, in its own process, is refused with exit 3."""
     state = root / f"_runs/{D2}/nightly.json"
     before = state.read_text()
     with data_root_lock(Storage(spark), str(root), D2.isoformat()):
         done = subprocess.run(
-            [sys.executable, "-m", "jobs.cli", "nightly", "--data-root", str(root),
+            [str(Path(sys.executable).parent / "cartwheel"), "nightly", "--data-root", str(root),
              "--run-date", D2.isoformat(), "--lookback-days", str(LOOKBACK)],
             capture_output=True, text=True, cwd=REPO, timeout=600,
             env={**os.environ, "CARTWHEEL_DRIVER_MEMORY": "1g"},

@@ -88,7 +88,7 @@ def test_als_recommends_only_allowed_items_for_known_users(spark: SparkSession) 
     users = frame(spark, [("u",), ("stranger",)], "user_id string")
     candidates = frame(spark, [("a",), ("b",)], "item_id string")
     exclusions = frame(spark, [("u", "a")], "user_id string, item_id string")
-    settings = B.BaselineSettings(als_rank=2, als_iterations=3)
+    settings = B.BaselineSettings(als_rank=2, als_iterations=3, als_blocks=2)
     assert_lists(
         B.als_lists(
             events, users, candidates, exclusions, {S.PURCHASE: 1.0, S.VIEW: 0.1}, 2, settings

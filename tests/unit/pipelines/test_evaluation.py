@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from pyspark.sql import SparkSession
 
 from jobs import evaluate
 from jobs.runtime.render import metrics_view
@@ -161,3 +162,11 @@ def test_intervals_say_tie_when_the_difference_crosses_zero() -> None:
     rules = E.Rules(promotion_metric="map", promotion_k=50)
     assert E.interval_targets(rules, (10, 20, 50)) == [("map", 50), ("recall", 20), ("ndcg", 10)]
     assert E.interval_targets(E.Rules(), (20,)) == [("recall", 20)]
+
+
+def test_als_blocks_default_to_the_sessions_parallelism(spark: SparkSession) -> None:
+    derived = evaluate.EvaluateConfig(data_root="/x", run_date=END).settings(spark)
+    assert derived.als_blocks == spark.sparkContext.defaultParallelism
+    assert derived.als_blocks != B.BaselineSettings().als_blocks  # 2 here, Spark's default 10
+    pinned = evaluate.EvaluateConfig(data_root="/x", run_date=END, als_blocks=3).settings(spark)
+    assert pinned.als_blocks == 3 and pinned.als_rank == 32
