@@ -75,7 +75,7 @@ TEMPLATE_END = "2026-11-21"
 @pytest.fixture(scope="session")
 def trained_template(spark: Any, tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """One data root taken through generate, clean, label, shard and train (8 days, 50k rows,
-    300 items; a small model of up to 5 epochs registered as ``cartwheel-two-tower@candidate``), built
+    300 items; a small model of up to 4 epochs registered as ``cartwheel-two-tower@candidate``), built
     once per test run and shared by the xdist workers through a file lock. Modules copy it
     (``copy_root``) instead of re-running the pipeline; its train manifest is
     ``_runs/2026-11-21/train.json``."""
@@ -108,7 +108,7 @@ def trained_template(spark: Any, tmp_path_factory: pytest.TempPathFactory, worke
 
 
 TEMPLATE_TRAIN: dict[str, Any] = {
-    "epochs": 5,
+    "epochs": 4,
     "patience": 2,
     "dim": 32,
     "item_embedding_dim": 32,

@@ -39,7 +39,7 @@ def trained_root(trained_template: Path, tmp_path_factory: pytest.TempPathFactor
 def evaluated(spark: SparkSession, trained_root: Path) -> RunResult:
     # every baseline at its defaults (tuning has its own test below), 20 bootstrap resamples
     config = evaluate.EvaluateConfig(
-        data_root=str(trained_root), run_date=END, als_iterations=5, tune_baselines=False,
+        data_root=str(trained_root), run_date=END, als_iterations=3, tune_baselines=False,
         bootstrap_replicates=20,
     )  # fmt: skip
     return evaluate.main(spark, config)
