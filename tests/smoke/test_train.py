@@ -133,7 +133,7 @@ def test_killed_training_resumes_without_repeating_epochs(
     ckpt = tmp_path / "ckpt"
     args = [
         sys.executable, "-m", "jobs.cli", "train", "--data-root", str(shards_root), "--run-date", END.isoformat(),
-        "--epochs", "3", "--patience", "5", "--checkpoint-dir", str(ckpt), "--model-name", "resume-test",
+        "--epochs", "2", "--patience", "5", "--checkpoint-dir", str(ckpt), "--model-name", "resume-test",
         *[x for k, v in SMALL.items() for x in (f"--{k.replace('_', '-')}", str(v))],
     ]  # fmt: skip
     env = {**os.environ, "CARTWHEEL_SPARK_MASTER": "local[2]"}
@@ -142,7 +142,7 @@ def test_killed_training_resumes_without_repeating_epochs(
     )
     try:
         deadline = time.monotonic() + 600
-        while not (ckpt / "epoch-0001.pt").exists():
+        while not (ckpt / "latest.json").exists():  # written after epoch 1's checkpoint
             assert proc.poll() is None, "training exited before its first checkpoint"
             assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
             time.sleep(0.5)
@@ -152,15 +152,15 @@ def test_killed_training_resumes_without_repeating_epochs(
             with contextlib.suppress(psutil.NoSuchProcess):  # a child may end on its own meanwhile
                 p.kill()
         proc.wait()
+    # killed within half a second of epoch 1's checkpoint, seconds before epoch 2 could end
     assert not (ckpt / "complete.json").exists()
-    killed_epochs = CheckpointStore(ckpt).latest_epoch()
-    assert killed_epochs is not None and killed_epochs < 3
+    assert CheckpointStore(ckpt).latest_epoch() == 1
     resumed = train.main(
         spark,
         train.TrainConfig(
             data_root=str(shards_root),
             run_date=END,
-            epochs=3,
+            epochs=2,
             patience=5,
             checkpoint_dir=str(ckpt),
             model_name="resume-test",
@@ -168,15 +168,14 @@ def test_killed_training_resumes_without_repeating_epochs(
         ),
     )
     m = resumed.manifest
-    assert m["resumed"] and m["start_epoch"] == killed_epochs + 1
-    assert m["epochs_run"] == list(range(killed_epochs + 1, 4))
+    assert m["resumed"] and m["start_epoch"] == 2 and m["epochs_run"] == [2]
     steps = [
         h.step
         for h in MlflowClient(tracking(shards_root)).get_metric_history(
             m["mlflow_run_id"], "val_recall_at_10"
         )
     ]
-    assert steps == [1, 2, 3]  # each epoch logged once, in the one MLflow run
+    assert steps == [1, 2]  # each epoch logged once, in the one MLflow run
 
 
 def test_torch_distributor_launcher_trains_the_same_function(
