@@ -11,13 +11,19 @@ never does). On a data root that went through label, train and evaluate (``bench
    events before the test start, with the same candidates and exclusion rule as evaluate;
 2. ``pipelines.candidates`` merges the lists and computes each pair's features from the events
    before the cutoff; val targets label the val pairs;
-3. a small MLP with a listwise loss (softmax over each user's candidates) is fitted on 80 % of
-   the val users, its epoch count chosen on the other 20 % (recall@20): val only;
+3. each ranker variant (``--variants``: a small MLP, and a DCN-v2 style network whose cross
+   layers multiply features explicitly beside a deep MLP) is fitted with a listwise loss
+   (softmax over each user's candidates) on 80 % of the val users, its epoch count chosen on
+   the other 20 % (recall@20); the variant with the best selection recall is the ranker: val
+   only, test is scored once, for that variant;
 4. on test, the ranker's top 20 and every generator's own top 20 are scored per test user
    (recall@20, ndcg@10; a user's targets no list reached count as misses), with 95 % paired
    bootstrap intervals (1,000 resamples of the test users) of ranker - generator.
 
 Writes ``bench/results/ranker-probe-<name>.json``.
+
+``--cache DIR`` keeps the built val and test frames (step 1-2, most of the time) as Parquet and
+reuses them when the root, run date, depth and feature names match.
 
 usage: python bench/ranker_probe.py --root DATA_ROOT --run-date YYYY-MM-DD --name NAME
 """
@@ -107,6 +113,29 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
             "exclude": exclude, "tuned": chosen, "boundaries": {k: str(v) for k, v in b.items()}}  # fmt: skip
 
 
+def cached_build(args: argparse.Namespace) -> dict[str, Any]:
+    """``build``, or the frames a previous run with the same inputs kept under ``--cache``."""
+    key = {"root": str(args.root), "run_date": str(args.run_date), "depth": args.depth,
+           "features": C.feature_names(GENERATORS), "model_uri": args.model_uri}  # fmt: skip
+    folder = args.cache
+    kept = folder is not None and (folder / "key.json").exists()
+    if kept and json.loads((folder / "key.json").read_text()) == key:
+        meta = json.loads((folder / "meta.json").read_text())
+        frames = {n: pd.read_parquet(folder / f"{n}.parquet") for n in ("val", "test")}
+        rel = {n: pd.read_parquet(folder / f"{n}_rel.parquet")["count"] for n in ("val", "test")}
+        return {**meta, **frames, "val_rel": rel["val"], "test_rel": rel["test"]}
+    data = build(args)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for n in ("val", "test"):
+            data[n].to_parquet(folder / f"{n}.parquet")
+            data[f"{n}_rel"].to_frame("count").to_parquet(folder / f"{n}_rel.parquet")
+        meta = {k: data[k] for k in ("exclude", "tuned", "boundaries")}
+        (folder / "meta.json").write_text(json.dumps(meta))
+        (folder / "key.json").write_text(json.dumps(key))
+    return data
+
+
 def per_user(frame: pd.DataFrame, score: np.ndarray, relevant: pd.Series) -> pd.DataFrame:
     """recall@20 and ndcg@10 per user with targets, from a score per candidate row."""
     d = frame[["user_id", "item_id", "label"]].assign(s=score)
@@ -143,8 +172,35 @@ def listwise_loss(
     return -(gain[has] / pos[has]).mean()
 
 
+class Cross(torch.nn.Module):
+    """DCN-v2 cross layers beside a deep MLP: x_{l+1} = x_0 * (W_l x_l + b_l) + x_l."""
+
+    def __init__(self, d: int, layers: int = 2, hidden: int = 64) -> None:
+        super().__init__()
+        self.cross = torch.nn.ModuleList(torch.nn.Linear(d, d) for _ in range(layers))
+        self.deep = torch.nn.Sequential(
+            torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 32),
+            torch.nn.ReLU(),
+        )  # fmt: skip
+        self.out = torch.nn.Linear(d + 32, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x
+        for layer in self.cross:
+            c = x * layer(c) + c
+        return self.out(torch.cat([c, self.deep(x)], dim=1))
+
+
+def network(kind: str, d: int) -> torch.nn.Module:
+    if kind == "mlp":
+        return torch.nn.Sequential(torch.nn.Linear(d, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+    if kind == "dcn":
+        return Cross(d)
+    raise SystemExit(f"unknown ranker variant {kind!r}: mlp or dcn")
+
+
 def fit(
-    val: pd.DataFrame, val_rel: pd.Series, epochs: int, seed: int
+    val: pd.DataFrame, val_rel: pd.Series, epochs: int, seed: int, kind: str = "mlp"
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The ranker on 80 % of the val users, its epoch count chosen on the other 20 %."""
     users = np.sort(val.user_id.unique())
@@ -160,9 +216,7 @@ def fit(
     xs, sel = norm(x[~is_fit]), val[~is_fit]
     sel_rel = val_rel[val_rel.index.isin(held_out)]
     torch.manual_seed(seed)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(x.shape[1], 32), torch.nn.ReLU(), torch.nn.Linear(32, 1)
-    )
+    net = network(kind, x.shape[1])
     opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-4)
     best: tuple[float, int, dict[str, Any]] = (-1.0, 0, {})
     curve = []
@@ -179,7 +233,7 @@ def fit(
                 best = (r, epoch, {k: v.clone() for k, v in net.state_dict().items()})
     net.load_state_dict(best[2])
     net.mean, net.std = mean, std  # type: ignore[assignment]
-    return net, {"chosen_epoch": best[1], "selection_recall_at_20": best[0], "curve": curve,
+    return net, {"variant": kind, "chosen_epoch": best[1], "selection_recall_at_20": best[0], "curve": curve,
                  "fit_users": int(n), "selection_users": len(held_out)}  # fmt: skip
 
 
@@ -198,11 +252,18 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model-uri", default="models:/cartwheel-two-tower@candidate")
+    p.add_argument("--variants", default="mlp,dcn", help="ranker variants to select from on val")
+    p.add_argument("--cache", type=Path, help="folder keeping the built frames between runs")
     args = p.parse_args()
     started = time.monotonic()
-    data = build(args)
+    data = cached_build(args)
     built = time.monotonic() - started
-    net, selection = fit(data["val"], data["val_rel"], args.epochs, args.seed)
+    fitted = [
+        fit(data["val"], data["val_rel"], args.epochs, args.seed, v)
+        for v in args.variants.split(",")
+    ]
+    net, selection = max(fitted, key=lambda f: f[1]["selection_recall_at_20"])
+    selection["variants"] = {f[1]["variant"]: f[1]["selection_recall_at_20"] for f in fitted}
     test, rel = data["test"], data["test_rel"]
     names, feats = C.feature_names(GENERATORS), matrix(test)
     with torch.no_grad():

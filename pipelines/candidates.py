@@ -16,12 +16,16 @@ vector per pair, named by ``feature_names``:
   ui_days_since      log1p of the days since the user last touched the item (capped at
                      ``max_age_days``; the cap for an untouched item)
   ui_purchases       log1p of the user's purchases of the item
+  ui_events          log1p of the user's events on the item
   item_events        log1p of the item's events (every user)
   item_recent        log1p of the item's events in the last ``recent_days`` days
   item_trend         item_recent - item_events: rising items above falling ones
+  item_conversion    the share of the item's events that are purchases
   user_events        log1p of the user's item events
   user_cat_share     the share of the user's item events in the item's category
   user_cat_recent    the same over the user's last ``recent_events`` item events
+  last_cat_match     1 when the item is in the category of the user's latest item event
+                     (of the last ``recent_events``) that has a category
   item_cat_share     the item's share of its category's events
   user_rebuy_share   the share of the user's purchases that bought an item again (0 without
                      purchases): how much this user re-orders
@@ -51,12 +55,15 @@ PAIR_FEATURES: tuple[str, ...] = (
     "ui_seen",
     "ui_days_since",
     "ui_purchases",
+    "ui_events",
     "item_events",
     "item_recent",
     "item_trend",
+    "item_conversion",
     "user_events",
     "user_cat_share",
     "user_cat_recent",
+    "last_cat_match",
     "item_cat_share",
     "user_rebuy_share",
     "n_sources",
@@ -122,11 +129,13 @@ def features(
         F.sum(B.decayed_weight(weights, as_of, s.long_half_life_days)).alias("long"),
         F.max("event_time").alias("last_t"),
         F.count(F.when(F.col("event_type") == S.PURCHASE, 1)).alias("purchases"),
+        F.count(F.lit(1)).alias("ui_n"),
     )
     since = start - F.expr(f"INTERVAL {int(s.recent_days)} DAYS")
     items = events.groupBy("item_id").agg(
         F.count(F.lit(1)).alias("item_n"),
         F.count(F.when(F.col("event_time") >= since, 1)).alias("item_recent_n"),
+        F.count(F.when(F.col("event_type") == S.PURCHASE, 1)).alias("item_bought_n"),
     )
     bought = events.where(F.col("event_type") == S.PURCHASE)
     users = events.groupBy("user_id").agg(F.count(F.lit(1)).alias("user_n"))
@@ -139,29 +148,29 @@ def features(
     recent = events.withColumn("_r", F.row_number().over(latest)).where(
         F.col("_r") <= s.recent_events
     )
+    with_cat = events.where(F.col("category").isNotNull())
+    recent_cat = recent.where(F.col("category").isNotNull())
     user_cats = (
-        events.where(F.col("category").isNotNull())
-        .groupBy("user_id", "category")
+        with_cat.groupBy("user_id", "category")
         .agg(F.count(F.lit(1)).alias("user_cat_n"))
         .join(
-            recent.where(F.col("category").isNotNull())
-            .groupBy("user_id", "category")
-            .agg(F.count(F.lit(1)).alias("user_cat_recent_n")),
+            recent_cat.groupBy("user_id", "category").agg(
+                F.count(F.lit(1)).alias("user_cat_recent_n")
+            ),
             ["user_id", "category"],
             "left",
         )
     )
-    cats = (
-        events.where(F.col("category").isNotNull())
-        .groupBy("category")
-        .agg(F.count(F.lit(1)).alias("cat_n"))
-    )
+    # the category of the user's latest item event (of the recent ones) that has one
+    last_cat = recent_cat.groupBy("user_id").agg(F.min_by("category", "_r").alias("last_cat"))
+    cats = with_cat.groupBy("category").agg(F.count(F.lit(1)).alias("cat_n"))
     item_info = catalog.select("item_id", "category", "price").dropDuplicates(["item_id"])
     pairs = (
         candidates.join(pair_stats, ["user_id", "item_id"], "left")
         .join(items, "item_id", "left")
         .join(users, "user_id", "left")
         .join(rebuys, "user_id", "left")
+        .join(last_cat, "user_id", "left")
         .join(item_info, "item_id", "left")
         .join(user_cats, ["user_id", "category"], "left")
         .join(cats, "category", "left")
@@ -188,15 +197,18 @@ def features(
             )
         ),
         _log1p(F.col("purchases")),
+        _log1p(F.col("ui_n")),
         item_events,
         item_recent,
         item_recent - item_events,
+        F.coalesce(F.col("item_bought_n") / F.col("item_n"), F.lit(0.0)),
         _log1p(F.col("user_n")),
         F.coalesce(F.col("user_cat_n") / F.col("user_n"), F.lit(0.0)),
         F.coalesce(
             F.col("user_cat_recent_n") / F.least(F.col("user_n"), F.lit(s.recent_events)),
             F.lit(0.0),
         ),
+        F.coalesce((F.col("category") == F.col("last_cat")).cast("double"), F.lit(0.0)),
         F.coalesce(F.col("item_n") / F.col("cat_n"), F.lit(0.0)),
         F.coalesce(F.col("rebuy"), F.lit(0.0)),
         F.size("sources").cast("double"),

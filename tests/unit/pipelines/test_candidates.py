@@ -78,9 +78,10 @@ def test_features_are_computed_from_the_events_before_the_cutoff_only(
             "ui_strength_short": math.log1p(2 ** (-1 / 7) + 0.1 * 2 ** (-7 / 7)),
             "ui_strength_long": math.log1p(2 ** (-1 / 60) + 0.1 * 2 ** (-7 / 60)),
             "ui_seen": 1.0, "ui_days_since": math.log1p(1.0), "ui_purchases": math.log1p(1),
-            "item_events": math.log1p(3), "item_recent": math.log1p(2),
-            "item_trend": math.log1p(2) - math.log1p(3), "user_events": math.log1p(3),
-            "user_cat_share": 2 / 3, "user_cat_recent": 2 / 3, "item_cat_share": 1.0,
+            "ui_events": math.log1p(2), "item_events": math.log1p(3), "item_recent": math.log1p(2),
+            "item_trend": math.log1p(2) - math.log1p(3), "item_conversion": 1 / 3,
+            "user_events": math.log1p(3), "user_cat_share": 2 / 3, "user_cat_recent": 2 / 3,
+            "last_cat_match": 0.0, "item_cat_share": 1.0,
             "user_rebuy_share": 0.0, "n_sources": 1.0, "price_log": math.log1p(9.0),
         },
         rel=1e-6,
@@ -89,9 +90,9 @@ def test_features_are_computed_from_the_events_before_the_cutoff_only(
         {
             "g_rr": 0.5, "g_in": 1.0, "ui_strength_short": 0.0, "ui_strength_long": 0.0,
             "ui_seen": 0.0, "ui_days_since": math.log1p(365.0), "ui_purchases": 0.0,
-            "item_events": 0.0, "item_recent": 0.0, "item_trend": 0.0,
-            "user_events": math.log1p(3), "user_cat_share": 1 / 3, "user_cat_recent": 1 / 3,
-            "item_cat_share": 0.0, "user_rebuy_share": 0.0, "n_sources": 1.0,
+            "ui_events": 0.0, "item_events": 0.0, "item_recent": 0.0, "item_trend": 0.0,
+            "item_conversion": 0.0, "user_events": math.log1p(3), "user_cat_share": 1 / 3,
+            "user_cat_recent": 1 / 3, "last_cat_match": 1.0, "item_cat_share": 0.0, "user_rebuy_share": 0.0, "n_sources": 1.0,
             "price_log": math.log1p(3.0),
         },
         rel=1e-6,
@@ -119,10 +120,32 @@ def test_recent_category_share_and_rebuying_describe_the_user(spark: SparkSessio
     got = {
         r["item_id"]: dict(zip(C.feature_names(["g"]), r["features"], strict=True)) for r in rows
     }
-    wanted = ("user_cat_share", "user_cat_recent", "item_cat_share", "user_rebuy_share")
-    # three purchases of two items: one in three bought an item again
-    assert [got["p"][f] for f in wanted] == pytest.approx([0.5, 0.0, 1.0, 1 / 3])
-    assert [got["s"][f] for f in wanted] == pytest.approx([0.5, 1.0, 0.0, 1 / 3])
+    wanted = (
+        "user_cat_share", "user_cat_recent", "item_cat_share", "user_rebuy_share",
+        "last_cat_match",
+    )  # fmt: skip
+    # three purchases of two items: one in three bought an item again; w's latest event is in y
+    assert [got["p"][f] for f in wanted] == pytest.approx([0.5, 0.0, 1.0, 1 / 3, 0.0])
+    assert [got["s"][f] for f in wanted] == pytest.approx([0.5, 1.0, 0.0, 1 / 3, 1.0])
+
+
+def test_last_category_skips_a_latest_event_without_one(spark: SparkSession) -> None:
+    t = dt.datetime(2026, 11, 20)
+    before = events(
+        spark,
+        [("x", "a", S.VIEW, t, "c1"), ("x", "b", S.VIEW, t + dt.timedelta(hours=1), None)],
+    )
+    catalog = spark.createDataFrame(
+        [("a", "A", "c1", None, True), ("b", "B", None, None, True), ("z", "Z", "c2", None, True)],
+        S.CATALOG.schema,
+    )
+    merged = C.merge(lists(spark, [("g", "x", "a", 1), ("g", "x", "z", 2)]), ["g"])
+    names = C.feature_names(["g"])
+    got = {
+        r["item_id"]: r["features"][names.index("last_cat_match")]
+        for r in C.features(merged, before, catalog, AS_OF, WEIGHTS, ["g"]).collect()
+    }
+    assert got == {"a": 1.0, "z": 0.0}  # b, the latest, has no category: a's c1 counts
 
 
 def test_a_generator_that_did_not_propose_an_item_scores_zero_for_it(
