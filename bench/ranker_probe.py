@@ -22,6 +22,10 @@ never does). On a data root that went through label, train and evaluate (``bench
 
 Writes ``bench/results/ranker-probe-<name>.json``.
 
+``--extra-days N`` adds training lists (never selection ones) at the N cutoffs before the val
+start, labelled by the train targets of each day, every generator refitted on the events before
+it; the two-tower is then left out of the candidates, since it was trained on those days.
+
 ``--cache DIR`` keeps the built val and test frames (step 1-2, most of the time) as Parquet and
 reuses them when the root, run date, depth and feature names match.
 
@@ -62,6 +66,13 @@ GENERATORS = [E.MODEL, B.ITEM_KNN, B.ALS_METHOD, B.BUY_AGAIN, B.COOCCURRENCE, B.
 K_RECALL, K_NDCG, REPLICATES = 20, 10, 1000
 
 
+def generators(args: argparse.Namespace) -> list[str]:
+    """The generators whose lists are candidates: all but the two-tower with ``--extra-days``
+    (it was trained on the days before the val start, so at those cutoffs its lists would be
+    in-sample and the ranker would learn to trust it more than it deserves at test)."""
+    return GENERATORS[1:] if args.extra_days else GENERATORS
+
+
 def build(args: argparse.Namespace) -> dict[str, Any]:
     """(val frame, test frame, relevant counts, settings used) from the data root."""
     spark = get_spark("cartwheel-ranker-probe")
@@ -81,17 +92,30 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     exclude = doc.get("exclude", "purchased")
     chosen = {m: t["chosen"] for m, t in doc.get("tuning", {}).get("methods", {}).items()}
 
+    gens = generators(args)
+
     def at(cut: dt.date, split: str) -> tuple[pd.DataFrame, pd.Series]:
-        targets = EV.read_targets(spark, storage, root, day, split).distinct()
+        targets = spark.read.parquet(layout.examples_split(root, day, split)).select(
+            "user_id", F.col("target_item_id").alias("item_id"), "target_time"
+        )
+        if split == L.TRAIN:  # an earlier cutoff: the train targets of that one day
+            targets = targets.where(F.to_date("target_time") == F.lit(cut))
+        targets = targets.select("user_id", "item_id").distinct()
         users = targets.select("user_id").distinct()
         before = held.keep(events.where(F.col("event_time") < L.day_start(cut)))
         f = E.EvalFrames(
             before, users, items, held.keep(E.exclusions_of(before, users, exclude)),
             args.depth, cut, B.BaselineSettings(),
         )  # fmt: skip
-        parts = [EV.model_lists(spark, model, mask, f, exclude, E.MODEL, held)]
+        parts = (
+            [EV.model_lists(spark, model, mask, f, exclude, E.MODEL, held)]
+            if E.MODEL in gens
+            else []
+        )
         popular = held.lists(B.POPULARITY, E.popularity_lists(f))
-        for g in GENERATORS[1:]:
+        for g in gens:
+            if g == E.MODEL:
+                continue
             tuned = dataclasses.replace(f, settings=E.tuned(f.settings, chosen.get(g, {})))
             parts.append(
                 popular if g == B.POPULARITY else held.lists(g, E.BASELINES[g](tuned, popular))
@@ -100,13 +124,20 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         for p in parts[1:]:
             lists = lists.unionByName(p)
         pairs = C.features(
-            C.merge(lists, GENERATORS), before, catalog, cut, L.DEFAULT_LABEL_WEIGHTS, GENERATORS
+            C.merge(lists, gens), before, catalog, cut, L.DEFAULT_LABEL_WEIGHTS, gens
         )
         frame = C.labeled(pairs, targets).toPandas()  # the probe's shortcut, see the docstring
+        frame["cutoff"] = cut.isoformat()
         relevant = targets.groupBy("user_id").count().toPandas().set_index("user_id")["count"]
         return frame, relevant
 
     val, val_rel = at(b["val_start"], L.VAL)
+    # earlier cutoffs add training lists (never selection ones): each day before the val start
+    # with the train targets of that day, every generator refitted on the events before it
+    earlier = [
+        at(b["val_start"] - dt.timedelta(days=n), L.TRAIN)[0] for n in range(1, args.extra_days + 1)
+    ]
+    val = pd.concat([val, *earlier], ignore_index=True)
     test, test_rel = at(b["test_start"], L.TEST)
     held.release()
     return {"val": val, "val_rel": val_rel, "test": test, "test_rel": test_rel,
@@ -116,13 +147,17 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
 def cached_build(args: argparse.Namespace) -> dict[str, Any]:
     """``build``, or the frames a previous run with the same inputs kept under ``--cache``."""
     key = {"root": str(args.root), "run_date": str(args.run_date), "depth": args.depth,
-           "features": C.feature_names(GENERATORS), "model_uri": args.model_uri}  # fmt: skip
+           "features": C.feature_names(generators(args)), "model_uri": args.model_uri,
+           **({"extra_days": args.extra_days} if args.extra_days else {})}  # fmt: skip
     folder = args.cache
     kept = folder is not None and (folder / "key.json").exists()
     if kept and json.loads((folder / "key.json").read_text()) == key:
         meta = json.loads((folder / "meta.json").read_text())
         frames = {n: pd.read_parquet(folder / f"{n}.parquet") for n in ("val", "test")}
         rel = {n: pd.read_parquet(folder / f"{n}_rel.parquet")["count"] for n in ("val", "test")}
+        for frame in frames.values():  # kept by a run before the cutoff column existed
+            if "cutoff" not in frame:
+                frame["cutoff"] = "latest"
         return {**meta, **frames, "val_rel": rel["val"], "test_rel": rel["test"]}
     data = build(args)
     if folder is not None:
@@ -202,8 +237,10 @@ def network(kind: str, d: int) -> torch.nn.Module:
 def fit(
     val: pd.DataFrame, val_rel: pd.Series, epochs: int, seed: int, kind: str = "mlp"
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The ranker on 80 % of the val users, its epoch count chosen on the other 20 %."""
-    users = np.sort(val.user_id.unique())
+    """The ranker on 80 % of the val users (and their lists at earlier cutoffs), its epoch count
+    chosen on the other 20 %'s val lists."""
+    latest = val.cutoff == val.cutoff.max()
+    users = np.sort(val[latest].user_id.unique())
     rng = np.random.default_rng(seed)
     held_out = set(rng.choice(users, size=max(1, len(users) // 5), replace=False))
     is_fit = ~val.user_id.isin(held_out).to_numpy()
@@ -211,9 +248,10 @@ def fit(
     mean, std = x[is_fit].mean(0), x[is_fit].std(0) + 1e-6
     norm = lambda a: torch.tensor((a - mean) / std)  # noqa: E731
     xf, yf = norm(x[is_fit]), torch.tensor(val.label.to_numpy()[is_fit], dtype=torch.float32)
-    codes = pd.factorize(val.user_id[is_fit])[0]
+    codes = pd.factorize(val.cutoff[is_fit] + "|" + val.user_id[is_fit])[0]  # a list per cutoff
     group, n = torch.tensor(codes), int(codes.max()) + 1
-    xs, sel = norm(x[~is_fit]), val[~is_fit]
+    chosen = ~is_fit & latest.to_numpy()  # selection: the held-out users' val lists only
+    xs, sel = norm(x[chosen]), val[chosen]
     sel_rel = val_rel[val_rel.index.isin(held_out)]
     torch.manual_seed(seed)
     net = network(kind, x.shape[1])
@@ -228,13 +266,13 @@ def fit(
         if epoch % 10 == 0:
             with torch.no_grad():
                 r = per_user(sel, net(xs).squeeze(1).numpy(), sel_rel)["recall"].mean()
-            curve.append([epoch, round(float(loss), 5), round(float(r), 5)])
+            curve.append([epoch, round(float(loss.detach()), 5), round(float(r), 5)])
             if r > best[0]:
                 best = (r, epoch, {k: v.clone() for k, v in net.state_dict().items()})
     net.load_state_dict(best[2])
     net.mean, net.std = mean, std  # type: ignore[assignment]
     return net, {"variant": kind, "chosen_epoch": best[1], "selection_recall_at_20": best[0], "curve": curve,
-                 "fit_users": int(n), "selection_users": len(held_out)}  # fmt: skip
+                 "fit_lists": int(n), "selection_users": len(held_out)}  # fmt: skip
 
 
 def interval(diff: np.ndarray, seed: int) -> list[float]:
@@ -254,6 +292,11 @@ def main() -> None:
     p.add_argument("--model-uri", default="models:/cartwheel-two-tower@candidate")
     p.add_argument("--variants", default="mlp,dcn", help="ranker variants to select from on val")
     p.add_argument("--cache", type=Path, help="folder keeping the built frames between runs")
+    p.add_argument(
+        "--extra-days", type=int, default=0,
+        help="also fit the ranker on lists at this many cutoffs before the val start (train "
+        "targets of each day; the two-tower is then left out of the candidates)",
+    )  # fmt: skip
     args = p.parse_args()
     started = time.monotonic()
     data = cached_build(args)
@@ -265,11 +308,12 @@ def main() -> None:
     net, selection = max(fitted, key=lambda f: f[1]["selection_recall_at_20"])
     selection["variants"] = {f[1]["variant"]: f[1]["selection_recall_at_20"] for f in fitted}
     test, rel = data["test"], data["test_rel"]
-    names, feats = C.feature_names(GENERATORS), matrix(test)
+    gens = generators(args)
+    names, feats = C.feature_names(gens), matrix(test)
     with torch.no_grad():
         x = torch.tensor((feats - net.mean) / net.std)  # type: ignore[operator]
         scores = {"ranker": net(x).squeeze(1).numpy()}
-    for g in GENERATORS:
+    for g in gens:
         rr = feats[:, names.index(f"{g}_rr")]
         scores[g] = np.where(rr > 0, rr, -1.0)  # 1/rank orders as the generator's own list
     users = {m: per_user(test, s, rel) for m, s in scores.items()}
@@ -282,7 +326,7 @@ def main() -> None:
                     (users["ranker"][col] - u[col]).to_numpy(), args.seed
                 )
         methods[m] = row
-    best = max(GENERATORS, key=lambda m: methods[m]["recall_at_20"])
+    best = max(gens, key=lambda m: methods[m]["recall_at_20"])
     doc = {
         "probe": "ranker fitted on the driver from toPandas; measures headroom, not the pipeline",
         "root": args.root, "run_date": str(args.run_date), "boundaries": data["boundaries"],
