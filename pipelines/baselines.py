@@ -59,7 +59,8 @@ class BaselineSettings:
     als_reg: float = 0.1
     als_alpha: float = 10.0
     # Spark's default is 10 user and 10 item blocks; the job passes its cluster's parallelism
-    # (fewer blocks on a small session cut each iteration's tasks, not the solution).
+    # (fewer blocks on a small session cut each iteration's idle tasks). ALS seeds each block's
+    # starting factors, so the block count also picks the random start.
     als_blocks: int = 10
     seed: int = 0
 
