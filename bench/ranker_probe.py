@@ -11,11 +11,11 @@ never does). On a data root that went through label, train and evaluate (``bench
    events before the test start, with the same candidates and exclusion rule as evaluate;
 2. ``pipelines.candidates`` merges the lists and computes each pair's features from the events
    before the cutoff; val targets label the val pairs;
-3. each ranker variant (``--variants``: a small MLP, and a DCN-v2 style network whose cross
-   layers multiply features explicitly beside a deep MLP) is fitted with a listwise loss
-   (softmax over each user's candidates) on 80 % of the val users, its epoch count chosen on
-   the other 20 % (recall@20); the variant with the best selection recall is the ranker: val
-   only, test is scored once, for that variant;
+3. each ranker variant (``--variants``, ``pipelines.ranker``: a small MLP, and a DCN-v2
+   network whose cross layers multiply features explicitly beside a deep MLP) is fitted with a
+   listwise loss (softmax over each user's candidates) on 80 % of the val users, its epoch
+   count chosen on the other 20 % (recall@20); the variant with the best selection recall is
+   the ranker: val only, test is scored once, for that variant;
 4. on test, the ranker's top 20 and every generator's own top 20 are scored per test user
    (recall@20, ndcg@10; a user's targets no list reached count as misses), with 95 % paired
    bootstrap intervals (1,000 resamples of the test users) of ranker - generator.
@@ -60,6 +60,7 @@ from pipelines import baselines as B
 from pipelines import candidates as C
 from pipelines import evaluation as E
 from pipelines import label as L
+from pipelines import ranker as R
 
 GENERATORS = [E.MODEL, B.ITEM_KNN, B.ALS_METHOD, B.BUY_AGAIN, B.COOCCURRENCE, B.POPULARITY,
               B.RECENT_POPULARITY]  # fmt: skip
@@ -193,50 +194,9 @@ def matrix(frame: pd.DataFrame) -> np.ndarray:
     return np.stack(frame["features"].to_numpy()).astype(np.float32)
 
 
-def listwise_loss(
-    scores: torch.Tensor, labels: torch.Tensor, group: torch.Tensor, n: int
-) -> torch.Tensor:
-    """Mean over users with a positive of -sum(label x log softmax over the user's candidates)
-    / their positives."""
-    top = torch.zeros(n).index_reduce_(0, group, scores.detach(), "amax", include_self=False)
-    z = torch.zeros(n).index_add_(0, group, torch.exp(scores - top[group]))
-    logp = scores - top[group] - torch.log(z[group])
-    pos = torch.zeros(n).index_add_(0, group, labels)
-    gain = torch.zeros(n).index_add_(0, group, logp * labels)
-    has = pos > 0
-    return -(gain[has] / pos[has]).mean()
-
-
-class Cross(torch.nn.Module):
-    """DCN-v2 cross layers beside a deep MLP: x_{l+1} = x_0 * (W_l x_l + b_l) + x_l."""
-
-    def __init__(self, d: int, layers: int = 2, hidden: int = 64) -> None:
-        super().__init__()
-        self.cross = torch.nn.ModuleList(torch.nn.Linear(d, d) for _ in range(layers))
-        self.deep = torch.nn.Sequential(
-            torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 32),
-            torch.nn.ReLU(),
-        )  # fmt: skip
-        self.out = torch.nn.Linear(d + 32, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = x
-        for layer in self.cross:
-            c = x * layer(c) + c
-        return self.out(torch.cat([c, self.deep(x)], dim=1))
-
-
-def network(kind: str, d: int) -> torch.nn.Module:
-    if kind == "mlp":
-        return torch.nn.Sequential(torch.nn.Linear(d, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
-    if kind == "dcn":
-        return Cross(d)
-    raise SystemExit(f"unknown ranker variant {kind!r}: mlp or dcn")
-
-
 def fit(
     val: pd.DataFrame, val_rel: pd.Series, epochs: int, seed: int, kind: str = "mlp"
-) -> tuple[torch.nn.Module, dict[str, Any]]:
+) -> tuple[R.Ranker, dict[str, Any]]:
     """The ranker on 80 % of the val users (and their lists at earlier cutoffs), its epoch count
     chosen on the other 20 %'s val lists."""
     latest = val.cutoff == val.cutoff.max()
@@ -244,33 +204,31 @@ def fit(
     rng = np.random.default_rng(seed)
     held_out = set(rng.choice(users, size=max(1, len(users) // 5), replace=False))
     is_fit = ~val.user_id.isin(held_out).to_numpy()
-    x = matrix(val)
-    mean, std = x[is_fit].mean(0), x[is_fit].std(0) + 1e-6
-    norm = lambda a: torch.tensor((a - mean) / std)  # noqa: E731
-    xf, yf = norm(x[is_fit]), torch.tensor(val.label.to_numpy()[is_fit], dtype=torch.float32)
+    x = torch.tensor(matrix(val))
+    xf, yf = x[is_fit], torch.tensor(val.label.to_numpy()[is_fit], dtype=torch.float32)
     codes = pd.factorize(val.cutoff[is_fit] + "|" + val.user_id[is_fit])[0]  # a list per cutoff
     group, n = torch.tensor(codes), int(codes.max()) + 1
     chosen = ~is_fit & latest.to_numpy()  # selection: the held-out users' val lists only
-    xs, sel = norm(x[chosen]), val[chosen]
+    xs, sel = x[chosen], val[chosen]
     sel_rel = val_rel[val_rel.index.isin(held_out)]
     torch.manual_seed(seed)
-    net = network(kind, x.shape[1])
+    net = R.Ranker(x.shape[1], R.RankerSettings(kind=kind))
+    net.standardize_on(xf)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-4)
     best: tuple[float, int, dict[str, Any]] = (-1.0, 0, {})
     curve = []
     for epoch in range(1, epochs + 1):
-        loss = listwise_loss(net(xf).squeeze(1), yf, group, n)
+        loss = R.listwise_loss(net(xf), yf, group, n)
         opt.zero_grad()
         loss.backward()
         opt.step()
         if epoch % 10 == 0:
             with torch.no_grad():
-                r = per_user(sel, net(xs).squeeze(1).numpy(), sel_rel)["recall"].mean()
+                r = per_user(sel, net(xs).numpy(), sel_rel)["recall"].mean()
             curve.append([epoch, round(float(loss.detach()), 5), round(float(r), 5)])
             if r > best[0]:
                 best = (r, epoch, {k: v.clone() for k, v in net.state_dict().items()})
     net.load_state_dict(best[2])
-    net.mean, net.std = mean, std  # type: ignore[assignment]
     return net, {"variant": kind, "chosen_epoch": best[1], "selection_recall_at_20": best[0], "curve": curve,
                  "fit_lists": int(n), "selection_users": len(held_out)}  # fmt: skip
 
@@ -311,8 +269,7 @@ def main() -> None:
     gens = generators(args)
     names, feats = C.feature_names(gens), matrix(test)
     with torch.no_grad():
-        x = torch.tensor((feats - net.mean) / net.std)  # type: ignore[operator]
-        scores = {"ranker": net(x).squeeze(1).numpy()}
+        scores = {"ranker": net(torch.tensor(feats)).numpy()}
     for g in gens:
         rr = feats[:, names.index(f"{g}_rr")]
         scores[g] = np.where(rr > 0, rr, -1.0)  # 1/rank orders as the generator's own list
