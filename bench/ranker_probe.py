@@ -96,7 +96,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     gens = generators(args)
 
     def at(cut: dt.date, split: str) -> tuple[pd.DataFrame, pd.Series]:
-        targets = spark.read.parquet(layout.examples_split(root, day, split)).select(
+        targets = EV.read_examples(spark, storage, root, day, split).select(
             "user_id", F.col("target_item_id").alias("item_id"), "target_time"
         )
         if split == L.TRAIN:  # an earlier cutoff: the train targets of that one day

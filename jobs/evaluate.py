@@ -197,14 +197,23 @@ def read_boundaries(storage: Storage, root: str, run_date: dt.date) -> dict[str,
     return {k: dt.date.fromisoformat(v) for k, v in storage.read_json(path)["boundaries"].items()}
 
 
+def read_examples(
+    spark: SparkSession, storage: Storage, root: str, run_date: dt.date, split: str
+) -> DataFrame:
+    """One split of the night's examples; a missing split is named."""
+    path = layout.examples_split(root, run_date, split)
+    if not storage.exists(path):
+        raise InputError(f"no {split} examples at {path}")
+    return spark.read.parquet(path)
+
+
 def read_targets(
     spark: SparkSession, storage: Storage, root: str, run_date: dt.date, split: str
 ) -> DataFrame:
     """(user_id, item_id): the targets of one split of the night's examples."""
-    path = layout.examples_split(root, run_date, split)
-    if not storage.exists(path):
-        raise InputError(f"no {split} examples at {path}")
-    return spark.read.parquet(path).select("user_id", F.col("target_item_id").alias("item_id"))
+    return read_examples(spark, storage, root, run_date, split).select(
+        "user_id", F.col("target_item_id").alias("item_id")
+    )
 
 
 class Held:

@@ -137,10 +137,13 @@ def features(
         F.count(F.when(F.col("event_time") >= since, 1)).alias("item_recent_n"),
         F.count(F.when(F.col("event_type") == S.PURCHASE, 1)).alias("item_bought_n"),
     )
-    bought = events.where(F.col("event_type") == S.PURCHASE)
-    users = events.groupBy("user_id").agg(F.count(F.lit(1)).alias("user_n"))
-    rebuys = bought.groupBy("user_id").agg(
-        (1.0 - F.countDistinct("item_id") / F.count(F.lit(1))).alias("rebuy")
+    bought = F.col("event_type") == S.PURCHASE
+    # one pass over each user's events; a user without purchases divides by 0: null, then 0
+    users = events.groupBy("user_id").agg(
+        F.count(F.lit(1)).alias("user_n"),
+        (
+            1.0 - F.countDistinct(F.when(bought, F.col("item_id"))) / F.count(F.when(bought, 1))
+        ).alias("rebuy"),
     )
     latest = Window.partitionBy("user_id").orderBy(
         F.col("event_time").desc(), F.col("event_id").desc()
@@ -169,7 +172,6 @@ def features(
         candidates.join(pair_stats, ["user_id", "item_id"], "left")
         .join(items, "item_id", "left")
         .join(users, "user_id", "left")
-        .join(rebuys, "user_id", "left")
         .join(last_cat, "user_id", "left")
         .join(item_info, "item_id", "left")
         .join(user_cats, ["user_id", "category"], "left")
