@@ -35,7 +35,6 @@ usage: python bench/ranker_probe.py --root DATA_ROOT --run-date YYYY-MM-DD --nam
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import sys
@@ -52,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_result
 from jobs import evaluate as EV
+from jobs import rank as RK
 from jobs.runtime import layout, registry, scoring
 from jobs.runtime.readers import date_window, read_catalog, read_clean_events
 from jobs.runtime.session import get_spark
@@ -108,22 +108,11 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
             before, users, items, held.keep(E.exclusions_of(before, users, exclude)),
             args.depth, cut, B.BaselineSettings(),
         )  # fmt: skip
-        parts = (
-            [EV.model_lists(spark, model, mask, f, exclude, E.MODEL, held)]
-            if E.MODEL in gens
-            else []
-        )
-        popular = held.lists(B.POPULARITY, E.popularity_lists(f))
-        for g in gens:
-            if g == E.MODEL:
-                continue
-            tuned = dataclasses.replace(f, settings=E.tuned(f.settings, chosen.get(g, {})))
-            parts.append(
-                popular if g == B.POPULARITY else held.lists(g, E.BASELINES[g](tuned, popular))
-            )
-        lists = parts[0]
-        for p in parts[1:]:
-            lists = lists.unionByName(p)
+        others = [g for g in gens if g != E.MODEL]
+        settings = {g: E.tuned(f.settings, chosen.get(g, {})) for g in others}
+        lists = RK.generator_lists(f, others, settings, held)
+        if E.MODEL in gens:
+            lists = EV.model_lists(spark, model, mask, f, exclude, E.MODEL, held).unionByName(lists)
         pairs = C.features(
             C.merge(lists, gens), before, catalog, cut, L.DEFAULT_LABEL_WEIGHTS, gens
         )

@@ -27,6 +27,10 @@ STEPS: dict[str, tuple[str, str]] = {
         "jobs.train",
         "two-tower model with Horovod on Spark (or TorchDistributor), logged to MLflow",
     ),
+    "rank": (
+        "jobs.rank",
+        "candidate lists from several generators + a ranker fitted on them with Horovod",
+    ),
     "evaluate": (
         "jobs.evaluate",
         "model vs popularity, co-occurrence and ALS on the test period; promotes the champion",

@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -43,8 +42,15 @@ from jobs.runtime.config import (
 )
 from jobs.runtime.manifest import RunResult, StepRun, code_version
 from jobs.runtime.step import run_cli
-from jobs.runtime.storage import Storage, join, local_path
-from jobs.runtime.training import WorkerSpec, horovod_worker, torch_worker
+from jobs.runtime.storage import Storage, join, local_path, uri
+from jobs.runtime.training import (
+    LAUNCHERS,
+    WorkerSpec,
+    horovod_worker,
+    launch,
+    local_threads,
+    torch_worker,
+)
 from pipelines import label as L
 from pipelines import model as M
 from pipelines import schemas as S
@@ -52,7 +58,6 @@ from pipelines import train as T
 from pipelines.errors import ConfigError, InputError
 
 log = logging.getLogger("cartwheel")
-LAUNCHERS = ("horovod", "torch-distributor")
 # Fewer train examples per worker than this is too little data to train on, whatever the flags.
 MIN_BATCH_SIZE = 16
 
@@ -134,61 +139,6 @@ def load_shard_manifest(storage: Storage, folder: str, num_proc: int) -> dict[st
     return manifest
 
 
-def _uri(path: str) -> str:
-    return f"file://{path}" if path.startswith("/") else path
-
-
-def local_threads(spark: SparkSession, num_proc: int) -> int:
-    """Torch threads per worker when every worker shares this machine (a local master)."""
-    master = spark.sparkContext.master or ""
-    return max(1, (os.cpu_count() or 1) // num_proc) if master.startswith("local") else 0
-
-
-# -- launching ----------------------------------------------------------------------------------
-
-
-def worker_failure(error_dir: str, exc: BaseException) -> T.TrainingError:
-    """The first failing worker's own error, in place of the launcher's generic one."""
-    reports = sorted(Path(error_dir).glob("rank-*.txt")) if os.path.isdir(error_dir) else []
-    if not reports:
-        return T.TrainingError(f"training failed: {type(exc).__name__}: {exc}")
-    first = reports[0]
-    text = first.read_text().strip()
-    # The exception line itself (an error message may span several lines after it).
-    raised = [
-        line
-        for line in text.splitlines()
-        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Invalid|Interrupt|Exit)\w*\b", line)
-    ]
-    last = raised[-1] if raised else (text.splitlines()[-1] if text else "unknown error")
-    return T.TrainingError(f"training worker {first.stem} failed: {last}\n{text}")
-
-
-def launch(spark: SparkSession, config: TrainConfig, spec: WorkerSpec) -> dict[str, Any]:
-    """Run the workers; rank 0's outcome."""
-    shutil.rmtree(spec.error_dir, ignore_errors=True)
-    try:
-        if config.launcher == "horovod":
-            import horovod.spark
-
-            results = horovod.spark.run(
-                horovod_worker, args=(spec.to_dict(),), num_proc=config.num_proc, use_gloo=True, verbose=0,
-                start_timeout=int(os.environ.get("HOROVOD_SPARK_START_TIMEOUT", "600")),
-            )  # fmt: skip
-            return next(r for r in results if r["rank"] == 0)
-        import torch
-        from pyspark.ml.torch.distributor import TorchDistributor
-
-        distributor = TorchDistributor(
-            num_processes=config.num_proc, local_mode=False, use_gpu=torch.cuda.is_available()
-        )
-        result = distributor.run(torch_worker, spec.to_dict())
-        assert isinstance(result, dict)
-        return result
-    except Exception as exc:
-        raise worker_failure(spec.error_dir, exc) from exc
-
-
 # -- after training ---------------------------------------------------------------------------
 
 
@@ -202,7 +152,7 @@ def popularity_recall(
         .limit(k)
         .select(F.col("item_idx").alias("target_item_idx"))
     )
-    val = spark.read.parquet(*[_uri(f["path"]) for f in manifest["splits"]["val"]["files"]]).select(
+    val = spark.read.parquet(*[uri(f["path"]) for f in manifest["splits"]["val"]["files"]]).select(
         "target_item_idx"
     )
     hits = val.join(F.broadcast(top), on="target_item_idx", how="left_semi").count()
@@ -286,7 +236,7 @@ def main(spark: SparkSession, config: TrainConfig) -> RunResult:
             )
         try:
             spec = WorkerSpec(
-                files={s: [_uri(f["path"]) for f in manifest["splits"][s]["files"]] for s in L.SPLITS},
+                files={s: [uri(f["path"]) for f in manifest["splits"][s]["files"]] for s in L.SPLITS},
                 vocab_items=vocab_items, model=model_config.to_dict(), settings=dataclasses.asdict(config.settings()),
                 checkpoint_dir=ckpt, error_dir=os.path.join(ckpt, "_errors"), resume=resume,
                 tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
@@ -301,7 +251,7 @@ def main(spark: SparkSession, config: TrainConfig) -> RunResult:
                 f"{manifest['splits']['val']['rows']:,}",
                 model_config.num_items,
             )
-            outcome = launch(spark, config, spec)
+            outcome = launch(config.launcher, config.num_proc, spec, horovod_worker, torch_worker)
             if not outcome["epochs_run"] and not resume:
                 raise T.TrainingError("no epoch ran")
             k = config.k

@@ -73,6 +73,7 @@ STRING, INT, LONG, FLOAT, DOUBLE = (
 )
 BOOL, DATE, TIMESTAMP = T.BooleanType(), T.DateType(), T.TimestampType()
 INT_LIST = T.ArrayType(INT, False)
+STRING_LIST, FLOAT_LIST = T.ArrayType(STRING, False), T.ArrayType(FLOAT, False)
 
 # -- event types -------------------------------------------------------------------------------
 VIEW, CLICK, CART, PURCHASE, SEARCH = "view", "click", "cart", "purchase", "search"
@@ -205,6 +206,23 @@ ITEM_SIMILAR = _table(
 # What the scoring UDFs emit; score adds the model columns.
 SCORED = USER_TOPK.without("scored users", *MODEL_COLUMNS)
 SIMILAR_SCORED = ITEM_SIMILAR.without("scored items", *MODEL_COLUMNS)
+
+# -- the second stage's lists (ranker/dt=YYYY-MM-DD/split={fit,select}/) ------------------------
+# One row per candidate of a list (a user at one cutoff, ``group_id``): its features
+# (``pipelines.candidates.feature_names`` of the generators, recorded in the step's manifest),
+# whether the user's targets after the cutoff hold it (``label``) and how many targets the user
+# has (``relevant``, proposed or not). Files hold whole lists, rows ordered by ``group_id``.
+RANKER_LISTS = _table(
+    "ranker lists",
+    ("group_id", LONG, False),
+    ("cutoff", DATE, False),
+    ("user_id", STRING, False),
+    ("item_id", STRING, False),
+    ("sources", STRING_LIST, False),
+    ("features", FLOAT_LIST, False),
+    ("label", FLOAT, False),
+    ("relevant", INT, False),
+)
 
 # -- evaluation (reports/dt=YYYY-MM-DD/metrics.json holds METRICS rows as a table) ---------------
 RANKED_LISTS = _table(

@@ -75,17 +75,51 @@ def partition_keys(num_partitions: int) -> dict[int, int]:
     raise RuntimeError(f"found keys for {len(keys)} of {num_partitions} partitions")
 
 
-def shard_split(examples: DataFrame, num_files: int, rows: int, seed: int) -> DataFrame:
-    """Rows laid out so that writing produces one file per bucket, rows shuffled within it."""
-    dealt = deal(examples, num_files, rows, seed)
+def one_file_per_bucket(frame: DataFrame, bucket: str, num_files: int) -> DataFrame:
+    """Rows partitioned so that writing gives one file per value of the int column ``bucket``
+    (0 .. num_files-1)."""
     keys = partition_keys(num_files)
     key_of = F.create_map(
-        *[F.lit(v) for bucket in range(num_files) for v in (bucket, keys[bucket])]
+        *[F.lit(v) for bucket_no in range(num_files) for v in (bucket_no, keys[bucket_no])]
     )
     return (
         # cast: the keys were found by hashing longs, and an int hashes differently
-        dealt.withColumn("_pkey", key_of[F.col("_file")].cast("long"))
+        frame.withColumn("_pkey", key_of[F.col(bucket)].cast("long"))
         .repartition(num_files, "_pkey")
+        .drop("_pkey")
+    )
+
+
+def shard_split(examples: DataFrame, num_files: int, rows: int, seed: int) -> DataFrame:
+    """Rows laid out so that writing produces one file per bucket, rows shuffled within it."""
+    dealt = deal(examples, num_files, rows, seed)
+    return (
+        one_file_per_bucket(dealt, "_file", num_files)
         .sortWithinPartitions("_key")
-        .drop("_file", "_key", "_pkey")
+        .drop("_file", "_key")
+    )
+
+
+def deal_lists(lists: DataFrame, num_files: int, n_lists: int, seed: int) -> DataFrame:
+    """Candidate-list rows (``group_id`` names a list) laid out so that writing produces
+    ``num_files`` files of whole lists, each file's rows ordered by ``group_id`` then
+    ``item_id``. Up to ``EXACT_DEAL_MAX_ROWS`` lists are dealt exactly (list counts per file
+    differ by at most one), more by a hash of the list."""
+    key = F.xxhash64(F.lit(seed), F.col("group_id"))
+    if n_lists <= EXACT_DEAL_MAX_ROWS:
+        order = Window.orderBy("_key", "group_id")
+        files = (
+            lists.select("group_id")
+            .distinct()
+            .withColumn("_key", key)
+            .withColumn("_file", F.pmod(F.row_number().over(order) - 1, F.lit(num_files)))
+            .select("group_id", F.col("_file").cast("int").alias("_file"))
+        )
+        dealt = lists.join(F.broadcast(files), "group_id", "inner")
+    else:
+        dealt = lists.withColumn("_file", F.pmod(key, F.lit(num_files)).cast("int"))
+    return (
+        one_file_per_bucket(dealt, "_file", num_files)
+        .sortWithinPartitions("group_id", "item_id")
+        .drop("_file")
     )

@@ -12,7 +12,8 @@ A data root is a local folder or any Hadoop URI; the names below are relative to
     examples/dt=D/split=S/    examples labelled for run date D (+ dt=D/_meta.json)
     vocab/dt=D/{items,categories}  the vocabularies of run date D
     shards/<run id>/          Petastorm-ready shards (+ manifest)
-    checkpoints/<run id>/     training checkpoints
+    checkpoints/<run id>/     training checkpoints (the ranker's: checkpoints/ranker-D/)
+    ranker/dt=D/split=S/      the second stage's candidate lists of run date D (fit, select)
     recs/<table>/dt=D/        published recommendation tables; recs/_latest.json the pointer
     _pending/dt=D/            a night's scores, waiting for its evaluation
     reports/dt=D/             data-quality, evaluation and night reports
@@ -91,6 +92,22 @@ def shards(root: str, run_id: str) -> str:
 
 def checkpoints(root: str, run_id: str) -> str:
     return join(root, "checkpoints", run_id)
+
+
+def ranker_root(root: str) -> str:
+    """``ranker/``: one ``dt=D`` folder of candidate lists per run date."""
+    return join(root, "ranker")
+
+
+def ranker_lists(root: str, day: dt.date | str, split: str | None = None) -> str:
+    """The ranker's candidate lists of run date ``day``, or one split of them."""
+    folder = join(root, "ranker", partition(day))
+    return join(folder, f"split={split}") if split else folder
+
+
+def ranker_work(root: str, day: dt.date | str) -> str:
+    """Where the ranker's fitting workers leave the fitted weights and their errors."""
+    return join(root, "checkpoints", f"ranker-{partition(day)[3:]}")
 
 
 def recs(root: str, table: str, day: dt.date | str | None = None) -> str:

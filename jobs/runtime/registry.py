@@ -13,6 +13,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -186,6 +187,40 @@ def log_model(
     version = mlflow.register_model(info.model_uri, model_name)
     move_alias(model_name, alias, str(version.version))
     return info.model_uri, str(version.version)
+
+
+def log_ranker(
+    mlflow: Any, ranker: Any, info: dict[str, Any], model_name: str, alias: str
+) -> tuple[str, str]:
+    """Log a fitted ranker (pyfunc ``udfs.ranker``: its weights, feature names, generators and
+    their settings in ``info``) in the active run, register it, set the alias. Returns (model
+    URI, version)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
+
+    from udfs.ranker import RankerModel, save_ranker_data
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "data")
+        save_ranker_data(ranker, info, data)
+        example = pd.DataFrame({"features": [np.zeros(len(info["feature_names"]), np.float32)]})
+        if RankerModel(data).predict(example).shape != (1,):
+            raise TrainingError("the saved ranker does not give one score per candidate")
+        signature = ModelSignature(
+            inputs=Schema([ColSpec(Array(DataType.float), "features")]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,))]),
+        )
+        # no input example: MLflow's serving check would send it as JSON doubles and fail
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*input example was not provided")
+            model_info = mlflow.pyfunc.log_model(
+                name="ranker", loader_module="udfs.ranker", data_path=data,
+                code_paths=PACKAGE_DIRS, signature=signature,
+                pip_requirements=model_requirements(),
+            )  # fmt: skip
+    version = mlflow.register_model(model_info.model_uri, model_name)
+    move_alias(model_name, alias, str(version.version))
+    return model_info.model_uri, str(version.version)
 
 
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")

@@ -54,6 +54,11 @@ def local_path(path: str) -> str | None:
     return path
 
 
+def uri(path: str) -> str:
+    """A path as a URI: ``file://`` before a bare local path (Petastorm wants a scheme)."""
+    return f"file://{path}" if path.startswith("/") else path
+
+
 def _local_info(path: str, os_path: str) -> FileInfo:
     st = os.stat(os_path)
     return FileInfo(path, st.st_size, st.st_mtime_ns // 1_000_000)

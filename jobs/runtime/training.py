@@ -1,20 +1,25 @@
 """What runs inside each training process: the collective (Horovod or torch.distributed), the
 Petastorm reader of this rank's slice, and MLflow logging on rank 0, around
-``pipelines.train.train_loop``.
+``pipelines.train.train_loop`` (the two-tower) and ``pipelines.ranker.fit_ranker`` (the
+ranker); and ``launch``, which starts them.
 
-``horovod_worker`` is launched by ``horovod.spark.run``; ``torch_worker`` by
-``TorchDistributor``. Both take one plain dict (``WorkerSpec.to_dict()``) so they pickle
-small, and both write a failing worker's traceback to ``<error_dir>/rank-<r>.txt`` before
-re-raising, so the driver can report *that* error instead of a launcher's generic one.
+``horovod_worker`` and ``ranker_horovod_worker`` are launched by ``horovod.spark.run``;
+``torch_worker`` and ``ranker_torch_worker`` by ``TorchDistributor``. Each takes one plain dict
+(``WorkerSpec.to_dict()``, ``RankerSpec.to_dict()``) so it pickles small, and each writes a
+failing worker's traceback to ``<error_dir>/rank-<r>.txt`` before re-raising, so the driver can
+report *that* error instead of a launcher's generic one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import random
+import re
+import shutil
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,7 @@ import numpy as np
 import torch
 
 from jobs.runtime.checkpoints import CheckpointStore
+from pipelines import ranker as R
 from pipelines import train as T
 from pipelines.model import ModelConfig, log_q_from_counts
 
@@ -30,6 +36,7 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"petastorm(\.|
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"petastorm(\.|$)")
 
 FEATURE_COLUMNS = list(T.FEATURES)
+LAUNCHERS = ("horovod", "torch-distributor")
 
 
 @dataclasses.dataclass
@@ -162,9 +169,15 @@ class TorchCollective:
 
 
 def petastorm_batches(
-    files: list[str], rank: int, size: int, seed: int, shuffle: bool
+    files: list[str],
+    rank: int,
+    size: int,
+    seed: int,
+    shuffle: bool,
+    columns: Sequence[str] = FEATURE_COLUMNS,
 ) -> Iterator[T.Batch]:
-    """This rank's slice of a split (row groups rank, rank+size, ...) as numpy column batches.
+    """This rank's slice of a split (row groups rank, rank+size, ...) as numpy column batches
+    (a list column stacked into a 2-d array).
 
     Petastorm's own thread pool returned no rows for a whole epoch at random inside Horovod
     workers here (checked: same files, same shard, 1 of 4 reads empty), so the reader runs in
@@ -174,7 +187,7 @@ def petastorm_batches(
 
     reader = make_batch_reader(
         files,
-        schema_fields=FEATURE_COLUMNS,
+        schema_fields=list(columns),
         cur_shard=rank,
         shard_count=size,
         num_epochs=1,
@@ -185,7 +198,7 @@ def petastorm_batches(
     try:
         for batch in reader:
             out: T.Batch = {}
-            for name in FEATURE_COLUMNS:
+            for name in columns:
                 values = getattr(batch, name)
                 out[name] = np.stack(values) if values.dtype == object else values
             yield out
@@ -286,3 +299,138 @@ def horovod_worker(spec_dict: dict[str, Any]) -> dict[str, Any]:
 def torch_worker(spec_dict: dict[str, Any]) -> dict[str, Any]:
     """Entry point for ``TorchDistributor.run``."""
     return run_worker(TorchCollective(), spec_dict)
+
+
+# -- the ranker's worker -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RankerSpec:
+    """Everything a ranker-fitting worker needs, as plain data."""
+
+    files: dict[str, list[str]]  # split (fit, select) -> list files; rank r reads r, r+size, ...
+    dim: int  # features per candidate
+    ranker: dict[str, Any]  # RankerSettings fields
+    fit: dict[str, Any]  # FitSettings fields
+    output: str  # where rank 0 saves the fitted ranker (a local path)
+    error_dir: str
+    tracking_uri: str | None
+    mlflow_run_id: str | None
+    threads: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def run_ranker_worker(comm: T.Collective, spec_dict: dict[str, Any]) -> dict[str, Any]:
+    """Fit the ranker on this rank's own list files (whole lists, never split between ranks);
+    rank 0 saves it to ``spec.output``. Returns the outcome as a dict."""
+    spec = RankerSpec(**spec_dict)
+    try:
+        local_size = max(
+            1, int(os.environ.get("HOROVOD_LOCAL_SIZE", os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        )
+        torch.set_num_threads(spec.threads or max(1, (os.cpu_count() or 1) // local_size))
+        settings, fit = R.RankerSettings(**spec.ranker), R.FitSettings(**spec.fit)
+
+        def open_split(split: str, epoch: int) -> Iterator[T.Batch]:
+            mine = spec.files[split][comm.rank :: comm.size]
+            if split == "fit" and epoch > 0:  # another file order every epoch
+                random.Random(fit.seed * 1000 + epoch).shuffle(mine)
+            return T.prefetch(petastorm_batches(mine, 0, 1, 0, False, R.LIST_COLUMNS))
+
+        on_epoch = None
+        if comm.rank == 0 and spec.tracking_uri and spec.mlflow_run_id:
+            from mlflow import MlflowClient
+
+            client, run_id = MlflowClient(spec.tracking_uri), spec.mlflow_run_id
+
+            def on_epoch(report: dict[str, Any]) -> None:
+                for name, value in report.items():
+                    if name not in ("epoch", "improved") and isinstance(value, int | float):
+                        client.log_metric(
+                            run_id, f"ranker.{name}", float(value), step=report["epoch"]
+                        )
+
+        def progress(message: str) -> None:
+            print(f"[rank] {message}", flush=True)
+
+        model, outcome = R.fit_ranker(
+            comm=comm, dim=spec.dim, settings=settings, fit=fit, open_split=open_split,
+            device=torch.device("cpu"), on_epoch=on_epoch, on_progress=progress,
+        )  # fmt: skip
+        if comm.rank == 0:
+            Path(spec.output).parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"state": model.state_dict()}, spec.output)
+        return {"rank": comm.rank, **dataclasses.asdict(outcome)}
+    except BaseException:
+        Path(spec.error_dir).mkdir(parents=True, exist_ok=True)
+        Path(spec.error_dir, f"rank-{comm.rank}.txt").write_text(traceback.format_exc())
+        raise
+
+
+def ranker_horovod_worker(spec_dict: dict[str, Any]) -> dict[str, Any]:
+    """Entry point for ``horovod.spark.run``."""
+    return run_ranker_worker(HorovodCollective(), spec_dict)
+
+
+def ranker_torch_worker(spec_dict: dict[str, Any]) -> dict[str, Any]:
+    """Entry point for ``TorchDistributor.run``."""
+    return run_ranker_worker(TorchCollective(), spec_dict)
+
+
+# -- launching ----------------------------------------------------------------------------------
+
+
+def local_threads(spark: Any, num_proc: int) -> int:
+    """Torch threads per worker when every worker shares this machine (a local master)."""
+    master = spark.sparkContext.master or ""
+    return max(1, (os.cpu_count() or 1) // num_proc) if master.startswith("local") else 0
+
+
+def worker_failure(error_dir: str, exc: BaseException) -> T.TrainingError:
+    """The first failing worker's own error, in place of the launcher's generic one."""
+    reports = sorted(Path(error_dir).glob("rank-*.txt")) if os.path.isdir(error_dir) else []
+    if not reports:
+        return T.TrainingError(f"training failed: {type(exc).__name__}: {exc}")
+    first = reports[0]
+    text = first.read_text().strip()
+    # The exception line itself (an error message may span several lines after it).
+    raised = [
+        line
+        for line in text.splitlines()
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Invalid|Interrupt|Exit)\w*\b", line)
+    ]
+    last = raised[-1] if raised else (text.splitlines()[-1] if text else "unknown error")
+    return T.TrainingError(f"training worker {first.stem} failed: {last}\n{text}")
+
+
+def launch(
+    launcher: str,
+    num_proc: int,
+    spec: WorkerSpec | RankerSpec,
+    horovod_fn: Callable[[dict[str, Any]], dict[str, Any]],
+    torch_fn: Callable[[dict[str, Any]], dict[str, Any]],
+) -> dict[str, Any]:
+    """Run ``num_proc`` workers (``horovod_fn`` under ``horovod.spark.run``, or ``torch_fn``
+    under ``TorchDistributor``) on ``spec``; rank 0's outcome."""
+    shutil.rmtree(spec.error_dir, ignore_errors=True)
+    try:
+        if launcher == "horovod":
+            import horovod.spark
+
+            results = horovod.spark.run(
+                horovod_fn, args=(spec.to_dict(),), num_proc=num_proc, use_gloo=True, verbose=0,
+                start_timeout=int(os.environ.get("HOROVOD_SPARK_START_TIMEOUT", "600")),
+            )  # fmt: skip
+            return next(r for r in results if r["rank"] == 0)
+        from pyspark.ml.torch.distributor import TorchDistributor
+
+        distributor = TorchDistributor(
+            num_processes=num_proc, local_mode=False, use_gpu=torch.cuda.is_available()
+        )
+        result = distributor.run(torch_fn, spec.to_dict())
+        assert isinstance(result, dict)
+        return result
+    except Exception as exc:
+        raise worker_failure(spec.error_dir, exc) from exc

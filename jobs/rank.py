@@ -1,0 +1,426 @@
+"""cartwheel rank: the second stage's candidate lists, and a ranker fitted on them with Horovod.
+
+For run date D, after label and train. Every generator of ``--generators`` (item-kNN, ALS,
+buy-again, co-occurrence, popularity, recent popularity; each with the setting chosen on the val
+split exactly as evaluate tunes its baselines) lists its top ``--depth`` items for each user
+with a target after a cutoff, from the events before it, over the same candidate items (the
+two-tower's sellable vocabulary) and exclusion rule as evaluate. The cutoffs are the val start
+(the val targets label its lists) and the ``--fit-days`` days before it (each labelled by that
+day's train targets, every generator refitted on the events before it).
+``pipelines.candidates`` merges each user's lists into one row per (user, item) with its
+feature vector.
+
+The lists go to ``ranker/dt=D/split=select/`` (the val-start lists of ``--selection-share`` of
+the val users, chosen by a hash of the user) and ``split=fit/`` (every cutoff's lists of the
+other users), as a multiple of ``--num-proc`` files of whole lists. ``--num-proc`` workers
+(``horovod.spark.run`` over Gloo, or ``TorchDistributor``) each read their own files with
+Petastorm and fit ``pipelines.ranker`` with a listwise loss; the epoch with the best recall@K
+on the selection lists is kept, logged to MLflow with its feature names, generators and their
+settings, and registered as ``--ranker-name`` with alias ``--alias``.
+
+The two-tower is not a generator here: it was trained on the days before the val start, so
+at those cutoffs its lists would be in-sample and the ranker would learn to trust it more than
+it deserves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import torch
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs import evaluate as EV
+from jobs.runtime import layout, registry, scoring
+from jobs.runtime.config import AtLeast1, DatedStepConfig, NonNegative, opt, step_config
+from jobs.runtime.manifest import RunResult, StepRun, code_version
+from jobs.runtime.readers import date_window, read_catalog, read_clean_events
+from jobs.runtime.registry import ModelUri
+from jobs.runtime.scoring import AUTO_EXCLUDE, EXCLUDE_HELP, ExcludeRule
+from jobs.runtime.step import format_counts, run_cli, staging_area
+from jobs.runtime.storage import Storage, join, local_path, uri
+from jobs.runtime.training import (
+    LAUNCHERS,
+    RankerSpec,
+    launch,
+    local_threads,
+    ranker_horovod_worker,
+    ranker_torch_worker,
+)
+from jobs.shard import describe_split
+from pipelines import baselines as B
+from pipelines import candidates as C
+from pipelines import evaluation as E
+from pipelines import label as L
+from pipelines import ranker as R
+from pipelines import schemas as S
+from pipelines import shard as SH
+from pipelines.errors import ConfigError, InputError
+
+log = logging.getLogger("cartwheel")
+MB = 1024 * 1024
+FIT, SELECT = "fit", "select"
+GENERATORS: tuple[str, ...] = (
+    B.ITEM_KNN, B.ALS_METHOD, B.BUY_AGAIN, B.COOCCURRENCE, B.POPULARITY, B.RECENT_POPULARITY,
+)  # fmt: skip
+# A list file of about this size (a candidate row: its features and ids).
+TARGET_FILE_BYTES = 128 * MB
+
+
+@step_config
+class RankConfig(DatedStepConfig, R.RankerSettings, R.FitSettings):
+    """Flags of ``cartwheel rank``."""
+
+    model_uri: ModelUri = opt(
+        default="models:/cartwheel-two-tower@candidate",
+        help="the two-tower whose sellable vocabulary items are the candidates",
+    )
+    generators: tuple[str, ...] = opt(
+        default=GENERATORS, help="the generators whose lists are candidates"
+    )
+    depth: AtLeast1 = opt(default=50, help="items each generator proposes per user")
+    fit_days: NonNegative = opt(
+        default=2,
+        help="days before the val start whose lists (labelled by that day's train targets) are "
+        "also fitted on",
+    )
+    selection_share: float = opt(
+        default=0.2, help="share of the val users whose val-start lists choose the epoch"
+    )
+    exclude: ExcludeRule = opt(default=AUTO_EXCLUDE, help=EXCLUDE_HELP)
+    tune_generators: bool = opt(
+        default=True,
+        help="choose each generator's settings on the val split as evaluate tunes its "
+        "baselines; --no-tune-generators: the defaults",
+    )
+    launcher: str = opt(default="horovod", help=f"worker launcher: {', '.join(LAUNCHERS)}")
+    num_proc: AtLeast1 = opt(default=2, help="fitting workers")
+    experiment: str = opt(default="cartwheel", help="MLflow experiment")
+    ranker_name: str = opt(default="cartwheel-ranker", help="registered model name of the ranker")
+    alias: str = opt(default="candidate", help="registry alias given to the new ranker version")
+
+    def validate(self) -> None:
+        super().validate()
+        self.validate_ranker()
+        self.validate_fit()
+        unknown = [g for g in self.generators if g not in E.BASELINES]
+        if unknown or not self.generators:
+            raise ConfigError(
+                f"invalid config value generators={list(self.generators)}: give one or more of "
+                f"{', '.join(E.BASELINES)}"
+                + (
+                    " (the two-tower is not a generator: see `cartwheel rank --help`)"
+                    if E.MODEL in unknown
+                    else ""
+                )
+            )
+        if not 0 < self.selection_share < 1:
+            raise ConfigError(
+                f"invalid config value selection_share={self.selection_share}: must be in (0, 1)"
+            )
+        if self.launcher not in LAUNCHERS:
+            raise ConfigError(
+                f"invalid config value launcher={self.launcher!r}: must be one of {', '.join(LAUNCHERS)}"
+            )
+
+    def tuning(self) -> EV.EvaluateConfig:
+        """The evaluate config whose val tuning chooses the generators' settings."""
+        return EV.EvaluateConfig(
+            data_root=self.data_root, run_date=self.run_date, exclude=self.exclude,
+            baselines=self.generators, tune_baselines=self.tune_generators,
+            gate_baseline=E.BEST_BASELINE,
+        )  # fmt: skip
+
+
+def generator_lists(
+    f: E.EvalFrames, generators: Sequence[str], chosen: dict[str, B.BaselineSettings], held: EV.Held
+) -> DataFrame:
+    """Every generator's ``RANKED_LISTS`` for ``f``'s users, each with its ``chosen`` settings
+    (popularity, the fallback of every list, with ``f``'s)."""
+    popular = held.lists(B.POPULARITY, E.popularity_lists(f))
+    parts = [
+        popular
+        if g == B.POPULARITY
+        else held.lists(
+            g, E.BASELINES[g](dataclasses.replace(f, settings=chosen.get(g, f.settings)), popular)
+        )
+        for g in generators
+    ]
+    return functools.reduce(DataFrame.unionByName, parts)
+
+
+def is_selection_user(share: float, seed: int) -> F.Column:
+    """Whether a user's lists choose the epoch (a hash of the user, not a random draw)."""
+    return F.pmod(F.xxhash64(F.lit(seed), F.col("user_id")), F.lit(10_000)) < int(share * 10_000)
+
+
+def cutoff_lists(
+    spark: SparkSession,
+    storage: Storage,
+    config: RankConfig,
+    events: DataFrame,
+    catalog: DataFrame,
+    items: DataFrame,
+    chosen: dict[str, B.BaselineSettings],
+    defaults: B.BaselineSettings,
+    cutoff: dt.date,
+    split: str,
+    held: EV.Held,
+) -> DataFrame:
+    """``RANKER_LISTS`` rows (and ``role``: fit or select) of the users with a target of
+    ``split`` after ``cutoff`` (for the train split: on the cutoff's own day); each generator
+    with its ``chosen`` settings, popularity with ``defaults``."""
+    root, day = config.data_root, config.run_date
+    targets = EV.read_examples(spark, storage, root, day, split).select(
+        "user_id", F.col("target_item_id").alias("item_id"), "target_time"
+    )
+    if split == L.TRAIN:
+        targets = targets.where(F.to_date("target_time") == F.lit(cutoff))
+    selection = is_selection_user(config.selection_share, config.seed)
+    if split != L.VAL:  # selection users choose the epoch on their val lists only
+        targets = targets.where(~selection)
+    targets = held.keep(targets.select("user_id", "item_id").distinct())
+    users = targets.select("user_id").distinct()
+    before = held.keep(events.where(F.col("event_time") < L.day_start(cutoff)))
+    f = E.EvalFrames(
+        before, users, items, held.keep(E.exclusions_of(before, users, config.exclude)),
+        config.depth, cutoff, defaults,
+    )  # fmt: skip
+    gens = list(config.generators)
+    pairs = C.features(
+        C.merge(generator_lists(f, gens, chosen, held), gens),
+        before, catalog, cutoff, L.DEFAULT_LABEL_WEIGHTS, gens,
+    )  # fmt: skip
+    relevant = targets.groupBy("user_id").agg(F.count(F.lit(1)).cast("int").alias("relevant"))
+    lists = (
+        C.labeled(pairs, targets)
+        .join(relevant, "user_id", "inner")
+        .withColumn("cutoff", F.lit(cutoff))
+        .withColumn("group_id", F.xxhash64(F.lit(cutoff.isoformat()), F.col("user_id")))
+        .withColumn("role", F.when(selection, F.lit(SELECT)).otherwise(F.lit(FIT)))
+    )
+    return lists.select(*S.RANKER_LISTS.columns, "role")
+
+
+def list_files(rows: int, lists: int, dim: int, workers: int) -> int:
+    """Files of a split: a multiple of ``workers``, about ``TARGET_FILE_BYTES`` each, never more
+    files than lists."""
+    per_worker = -(-rows * (4 * dim + 80) // (TARGET_FILE_BYTES * workers))
+    return workers * max(1, min(per_worker, lists // workers))
+
+
+def main(spark: SparkSession, config: RankConfig) -> RunResult:
+    """Build the night's candidate lists, fit the ranker on them, log and register it."""
+    import mlflow
+
+    storage, run = Storage(spark), StepRun(spark, "rank", config)
+    root, day = config.data_root, config.run_date
+    target = layout.ranker_lists(root, day)
+    work = local_path(layout.ranker_work(root, day))
+    if work is None:
+        raise ConfigError(f"rank needs a local (or mounted) data root for its workers: {root}")
+    with run:
+        config = run.config = scoring.with_resolved_exclude(storage, config)
+        b = EV.read_boundaries(storage, root, day)
+        events = read_clean_events(
+            spark, storage, root, date_window(day, (day - b["window_start"]).days + 1)
+        )
+        catalog = read_catalog(spark, storage, root)
+        registry.configure_tracking(root)
+        model = registry.resolve(config.model_uri)
+        mask, counts = scoring.sellable_candidates(spark, model, catalog)
+        names = C.feature_names(config.generators)
+        held = EV.Held()
+        try:
+            items = held.keep(scoring.candidate_items(spark, model, mask))
+            tuning_config = config.tuning()
+            defaults = tuning_config.settings(spark)
+            chosen, tuning = EV.tune_baselines(
+                spark, storage, tuning_config, events, b["val_start"], items, held
+            )
+            chosen = {g: chosen.get(g, defaults) for g in config.generators}
+            cutoffs = [(b["val_start"], L.VAL)] + [
+                (b["val_start"] - dt.timedelta(days=n), L.TRAIN)
+                for n in range(1, config.fit_days + 1)
+            ]
+            frames = [
+                cutoff_lists(
+                    spark,
+                    storage,
+                    config,
+                    events,
+                    catalog,
+                    items,
+                    chosen,
+                    defaults,
+                    cut,
+                    split,
+                    held,
+                )
+                for cut, split in cutoffs
+            ]
+            lists = held.keep(functools.reduce(DataFrame.unionByName, frames))
+            stats = {
+                r["role"]: {k: v for k, v in r.asDict().items() if k != "role"}
+                for r in lists.groupBy("role")
+                .agg(
+                    F.count(F.lit(1)).alias("rows"),
+                    F.countDistinct("group_id").alias("lists"),
+                    F.sum("label").cast("long").alias("positives"),
+                    F.countDistinct(F.when(F.col("label") > 0, F.col("group_id"))).alias(
+                        "lists_with_a_target"
+                    ),
+                )
+                .collect()
+            }
+            for role in (FIT, SELECT):
+                if stats.get(role, {}).get("lists", 0) < config.num_proc:
+                    raise InputError(
+                        f"the ranker's {role} split has {stats.get(role, {}).get('lists', 0)} lists, "
+                        f"fewer than the {config.num_proc} workers (val users and train targets "
+                        f"of the {config.fit_days} days before {b['val_start']} in "
+                        f"{layout.examples(root, day)})"
+                    )
+            log.info(
+                "[rank] lists: %s",
+                "; ".join(f"{r}: {format_counts(s)}" for r, s in sorted(stats.items())),
+            )
+            part_name = layout.partition(day)
+            described, files = {}, {}
+            with staging_area(storage, root, "rank") as staging:
+                staged = join(staging, "ranker", part_name)
+                for role in (FIT, SELECT):
+                    s = stats[role]
+                    count = list_files(s["rows"], s["lists"], len(names), config.num_proc)
+                    out = join(staged, f"split={role}")
+                    rows = S.RANKER_LISTS.select(lists.where(F.col("role") == role))
+                    (
+                        SH.deal_lists(rows, count, s["lists"], config.seed)
+                        .write.option("parquet.block.size", 32 * MB)
+                        .parquet(out)
+                    )
+                    described[role] = describe_split(storage, out)
+                    if (
+                        len(described[role]["files"]) != count
+                        or described[role]["rows"] != s["rows"]
+                    ):
+                        raise InputError(
+                            f"the ranker's {role} split: wrote {len(described[role]['files'])} files "
+                            f"of {described[role]['rows']} rows, expected {count} of {s['rows']}"
+                        )
+                    # the paths the workers read: where the files are once published
+                    files[role] = [
+                        uri(f["path"].replace(staged, target, 1)) for f in described[role]["files"]
+                    ]
+                storage.publish_partitions(
+                    join(staging, "ranker"), layout.ranker_root(root), [part_name]
+                )
+        finally:
+            held.release()
+        tracking_uri = registry.default_tracking_uri(root)
+        mlflow.set_tracking_uri(tracking_uri)
+        active = mlflow.start_run(
+            experiment_id=registry.experiment_id(mlflow, config.experiment, root),
+            run_name=f"rank-{day.isoformat()}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}",
+        )
+        try:
+            settings = {g: dataclasses.asdict(chosen[g]) for g in config.generators}
+            mlflow.log_params({f"config.{k}": v for k, v in config.to_record().items()})
+            mlflow.set_tags({"cartwheel.step": "rank", "cartwheel.code_version": code_version(),
+                             "cartwheel.two_tower": model.uri})  # fmt: skip
+            mlflow.log_dict({"features": names, "generators": settings, "tuning": tuning},
+                            "ranker/candidates.json")  # fmt: skip
+            spec = RankerSpec(
+                files=files, dim=len(names),
+                ranker={f.name: getattr(config, f.name) for f in dataclasses.fields(R.RankerSettings)},
+                fit=dataclasses.asdict(config.fit_settings()),
+                output=os.path.join(work, "ranker.pt"), error_dir=os.path.join(work, "_errors"),
+                tracking_uri=tracking_uri, mlflow_run_id=active.info.run_id,
+                threads=local_threads(spark, config.num_proc),
+            )  # fmt: skip
+            log.info(
+                "[rank] fitting a %s ranker on %s features with %d %s workers",
+                config.kind, len(names), config.num_proc, config.launcher,
+            )  # fmt: skip
+            outcome = launch(
+                config.launcher, config.num_proc, spec, ranker_horovod_worker, ranker_torch_worker
+            )
+            ranker = R.Ranker(len(names), R.RankerSettings(**spec.ranker))
+            ranker.load_state_dict(torch.load(spec.output, map_location="cpu")["state"])
+            k = config.selection_k
+            mlflow.log_metrics({f"ranker.best_selection_recall_at_{k}": outcome["best_selection_recall"],
+                                "ranker.best_epoch": outcome["best_epoch"]})  # fmt: skip
+            info = {
+                "feature_names": names, "generators": list(config.generators),
+                "generator_settings": settings, "depth": config.depth,
+                "exclude": config.exclude, "two_tower": model.uri, "run_date": day.isoformat(),
+            }  # fmt: skip
+            ranker_uri, version = registry.log_ranker(
+                mlflow, ranker, info, config.ranker_name, config.alias
+            )
+            mlflow.end_run()
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
+        rows = sum(stats[r]["rows"] for r in (FIT, SELECT))
+        run.inputs = [layout.examples(root, day), layout.clean_events(root), config.model_uri]
+        run.outputs = [target, ranker_uri, f"models:/{config.ranker_name}@{config.alias}"]
+        run.record(rows_in=rows, rows_out=sum(described[r]["rows"] for r in (FIT, SELECT)))
+        run.extra = {
+            "lists": {r: {**stats[r], "files": len(files[r])} for r in (FIT, SELECT)},
+            "cutoffs": [c.isoformat() for c, _ in cutoffs],
+            "features": names,
+            "generator_settings": settings,
+            "tuning": tuning,
+            "candidate_items": counts["candidate_items"],
+            "mlflow_run_id": active.info.run_id,
+            "ranker_uri": ranker_uri,
+            "registered_model": config.ranker_name,
+            "model_version": version,
+            "alias": config.alias,
+            "best_epoch": outcome["best_epoch"],
+            f"best_selection_recall_at_{k}": outcome["best_selection_recall"],
+            "stopped_early": outcome["stopped_early"],
+            "fitted_on": outcome["fit"],
+            "epochs": outcome["history"],
+        }
+    return run.result()
+
+
+def summarize(result: RunResult) -> str:
+    m = result.manifest
+    k = m["config"]["selection_k"]
+    lines = [
+        f"ranked candidates of {', '.join(m['config']['generators'])} at cutoffs {', '.join(m['cutoffs'])}"
+    ]
+    for role, s in m["lists"].items():
+        lines.append(
+            f"  {role:<6} {s['lists']:>8,} lists  {s['rows']:>10,} candidates  "
+            f"{s['lists_with_a_target']:>8,} lists with a target among them  {s['files']} files"
+        )
+    for e in m["epochs"]:
+        lines.append(
+            f"  epoch {e['epoch']}: loss {e['loss']:.4f}  selection recall@{k} "
+            f"{e[f'selection_recall_at_{k}']:.4f}"
+        )
+    lines += [
+        f"best epoch {m['best_epoch']}: selection recall@{k} {m[f'best_selection_recall_at_{k}']:.4f}",
+        f"ranker: {m['ranker_uri']}  (models:/{m['registered_model']}@{m['alias']})",
+        f"manifest: {result.manifest_path}",
+    ]
+    return "\n".join(lines)
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    return run_cli("rank", RankConfig, main, summarize, argv, description=__doc__ or "")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

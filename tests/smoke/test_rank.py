@@ -1,0 +1,154 @@
+"""cartwheel rank end to end on the session's trained data root: candidate lists from several
+generators at two cutoffs, written as files of whole lists, and a ranker fitted on them by two
+Horovod workers (Gloo) over Petastorm readers, logged and registered in MLflow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from jobs import rank
+from jobs.runtime import layout
+from jobs.runtime.manifest import RunResult
+from pipelines import baselines as B
+from pipelines import candidates as C
+from pipelines import schemas as S
+from pipelines.errors import ConfigError
+from tests.conftest import TEMPLATE_END, copy_root
+
+pytestmark = pytest.mark.smoke
+
+END = dt.date.fromisoformat(TEMPLATE_END)
+# The cheapest generators, untuned (tuning is evaluate's own code and has its own test).
+GENERATORS = (B.BUY_AGAIN, B.POPULARITY, B.RECENT_POPULARITY)
+
+
+@pytest.fixture(scope="module")
+def ranked(
+    spark: SparkSession, trained_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, RunResult]:
+    root = copy_root(trained_template, tmp_path_factory, "rank")
+    result = rank.main(
+        spark,
+        rank.RankConfig(
+            data_root=str(root), run_date=END, generators=GENERATORS, depth=20, fit_days=1,
+            tune_generators=False, epochs=4, patience=4, lists_per_batch=64,
+        ),
+    )  # fmt: skip
+    assert result.succeeded, result.manifest.get("error")
+    return root, result
+
+
+def split_files(root: Path, role: str) -> list[Path]:
+    return sorted(Path(layout.ranker_lists(str(root), END, role)).glob("*.parquet"))
+
+
+def read_split(root: Path, role: str) -> pd.DataFrame:
+    return pd.concat(
+        [pq.read_table(f).to_pandas().assign(file=f.name) for f in split_files(root, role)],
+        ignore_index=True,
+    )
+
+
+def test_rank_writes_whole_lists_and_counts_every_row(ranked: tuple[Path, RunResult]) -> None:
+    root, result = ranked
+    m = result.manifest
+    boundaries = json.loads(Path(layout.examples_meta(str(root), END)).read_text())["boundaries"]
+    val_start = dt.date.fromisoformat(boundaries["val_start"])
+    assert m["cutoffs"] == [val_start.isoformat(), (val_start - dt.timedelta(days=1)).isoformat()]
+    assert m["features"] == C.feature_names(GENERATORS)
+    total = 0
+    for role in (rank.FIT, rank.SELECT):
+        frame = read_split(root, role)
+        total += len(frame)
+        assert len(split_files(root, role)) == m["lists"][role]["files"] == 2  # one per worker
+        assert list(pq.read_schema(split_files(root, role)[0]).names) == S.RANKER_LISTS.columns
+        assert len(frame) == m["lists"][role]["rows"]
+        assert frame.group_id.nunique() == m["lists"][role]["lists"]
+        assert int(frame.label.sum()) == m["lists"][role]["positives"]
+        # a list lives in one file, its rows next to each other (ordered by group_id)
+        assert (frame.groupby("group_id").file.nunique() == 1).all()
+        for _, rows in frame.groupby("file", sort=False):
+            assert rows.group_id.is_monotonic_increasing
+        assert frame.features.map(len).eq(len(m["features"])).all()
+        # one list per user and cutoff, at most depth items from each generator
+        assert (frame.groupby("group_id")[["user_id", "cutoff"]].nunique() == 1).all().all()
+        assert frame.groupby("group_id").size().max() <= 20 * len(GENERATORS)
+    assert m["rows_in"] == m["rows_out"] == total
+    select, fit = read_split(root, rank.SELECT), read_split(root, rank.FIT)
+    assert set(select.cutoff) == {val_start}
+    assert set(fit.cutoff) == {val_start, val_start - dt.timedelta(days=1)}
+    assert not set(select.user_id) & set(fit.user_id)  # the epoch is chosen on other users
+
+
+def test_labels_are_the_users_targets_after_the_cutoff(
+    spark: SparkSession, ranked: tuple[Path, RunResult]
+) -> None:
+    root, _ = ranked
+    select = read_split(root, rank.SELECT)
+    val = (
+        spark.read.parquet(layout.examples_split(str(root), END, "val"))
+        .select("user_id", F.col("target_item_id").alias("item_id"))
+        .distinct()
+        .toPandas()
+    )
+    targets = val[val.user_id.isin(set(select.user_id))]
+    assert set(select.user_id) == set(val.user_id) & set(select.user_id)
+    positives = set(map(tuple, select.loc[select.label == 1.0, ["user_id", "item_id"]].values))
+    proposed = set(map(tuple, select[["user_id", "item_id"]].values))
+    assert positives == set(map(tuple, targets.values)) & proposed
+    relevant = targets.groupby("user_id").size()
+    assert (select.groupby("user_id").relevant.first() == relevant.reindex(
+        select.groupby("user_id").relevant.first().index)).all()  # fmt: skip
+
+
+def test_the_registered_ranker_is_the_best_epoch_and_scores_raw_features(
+    ranked: tuple[Path, RunResult],
+) -> None:
+    root, result = ranked
+    m = result.manifest
+    recalls = [e["selection_recall_at_20"] for e in m["epochs"]]
+    assert m["best_selection_recall_at_20"] == max(recalls)
+    assert m["fitted_on"]["rows"] == m["lists"]["fit"]["rows"]
+    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow/mlflow.db")
+    model = mlflow.pyfunc.load_model(f"models:/{m['registered_model']}@candidate")
+    ranker = model.get_raw_model()
+    assert ranker.feature_names == m["features"]
+    assert ranker.info["generators"] == list(GENERATORS)
+    select = read_split(root, rank.SELECT)
+    select["score"] = model.predict(select[["features"]])
+    # the selection recall, recomputed from the registered ranker's scores
+    top = (
+        select.sort_values(["group_id", "score"], ascending=[True, False])
+        .groupby("group_id")
+        .head(20)
+    )
+    per_list = top.groupby("group_id").label.sum() / select.groupby("group_id").relevant.first()
+    assert float(per_list.mean()) == pytest.approx(m["best_selection_recall_at_20"], rel=1e-4)
+    with pytest.raises(ValueError, match="the ranker was fitted on"):
+        model.predict(pd.DataFrame({"features": [np.zeros(3, dtype=np.float32)]}))
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"generators": ("model", B.ITEM_KNN)}, "the two-tower is not a generator"),
+        ({"generators": ()}, "give one or more of"),
+        ({"selection_share": 1.0}, "selection_share=1.0"),
+        ({"kind": "gbdt"}, "invalid ranker kind 'gbdt'"),
+        ({"lists_per_batch": 0}, "lists_per_batch=0"),
+    ],
+)
+def test_bad_rank_configs_are_named(values: dict[str, Any], message: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=message):
+        rank.RankConfig(data_root=str(tmp_path), run_date=END, **values)
