@@ -16,7 +16,12 @@ baseline with the highest test recall@20), ``methods`` (per method ``recall_at_2
 excludes zero), the tuning each baseline chose on val, and the step timings. ``--table``
 rewrites ``docs/quality.md`` from every result file present.
 
-usage: python bench/quality.py DATASET [--work-dir DIR] [--epochs N]
+With ``--ranker`` it also runs ``cartwheel rank`` before evaluate and measures the ranker's lists
+(``evaluate --ranker-uri``) as the method ``ranked``, every method paired with it on the same
+resamples: ``second_stage`` holds ranked / best baseline and the paired verdict. ``published``
+stays ``model``: a night does not publish the ranked lists yet.
+
+usage: python bench/quality.py DATASET [--work-dir DIR] [--epochs N] [--ranker]
        python bench/quality.py --table
 DATASET: demo, generated-1m, online-retail, movielens, taobao
 """
@@ -93,11 +98,15 @@ DATASETS: dict[str, Dataset] = {
 }  # fmt: skip
 
 
-def commands(ds: Dataset, root: str, epochs: int) -> dict[str, list[str]]:
-    """The cartwheel commands, by step, that take ``ds`` from nothing to an evaluation."""
+RANKER_URI = "models:/cartwheel-ranker@candidate"
+
+
+def commands(ds: Dataset, root: str, epochs: int, ranker: bool) -> dict[str, list[str]]:
+    """The cartwheel commands, by step, that take ``ds`` from nothing to an evaluation (with
+    ``ranker``: ``cartwheel rank`` too, and its lists measured as ``ranked``)."""
     d, on = ["--data-root", root], ["--run-date", ds.run_date]
     (raw,) = ds.raw(d)
-    return {
+    steps = {
         raw[0]: raw,
         "clean": ["clean", *d, *on, "--days", str(ds.lookback_days), "--allow-missing-days",
                   *ds.clean_flags],
@@ -109,6 +118,11 @@ def commands(ds: Dataset, root: str, epochs: int) -> dict[str, list[str]]:
         "evaluate": ["evaluate", *d, *on, "--tune-baselines", "--bootstrap-replicates", "200",
                      "--gate-min-ratio", "0", "--no-promote"],
     }  # fmt: skip
+    if ranker:
+        evaluate = steps.pop("evaluate")
+        steps["rank"] = ["rank", *d, *on]
+        steps["evaluate"] = [*evaluate, "--ranker-uri", RANKER_URI]
+    return steps
 
 
 def summary(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -123,7 +137,7 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
             row[f"{key}_ci"] = [found["lo"], found["hi"]] if found else None
             row[f"{key}_vs_model"] = found["vs_model"] if found else None
         methods[method] = row
-    baselines = [m for m in methods if m not in ("model", "champion")]
+    baselines = [m for m in methods if m not in ("model", "champion", "ranked")]
     best = max(baselines, key=lambda m: (methods[m]["recall_at_20"], m))
     ratios = {}
     for _, _, key, interval in METRICS:
@@ -136,7 +150,20 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
             "verdict": {"better": "published loses", "worse": "published wins",
                         "tie": "tie"}.get(paired.get("vs_model", ""), "n/a"),
         }  # fmt: skip
+    if "ranked" in methods:  # the second stage, measured beside the published lists
+        paired = metrics.get("intervals_vs_ranked", {}).get(best, {})
+        second: dict[str, Any] = {}
+        for _, _, key, interval in METRICS:
+            theirs, found = methods[best][key], paired.get(interval, {})
+            verdict = {"better": "ranked loses", "worse": "ranked wins", "tie": "tie"}
+            second[key] = {
+                "ranked_over_best": methods["ranked"][key] / theirs if theirs else None,
+                "best_minus_ranked_ci": [found.get("diff_lo"), found.get("diff_hi")],
+                "verdict": verdict.get(found.get("verdict", ""), "n/a"),
+            }
+        methods_ranked = {"method": "ranked", "best_baseline": best, "ratios": second}
     return {
+        **({"second_stage": methods_ranked} if "ranked" in methods else {}),
         "test_users": metrics["users"],
         "warm_users": metrics["users"] - metrics["cold_users"],
         "published": "model",
@@ -149,14 +176,14 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def measure(ds: Dataset, work: Path, epochs: int) -> Path:
+def measure(ds: Dataset, work: Path, epochs: int, ranker: bool = False) -> Path:
     doc: dict[str, Any] = {"dataset": ds.name, "title": ds.title}
     if ds.not_measurable:
         doc.update(measured=False, reason=ds.not_measurable)
         return write_result(f"quality-{ds.name}", doc)
     root = str(work / ds.name)
     steps = {}
-    for name, argv in commands(ds, root, epochs).items():
+    for name, argv in commands(ds, root, epochs, ranker).items():
         print(f"[quality {ds.name}] {name}", flush=True)
         steps[name] = run_measured(argv, work / "logs" / f"{ds.name}-{name}.log")
     metrics = json.loads(Path(root, "reports", f"dt={ds.run_date}", "metrics.json").read_text())
@@ -202,10 +229,14 @@ def main() -> None:
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--table", action="store_true", help="rewrite docs/quality.md's table")
+    parser.add_argument(
+        "--ranker", action="store_true",
+        help="also run `cartwheel rank` and measure its ranked lists (second_stage in the file)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.dataset:
         work = Path(args.work_dir or tempfile.mkdtemp(prefix="cartwheel-quality-"))
-        print(f"[quality] -> {measure(DATASETS[args.dataset], work, args.epochs)}")
+        print(f"[quality] -> {measure(DATASETS[args.dataset], work, args.epochs, args.ranker)}")
     if args.table or not args.dataset:
         text = DOCS.read_text()
         start, end = "<!-- quality table: bench/quality.py --table -->", "<!-- end of table -->"

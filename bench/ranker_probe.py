@@ -51,8 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_result
 from jobs import evaluate as EV
-from jobs import rank as RK
 from jobs.runtime import layout, registry, scoring
+from jobs.runtime import lists as LI
 from jobs.runtime.readers import date_window, read_catalog, read_clean_events
 from jobs.runtime.session import get_spark
 from jobs.runtime.storage import Storage
@@ -86,7 +86,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     registry.configure_tracking(root)
     model = registry.resolve(args.model_uri)
     mask, _ = scoring.sellable_candidates(spark, model, catalog)
-    held = EV.Held()
+    held = LI.Held("probe")
     items = held.keep(scoring.candidate_items(spark, model, mask))
     report = Path(layout.reports(root, day), "metrics.json")
     doc = json.loads(report.read_text()) if report.exists() else {}
@@ -110,7 +110,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
         others = [g for g in gens if g != E.MODEL]
         settings = {g: E.tuned(f.settings, chosen.get(g, {})) for g in others}
-        lists = RK.generator_lists(f, others, settings, held)
+        lists = LI.generator_lists(f, others, settings, held)
         if E.MODEL in gens:
             lists = EV.model_lists(spark, model, mask, f, exclude, E.MODEL, held).unionByName(lists)
         pairs = C.features(

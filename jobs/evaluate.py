@@ -8,6 +8,9 @@ model's vocabulary items that are sellable) and the same exclusions (``--exclude
 
   model               the model under evaluation (``--model-uri``, default ...@candidate)
   champion            the model the ``--champion-alias`` points at, when it is another version
+  ranked              with ``--ranker-uri``: a ranker ``cartwheel rank`` registered, ordering the
+                      candidates its generators (with the settings it was fitted with) propose
+                      from the same events, candidates and exclusions (``jobs/runtime/lists.py``)
   popularity, recent_popularity, cooccurrence, item_knn, buy_again, als
                       (see ``pipelines/baselines.py``), each first tuned on the val split
                       (``--tune-baselines``: lists built before the val start for the val users,
@@ -34,12 +37,10 @@ import functools
 import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -53,12 +54,13 @@ from jobs.runtime.config import (
     opt,
     step_config,
 )
+from jobs.runtime.lists import Held, ranked_lists
 from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import date_window, read_catalog, read_clean_events
 from jobs.runtime.registry import ModelUri
 from jobs.runtime.render import metrics_view, recall_svg, render
 from jobs.runtime.scoring import AUTO_EXCLUDE, EXCLUDE_HELP, ExcludeRule
-from jobs.runtime.session import default_parallelism, materialize
+from jobs.runtime.session import default_parallelism
 from jobs.runtime.step import run_cli
 from jobs.runtime.storage import Storage, join
 from pipelines import baselines as B
@@ -79,6 +81,11 @@ class EvaluateConfig(DatedStepConfig):
     model_uri: ModelUri = opt(
         default="models:/cartwheel-two-tower@candidate",
         help="model to evaluate: models:/NAME@ALIAS or /VERSION",
+    )
+    ranker_uri: ModelUri | None = opt(
+        default=None,
+        help="a registered ranker (cartwheel rank: models:/cartwheel-ranker@candidate) whose "
+        "lists over its generators' candidates are measured as the method 'ranked'",
     )
     champion_alias: str = opt(
         default="champion", help="alias of the serving model (moved on promotion)"
@@ -216,35 +223,6 @@ def read_targets(
     )
 
 
-class Held:
-    """Frames and broadcasts an evaluation keeps while it computes; ``release`` frees them."""
-
-    def __init__(self) -> None:
-        self.frames: list[DataFrame] = []
-        self.broadcasts: list[Any] = []
-
-    def keep(self, frame: DataFrame) -> DataFrame:
-        self.frames.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
-        return frame
-
-    def lists(self, name: str, frame: DataFrame) -> DataFrame:
-        """Materialise one method's lists once (the metrics read them several times)."""
-        started = time.monotonic()
-        frame = materialize(frame)
-        self.frames.append(frame)  # persisted where Spark has no local checkpoint (Connect)
-        rows = frame.count()
-        log.info(
-            "[evaluate] %s: %s list rows in %.1fs", name, f"{rows:,}", time.monotonic() - started
-        )
-        return frame
-
-    def release(self) -> None:
-        for frame in self.frames:
-            frame.unpersist()
-        for bc in self.broadcasts:
-            bc.unpersist()
-
-
 def model_lists(
     spark: SparkSession,
     model: registry.ResolvedModel,
@@ -279,12 +257,16 @@ def all_lists(
     catalog: DataFrame,
     settings: dict[str, B.BaselineSettings],
     held: Held,
+    ranker: registry.ResolvedRanker | None = None,
 ) -> tuple[list[DataFrame], dict[str, str]]:
     """Every method's lists: the model (``mask``: its candidates), the champion (when another
     version holds the alias) and each baseline of ``config.baselines`` with its ``settings``
     (tuned on val; the defaults where absent); (lists, labels)."""
     parts = [model_lists(spark, model, mask, f, config.exclude, E.MODEL, held)]
     labels = {E.MODEL: f"model v{model.version}"}
+    if ranker is not None:
+        parts.append(ranked_lists(ranker.model, f, catalog, held))
+        labels[E.RANKED] = f"ranker v{ranker.version}"
     if champion_version is not None and champion_version != model.version:
         champion = registry.resolve(f"models:/{model.name}/{champion_version}")
         own, _ = scoring.sellable_candidates(spark, champion, catalog)
@@ -361,9 +343,10 @@ def measure(
     config: EvaluateConfig,
     n_candidates: int,
     held: Held,
+    ranked: bool = False,
 ) -> tuple[E.Table, dict[str, Any]]:
     """(metrics table, bootstrap intervals and counts of cold users, relevant and unreachable
-    pairs)."""
+    pairs; with ``ranked``, also every method's paired difference to the ranked lists)."""
     lists = functools.reduce(DataFrame.unionByName, parts)
     log.info("[evaluate] computing metrics for %d methods", len(parts))
     # one row per method, user and K, read by the means and by every bootstrap resample
@@ -373,6 +356,7 @@ def measure(
         for r in Mx.ranking_metrics(lists, relevant, config.ks, n_candidates, per_user).collect()
     ]
     intervals: dict[str, Any] = {}
+    vs_ranked: dict[str, Any] = {}
     if config.bootstrap_replicates:
         wanted = E.interval_targets(config.rules, config.ks)
         log.info(
@@ -382,6 +366,11 @@ def measure(
         )
         found = Mx.bootstrap(per_user, wanted, E.MODEL, config.bootstrap_replicates, config.seed)
         intervals = E.intervals_table([r.asDict() for r in found.collect()])
+        if ranked:  # every method paired with the ranked lists too, on the same resamples
+            found = Mx.bootstrap(
+                per_user, wanted, E.RANKED, config.bootstrap_replicates, config.seed
+            )
+            vs_ranked = E.paired_table([r.asDict() for r in found.collect()], E.RANKED)
     with_history = f.before.where(F.col("item_id").isNotNull()).select("user_id").distinct()
     unreachable = (
         relevant.join(f.exclusions, ["user_id", "item_id"], "left_semi")
@@ -390,6 +379,7 @@ def measure(
     )
     return E.metrics_table(rows), {
         "intervals": intervals,
+        **({"intervals_vs_ranked": vs_ranked} if ranked else {}),
         "bootstrap_replicates": config.bootstrap_replicates,
         "cold_users": f.users.join(with_history, "user_id", "left_anti").count(),
         "relevant_pairs": relevant.count(),
@@ -432,6 +422,7 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
         registry.configure_tracking(root)
         model = registry.resolve(config.model_uri)
         champion_version = registry.alias_version(model.name, config.champion_alias)
+        ranker = registry.resolve_ranker(config.ranker_uri) if config.ranker_uri else None
         held = Held()
         try:
             users = held.keep(test.select("user_id").distinct())
@@ -450,11 +441,12 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
                 spark, storage, config, events, b["val_start"], f.candidates, held
             )
             parts, labels = all_lists(
-                spark, config, model, mask, champion_version, f, catalog, settings, held
+                spark, config, model, mask, champion_version, f, catalog, settings, held, ranker
             )
             table, stats = measure(
-                parts, held.keep(test.distinct()), f, config, counts["candidate_items"], held
-            )
+                parts, held.keep(test.distinct()), f, config, counts["candidate_items"], held,
+                ranked=ranker is not None,
+            )  # fmt: skip
         finally:
             held.release()
         gate, decision = E.decide(

@@ -40,6 +40,7 @@ from pyspark.sql import functions as F
 from jobs import evaluate as EV
 from jobs.runtime import layout, registry, scoring
 from jobs.runtime.config import AtLeast1, DatedStepConfig, NonNegative, opt, step_config
+from jobs.runtime.lists import Held, generator_lists
 from jobs.runtime.manifest import RunResult, StepRun, code_version
 from jobs.runtime.readers import date_window, read_catalog, read_clean_events
 from jobs.runtime.registry import ModelUri
@@ -139,23 +140,6 @@ class RankConfig(DatedStepConfig, R.RankerSettings, R.FitSettings):
         )  # fmt: skip
 
 
-def generator_lists(
-    f: E.EvalFrames, generators: Sequence[str], chosen: dict[str, B.BaselineSettings], held: EV.Held
-) -> DataFrame:
-    """Every generator's ``RANKED_LISTS`` for ``f``'s users, each with its ``chosen`` settings
-    (popularity, the fallback of every list, with ``f``'s)."""
-    popular = held.lists(B.POPULARITY, E.popularity_lists(f))
-    parts = [
-        popular
-        if g == B.POPULARITY
-        else held.lists(
-            g, E.BASELINES[g](dataclasses.replace(f, settings=chosen.get(g, f.settings)), popular)
-        )
-        for g in generators
-    ]
-    return functools.reduce(DataFrame.unionByName, parts)
-
-
 def is_selection_user(share: float, seed: int) -> F.Column:
     """Whether a user's lists choose the epoch (a hash of the user, not a random draw)."""
     return F.pmod(F.xxhash64(F.lit(seed), F.col("user_id")), F.lit(10_000)) < int(share * 10_000)
@@ -172,7 +156,7 @@ def cutoff_lists(
     defaults: B.BaselineSettings,
     cutoff: dt.date,
     split: str,
-    held: EV.Held,
+    held: Held,
 ) -> DataFrame:
     """``RANKER_LISTS`` rows (and ``role``: fit or select) of the users with a target of
     ``split`` after ``cutoff`` (for the train split: on the cutoff's own day); each generator
@@ -237,7 +221,7 @@ def main(spark: SparkSession, config: RankConfig) -> RunResult:
         model = registry.resolve(config.model_uri)
         mask, counts = scoring.sellable_candidates(spark, model, catalog)
         names = C.feature_names(config.generators)
-        held = EV.Held()
+        held = Held("rank")
         try:
             items = held.keep(scoring.candidate_items(spark, model, mask))
             tuning_config = config.tuning()

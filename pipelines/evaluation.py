@@ -23,10 +23,12 @@ from pipelines import label as L
 from pipelines import recs as R
 from pipelines import schemas as S
 
-MODEL, CHAMPION = "model", "champion"
+MODEL, CHAMPION, RANKED = "model", "champion", "ranked"
 HANDLING = {
     MODEL: "cold users (no item event before the test start) get the popularity list",
     CHAMPION: "as model",
+    RANKED: "the ranker orders its generators' candidates; every generator falls back to the "
+    "popularity list, so cold users get it too",
     B.POPULARITY: "the same list for every user (cold users included)",
     B.RECENT_POPULARITY: "the same list for every user (cold users included), filled from the "
     "all-time popularity list when the recent days hold fewer than K items",
@@ -170,6 +172,21 @@ def intervals_table(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str,
         values = {key: r[key] for key in ("mean", "lo", "hi", "diff_lo", "diff_hi")}
         values["vs_model"] = verdict(r["diff_lo"], r["diff_hi"]) if r["method"] != MODEL else "-"
         table.setdefault(r["method"], {})[f"{r['metric']}@{r['k']}"] = values
+    return table
+
+
+def paired_table(
+    rows: list[dict[str, Any]], reference: str
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``Mx.bootstrap`` rows paired with ``reference`` -> method -> "metric@k" -> diff_lo,
+    diff_hi (method - reference) and the ``verdict`` of the method against it."""
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        if r["method"] != reference:
+            table.setdefault(r["method"], {})[f"{r['metric']}@{r['k']}"] = {
+                "diff_lo": r["diff_lo"], "diff_hi": r["diff_hi"],
+                "verdict": verdict(r["diff_lo"], r["diff_hi"]),
+            }  # fmt: skip
     return table
 
 

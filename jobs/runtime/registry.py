@@ -333,6 +333,52 @@ def resolve(uri: str) -> ResolvedModel:
     return ResolvedModel(uri, name, str(mv.version), str(mv.run_id), tower, vectors, item_ids)
 
 
+@dataclass
+class ResolvedRanker:
+    """A registered ranker version, loaded."""
+
+    uri: str
+    name: str
+    version: str
+    run_id: str
+    model: Any  # udfs.ranker.RankerModel
+
+
+def resolve_ranker(uri: str) -> ResolvedRanker:
+    """Load a ranker from ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``: InputError naming
+    the URI when it does not exist or is not a cartwheel ranker."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from udfs.ranker import RankerModel
+
+    match = MODEL_URI.match(uri)
+    if not match:
+        raise ConfigError(
+            f"invalid config value ranker_uri={uri!r}: use models:/NAME@ALIAS or models:/NAME/VERSION"
+        )
+    client, name = MlflowClient(), match["name"]
+    try:
+        mv = (
+            client.get_model_version_by_alias(name, match["alias"])
+            if match["alias"]
+            else client.get_model_version(name, match["version"])
+        )
+    except MlflowException as exc:
+        raise InputError(
+            f"ranker {uri} does not exist in the registry at {mlflow.get_tracking_uri()} "
+            f"(run `cartwheel rank` first): {exc.message}"
+        ) from exc
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}").get_raw_model()
+    if not isinstance(model, RankerModel):
+        raise InputError(f"model {uri} is not a cartwheel ranker ({type(model).__name__})")
+    log.info(
+        "[model] %s -> %s version %s (%d features)", uri, name, mv.version, len(model.feature_names)
+    )
+    return ResolvedRanker(uri, name, str(mv.version), str(mv.run_id), model)
+
+
 def move_alias(name: str, alias: str, version: str) -> None:
     """Point ``models:/name@alias`` at ``version``."""
     from mlflow import MlflowClient

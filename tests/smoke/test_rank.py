@@ -4,6 +4,7 @@ Horovod workers (Gloo) over Petastorm readers, logged and registered in MLflow."
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 from pathlib import Path
@@ -17,13 +18,18 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import rank
-from jobs.runtime import layout
+from jobs import evaluate, rank
+from jobs.runtime import layout, registry, scoring
+from jobs.runtime.lists import Held, ranked_lists
 from jobs.runtime.manifest import RunResult
+from jobs.runtime.readers import date_window, read_catalog, read_clean_events
+from jobs.runtime.storage import Storage
 from pipelines import baselines as B
 from pipelines import candidates as C
+from pipelines import evaluation as E
+from pipelines import label as L
 from pipelines import schemas as S
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, InputError
 from tests.conftest import TEMPLATE_END, copy_root
 
 pytestmark = pytest.mark.smoke
@@ -137,6 +143,89 @@ def test_the_registered_ranker_is_the_best_epoch_and_scores_raw_features(
     assert float(per_list.mean()) == pytest.approx(m["best_selection_recall_at_20"], rel=1e-4)
     with pytest.raises(ValueError, match="the ranker was fitted on"):
         model.predict(pd.DataFrame({"features": [np.zeros(3, dtype=np.float32)]}))
+
+
+def test_ranked_lists_score_the_candidates_the_ranker_was_fitted_on(
+    spark: SparkSession, ranked: tuple[Path, RunResult]
+) -> None:
+    """At the val start, for the selection users, the evaluation path (generators with the
+    ranker's settings, features, the pandas UDF) ranks exactly the selection split's rows."""
+    root, result = ranked
+    storage, r = Storage(spark), str(root)
+    registry.configure_tracking(r)
+    ranker = registry.resolve_ranker("models:/cartwheel-ranker@candidate")
+    model = registry.resolve("models:/cartwheel-two-tower@candidate")
+    catalog = read_catalog(spark, storage, r)
+    mask, _ = scoring.sellable_candidates(spark, model, catalog)
+    val_start = dt.date.fromisoformat(result.manifest["cutoffs"][0])
+    before = read_clean_events(spark, storage, r, date_window(END, 10)).where(
+        F.col("event_time") < L.day_start(val_start)
+    )
+    select = read_split(root, rank.SELECT)
+    users = spark.createDataFrame(pd.DataFrame({"user_id": sorted(set(select.user_id))}))
+    exclusions = E.exclusions_of(before, users, result.manifest["config"]["exclude"])
+    items = scoring.candidate_items(spark, model, mask)
+    f = E.EvalFrames(before, users, items, exclusions, 20, val_start, B.BaselineSettings())
+    held = Held("test")
+    try:
+        got = ranked_lists(ranker.model, f, catalog, held).toPandas()
+    finally:
+        held.release()
+    assert set(got.method) == {E.RANKED} and got.groupby("user_id")["rank"].max().max() <= 20
+    select["score"] = ranker.model.predict(select[["features"]])
+    top = select.sort_values(["user_id", "score", "item_id"], ascending=[True, False, True])
+    top["rank"] = top.groupby("user_id").cumcount() + 1
+    expected = top[top["rank"] <= 20][["user_id", "item_id", "rank"]]
+    assert got.sort_values(["user_id", "rank"])[["user_id", "item_id", "rank"]].values.tolist() == (
+        expected.sort_values(["user_id", "rank"]).values.tolist()
+    )
+
+
+def test_a_ranker_fitted_on_other_features_is_refused(
+    spark: SparkSession, ranked: tuple[Path, RunResult]
+) -> None:
+    root, _ = ranked
+    registry.configure_tracking(str(root))
+    model = copy.copy(registry.resolve_ranker("models:/cartwheel-ranker@candidate").model)
+    model.feature_names = [*model.feature_names[:-1], "a_feature_from_another_version"]
+    catalog = read_catalog(spark, Storage(spark), str(root))
+    with pytest.raises(InputError, match="run `cartwheel rank` again"):
+        ranked_lists(model, None, catalog, Held("test"))  # type: ignore[arg-type]
+
+
+def test_evaluate_measures_the_ranked_lists_beside_the_model(
+    spark: SparkSession, ranked: tuple[Path, RunResult]
+) -> None:
+    root, _ = ranked
+    result = evaluate.main(
+        spark,
+        evaluate.EvaluateConfig(
+            data_root=str(root), run_date=END, ranker_uri="models:/cartwheel-ranker@candidate",
+            baselines=(B.POPULARITY,), tune_baselines=False, bootstrap_replicates=20,
+            ks=(10, 20), gate_min_ratio=0.0, promote=False,
+        ),
+    )  # fmt: skip
+    assert result.succeeded, result.manifest.get("error")
+    table, labels = result.manifest["metrics"], result.manifest["labels"]
+    assert set(table) == {E.MODEL, E.RANKED, B.POPULARITY}
+    assert labels[E.RANKED] == "ranker v1"
+    for k in ("10", "20"):
+        row = table[E.RANKED][k]
+        assert row["users"] == table[E.MODEL][k]["users"] > 0  # the same test users
+        assert 0.0 <= row["recall"] <= row["hit_rate"] <= 1.0
+    # every other method is also paired with the ranked lists on the same resamples
+    paired = json.loads(Path(result.manifest["report"], "metrics.json").read_text())
+    vs_ranked = paired["intervals_vs_ranked"]
+    assert set(vs_ranked) == {E.MODEL, B.POPULARITY}
+    for method, per_metric in vs_ranked.items():
+        assert set(per_metric) == {"recall@20", "ndcg@10"}
+        for key, i in per_metric.items():
+            metric, k = key.split("@")
+            mean_diff = table[method][k][metric] - table[E.RANKED][k][metric]
+            assert i["diff_lo"] <= i["diff_hi"]
+            assert i["verdict"] == E.verdict(i["diff_lo"], i["diff_hi"])
+            # the resampled differences lie around the observed one
+            assert i["diff_lo"] - 0.05 <= mean_diff <= i["diff_hi"] + 0.05
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,103 @@
+"""Ranked lists as evaluate and rank build them: the frames a computation keeps while it runs
+(``Held``), every generator's lists (``generator_lists``), and a registered ranker's lists over
+those generators' candidates (``ranked_lists``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from jobs.runtime.session import materialize
+from pipelines import baselines as B
+from pipelines import candidates as C
+from pipelines import evaluation as E
+from pipelines import label as L
+from pipelines import schemas as S
+from pipelines.errors import InputError
+
+log = logging.getLogger("cartwheel")
+
+
+class Held:
+    """Frames and broadcasts a computation keeps while it runs; ``release`` frees them."""
+
+    def __init__(self, step: str = "evaluate") -> None:
+        self.step = step
+        self.frames: list[DataFrame] = []
+        self.broadcasts: list[Any] = []
+
+    def keep(self, frame: DataFrame) -> DataFrame:
+        self.frames.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
+        return frame
+
+    def lists(self, name: str, frame: DataFrame) -> DataFrame:
+        """Materialise one method's lists once (the metrics read them several times)."""
+        started = time.monotonic()
+        frame = materialize(frame)
+        self.frames.append(frame)  # persisted where Spark has no local checkpoint (Connect)
+        rows = frame.count()
+        log.info(
+            "[%s] %s: %s list rows in %.1fs",
+            self.step, name, f"{rows:,}", time.monotonic() - started,
+        )  # fmt: skip
+        return frame
+
+    def release(self) -> None:
+        for frame in self.frames:
+            frame.unpersist()
+        for bc in self.broadcasts:
+            bc.unpersist()
+
+
+def generator_lists(
+    f: E.EvalFrames, generators: Sequence[str], chosen: dict[str, B.BaselineSettings], held: Held
+) -> DataFrame:
+    """Every generator's ``RANKED_LISTS`` for ``f``'s users, each with its ``chosen`` settings
+    (popularity, the fallback of every list, with ``f``'s)."""
+    popular = held.lists(B.POPULARITY, E.popularity_lists(f))
+    parts = [
+        popular
+        if g == B.POPULARITY
+        else held.lists(g, E.BASELINES[g](dataclasses.replace(f, settings=chosen[g]), popular))
+        for g in generators
+    ]
+    return functools.reduce(DataFrame.unionByName, parts)
+
+
+def ranked_lists(ranker: Any, f: E.EvalFrames, catalog: DataFrame, held: Held) -> DataFrame:
+    """A registered ranker's top ``f.k`` per user of ``f`` (``RANKED_LISTS``, method
+    ``ranked``): its generators, with the settings it was fitted with, propose ``depth`` items
+    each from ``f``'s events, candidates and exclusions; the features are computed as for its
+    fitting lists and scored in a pandas UDF (``udfs.ranker``)."""
+    from udfs.ranker import score_pairs
+
+    info = ranker.info
+    gens = list(info["generators"])
+    names = C.feature_names(gens)
+    if names != list(ranker.feature_names):
+        raise InputError(
+            f"the ranker was fitted on features {', '.join(ranker.feature_names)}; this cartwheel "
+            f"computes {', '.join(names)} for its generators: run `cartwheel rank` again"
+        )
+    settings = {g: B.BaselineSettings(**info["generator_settings"][g]) for g in gens}
+    proposed = dataclasses.replace(f, k=int(info["depth"]))
+    pairs = C.features(
+        C.merge(generator_lists(proposed, gens, settings, held), gens),
+        f.before, catalog, f.test_start, L.DEFAULT_LABEL_WEIGHTS, gens,
+    )  # fmt: skip
+    scored = score_pairs(pairs, ranker)
+    order = Window.partitionBy("user_id").orderBy(F.col("score").desc(), F.col("item_id"))
+    top = (
+        scored.withColumn("rank", F.row_number().over(order))
+        .where(F.col("rank") <= f.k)
+        .withColumn("method", F.lit(E.RANKED))
+    )
+    return held.lists(E.RANKED, S.RANKED_LISTS.select(top))
