@@ -283,9 +283,10 @@ def alias_version(name: str, alias: str) -> str | None:
         return None
 
 
-def resolve(uri: str) -> ResolvedModel:
-    """Load ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``: InputError naming the URI when
-    the model, alias or version does not exist, or its item table does not match its vectors."""
+def registered_version(uri: str, flag: str, hint: str) -> tuple[str, Any]:
+    """(name, model version) of ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``: ConfigError
+    for another form (named as the config value ``flag``), InputError naming the URI, the
+    store and the registered models (and ``hint``) when it does not exist."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -293,10 +294,9 @@ def resolve(uri: str) -> ResolvedModel:
     match = MODEL_URI.match(uri)
     if not match:
         raise ConfigError(
-            f"invalid config value model_uri={uri!r}: use models:/NAME@ALIAS or models:/NAME/VERSION"
+            f"invalid config value {flag}={uri!r}: use models:/NAME@ALIAS or models:/NAME/VERSION"
         )
-    client = MlflowClient()
-    name = match["name"]
+    client, name = MlflowClient(), match["name"]
     try:
         mv = (
             client.get_model_version_by_alias(name, match["alias"])
@@ -307,8 +307,18 @@ def resolve(uri: str) -> ResolvedModel:
         known = ", ".join(m.name for m in client.search_registered_models()) or "none"
         raise InputError(
             f"model {uri} does not exist in the registry at {mlflow.get_tracking_uri()} "
-            f"(registered models: {known}): {exc.message}"
+            f"(registered models: {known}){hint}: {exc.message}"
         ) from exc
+    return name, mv
+
+
+def resolve(uri: str) -> ResolvedModel:
+    """Load ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``: InputError naming the URI when
+    the model, alias or version does not exist, or its item table does not match its vectors."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    name, mv = registered_version(uri, "model_uri", "")
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
     tower = pyfunc.get_raw_model()
     if not isinstance(tower, UserTower):
@@ -348,28 +358,10 @@ def resolve_ranker(uri: str) -> ResolvedRanker:
     """Load a ranker from ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``: InputError naming
     the URI when it does not exist or is not a cartwheel ranker."""
     import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     from udfs.ranker import RankerModel
 
-    match = MODEL_URI.match(uri)
-    if not match:
-        raise ConfigError(
-            f"invalid config value ranker_uri={uri!r}: use models:/NAME@ALIAS or models:/NAME/VERSION"
-        )
-    client, name = MlflowClient(), match["name"]
-    try:
-        mv = (
-            client.get_model_version_by_alias(name, match["alias"])
-            if match["alias"]
-            else client.get_model_version(name, match["version"])
-        )
-    except MlflowException as exc:
-        raise InputError(
-            f"ranker {uri} does not exist in the registry at {mlflow.get_tracking_uri()} "
-            f"(run `cartwheel rank` first): {exc.message}"
-        ) from exc
+    name, mv = registered_version(uri, "ranker_uri", " (run `cartwheel rank` first)")
     model = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}").get_raw_model()
     if not isinstance(model, RankerModel):
         raise InputError(f"model {uri} is not a cartwheel ranker ({type(model).__name__})")

@@ -12,6 +12,7 @@ report *that* error instead of a launcher's generic one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
@@ -236,10 +237,21 @@ def pick_device(local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+@contextlib.contextmanager
+def failure_recorded(error_dir: str, rank: int) -> Iterator[None]:
+    """Write a failing worker's traceback to ``<error_dir>/rank-<rank>.txt``, then re-raise."""
+    try:
+        yield
+    except BaseException:
+        Path(error_dir).mkdir(parents=True, exist_ok=True)
+        Path(error_dir, f"rank-{rank}.txt").write_text(traceback.format_exc())
+        raise
+
+
 def run_worker(comm: T.Collective, spec_dict: dict[str, Any]) -> dict[str, Any]:
     """Train on this rank; returns the outcome as a dict. Records a traceback on failure."""
     spec = WorkerSpec(**spec_dict)
-    try:
+    with failure_recorded(spec.error_dir, comm.rank):
         # Workers sharing a host share its cores; oversubscribed torch threads thrash.
         local_size = max(
             1, int(os.environ.get("HOROVOD_LOCAL_SIZE", os.environ.get("LOCAL_WORLD_SIZE", "1")))
@@ -285,10 +297,6 @@ def run_worker(comm: T.Collective, spec_dict: dict[str, Any]) -> dict[str, Any]:
             meta=spec.meta,
         )
         return {"rank": comm.rank, **dataclasses.asdict(outcome)}
-    except BaseException:
-        Path(spec.error_dir).mkdir(parents=True, exist_ok=True)
-        Path(spec.error_dir, f"rank-{comm.rank}.txt").write_text(traceback.format_exc())
-        raise
 
 
 def horovod_worker(spec_dict: dict[str, Any]) -> dict[str, Any]:
@@ -326,7 +334,7 @@ def run_ranker_worker(comm: T.Collective, spec_dict: dict[str, Any]) -> dict[str
     """Fit the ranker on this rank's own list files (whole lists, never split between ranks);
     rank 0 saves it to ``spec.output``. Returns the outcome as a dict."""
     spec = RankerSpec(**spec_dict)
-    try:
+    with failure_recorded(spec.error_dir, comm.rank):
         local_size = max(
             1, int(os.environ.get("HOROVOD_LOCAL_SIZE", os.environ.get("LOCAL_WORLD_SIZE", "1")))
         )
@@ -363,10 +371,6 @@ def run_ranker_worker(comm: T.Collective, spec_dict: dict[str, Any]) -> dict[str
             Path(spec.output).parent.mkdir(parents=True, exist_ok=True)
             torch.save({"state": model.state_dict()}, spec.output)
         return {"rank": comm.rank, **dataclasses.asdict(outcome)}
-    except BaseException:
-        Path(spec.error_dir).mkdir(parents=True, exist_ok=True)
-        Path(spec.error_dir, f"rank-{comm.rank}.txt").write_text(traceback.format_exc())
-        raise
 
 
 def ranker_horovod_worker(spec_dict: dict[str, Any]) -> dict[str, Any]:

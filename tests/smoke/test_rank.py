@@ -191,6 +191,10 @@ def test_a_ranker_fitted_on_other_features_is_refused(
     catalog = read_catalog(spark, Storage(spark), str(root))
     with pytest.raises(InputError, match="run `cartwheel rank` again"):
         ranked_lists(model, None, catalog, Held("test"))  # type: ignore[arg-type]
+    with pytest.raises(
+        InputError, match=r"models:/no-such-ranker@candidate does not exist .*rank` first"
+    ):
+        registry.resolve_ranker("models:/no-such-ranker@candidate")
 
 
 def test_evaluate_measures_the_ranked_lists_beside_the_model(
