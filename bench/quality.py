@@ -220,6 +220,36 @@ def table() -> str:
             f"{m['ndcg_at_10']:.4f} | {b['ndcg_at_10']:.4f} | {n['published_over_best']:.2f}x | "
             f"{r['verdict']} |"
         )
+    ranked = [
+        json.loads(path.read_text())
+        for path in sorted(RESULTS.glob("quality-*.json"))
+        if "second_stage" in json.loads(path.read_text())
+    ]
+    if ranked:
+        lines += [
+            "",
+            "The ranked lists (`cartwheel rank`, measured by `evaluate --ranker-uri`; not yet "
+            "published by a night):",
+            "",
+            "| dataset | ranked R@20 [95 % CI] | best tuned baseline R@20 | ratio R@20 | best - ranked, R@20 [95 %] | ranked NDCG@10 | ratio NDCG@10 | best - ranked, NDCG@10 [95 %] |",
+            "|---|---|---|---|---|---|---|---|",
+        ]  # fmt: skip
+        for d in ranked:
+            second, r = d["second_stage"], d["methods"]["ranked"]
+            best = d["methods"][second["best_baseline"]]
+            rr, rn = second["ratios"]["recall_at_20"], second["ratios"]["ndcg_at_10"]
+
+            def diff(x: dict[str, Any]) -> str:
+                lo, hi = x["best_minus_ranked_ci"]
+                return f"[{lo:+.4f}, {hi:+.4f}]: {x['verdict']}" if lo is not None else "n/a"
+
+            lo, hi = r["recall_at_20_ci"] or (None, None)
+            ci = f" [{lo:.4f}, {hi:.4f}]" if lo is not None else ""
+            lines.append(
+                f"| {d['title']} | {r['recall_at_20']:.4f}{ci} | {second['best_baseline']}: "
+                f"{best['recall_at_20']:.4f} | {rr['ranked_over_best']:.2f}x | {diff(rr)} | "
+                f"{r['ndcg_at_10']:.4f} | {rn['ranked_over_best']:.2f}x | {diff(rn)} |"
+            )
     return "\n".join(lines) + "\n"
 
 
