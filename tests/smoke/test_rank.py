@@ -232,6 +232,26 @@ def test_evaluate_measures_the_ranked_lists_beside_the_model(
             assert i["diff_lo"] - 0.05 <= mean_diff <= i["diff_hi"] + 0.05
 
 
+def test_too_few_lists_for_the_workers_stop_the_step_before_writing(
+    spark: SparkSession, ranked: tuple[Path, RunResult], tmp_path: Path
+) -> None:
+    root, _ = ranked
+    before = sorted(p.name for p in Path(layout.ranker_lists(str(root), END, rank.FIT)).iterdir())
+    config = rank.RankConfig(
+        data_root=str(root), run_date=END, generators=(B.POPULARITY,), depth=5, fit_days=0,
+        tune_generators=False, num_proc=5_000,
+    )  # fmt: skip
+    with pytest.raises(InputError, match=r"fit split has \d+ lists, fewer than the 5000 workers"):
+        rank.main(spark, config)
+    manifest = json.loads(Path(layout.manifest(str(root), END, "rank")).read_text())
+    assert manifest["status"] == "failed" and "5000 workers" in manifest["error"]
+    # the lists the earlier run published are untouched
+    assert (
+        sorted(p.name for p in Path(layout.ranker_lists(str(root), END, rank.FIT)).iterdir())
+        == before
+    )
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
