@@ -21,6 +21,12 @@ settings, and registered as ``--ranker-name`` with alias ``--alias``.
 The two-tower is not a generator here: it was trained on the days before the val start, so
 at those cutoffs its lists would be in-sample and the ranker would learn to trust it more than
 it deserves.
+
+Why this entry point is over 400 lines: besides its flags it holds the order of the step's
+Spark work (tuning, lists per cutoff, what is kept and released), the layout of the list files
+the workers read, and the MLflow run around the fit, each a function of its own; the logic
+(features, network, fitting loop) lives in ``pipelines/candidates.py`` and
+``pipelines/ranker.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from pyspark.sql import DataFrame, SparkSession
@@ -200,22 +207,168 @@ def list_files(rows: int, lists: int, dim: int, workers: int) -> int:
     return workers * max(1, min(per_worker, lists // workers))
 
 
-def main(spark: SparkSession, config: RankConfig) -> RunResult:
-    """Build the night's candidate lists, fit the ranker on them, log and register it."""
+def build_lists(
+    spark: SparkSession,
+    storage: Storage,
+    config: RankConfig,
+    boundaries: dict[str, dt.date],
+    catalog: DataFrame,
+    items: DataFrame,
+    held: Held,
+) -> dict[str, Any]:
+    """Tune the generators on val, build the lists at every cutoff and count them per role:
+    {lists (kept), stats (role -> rows, lists, positives, lists_with_a_target), settings (per
+    generator), tuning, cutoffs}. Too few lists for the workers is an InputError."""
+    root, day = config.data_root, config.run_date
+    events = read_clean_events(
+        spark, storage, root, date_window(day, (day - boundaries["window_start"]).days + 1)
+    )
+    tuning_config = config.tuning()
+    defaults = tuning_config.settings(spark)
+    val_start = boundaries["val_start"]
+    chosen, tuning = EV.tune_baselines(
+        spark, storage, tuning_config, events, val_start, items, held
+    )
+    chosen = {g: chosen.get(g, defaults) for g in config.generators}
+    cutoffs = [(val_start, L.VAL)] + [
+        (val_start - dt.timedelta(days=n), L.TRAIN) for n in range(1, config.fit_days + 1)
+    ]
+    frames = [
+        cutoff_lists(
+            spark, storage, config, events, catalog, items, chosen, defaults, cut, split, held
+        )
+        for cut, split in cutoffs
+    ]  # fmt: skip
+    lists = held.keep(functools.reduce(DataFrame.unionByName, frames))
+    counted = lists.groupBy("role").agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.countDistinct("group_id").alias("lists"),
+        F.sum("label").cast("long").alias("positives"),
+        F.countDistinct(F.when(F.col("label") > 0, F.col("group_id"))).alias("lists_with_a_target"),
+    )
+    stats = {
+        r["role"]: {k: v for k, v in r.asDict().items() if k != "role"} for r in counted.collect()
+    }
+    for role in (FIT, SELECT):
+        found = stats.get(role, {}).get("lists", 0)
+        if found < config.num_proc:
+            raise InputError(
+                f"the ranker's {role} split has {found} lists, fewer than the {config.num_proc} "
+                f"workers (val users and train targets of the {config.fit_days} days before "
+                f"{val_start} in {layout.examples(root, day)})"
+            )
+    log.info(
+        "[rank] lists: %s", "; ".join(f"{r}: {format_counts(s)}" for r, s in sorted(stats.items()))
+    )
+    return {
+        "lists": lists, "stats": stats, "tuning": tuning,
+        "settings": {g: dataclasses.asdict(chosen[g]) for g in config.generators},
+        "cutoffs": [c.isoformat() for c, _ in cutoffs],
+    }  # fmt: skip
+
+
+def write_lists(
+    storage: Storage, config: RankConfig, lists: DataFrame, stats: dict[str, Any], dim: int
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Write each role's lists as files of whole lists via staging and publish the run date's
+    partition; (each split's files, rows and bytes; the URIs the workers read, per role)."""
+    root, day = config.data_root, config.run_date
+    target, part_name = layout.ranker_lists(root, day), layout.partition(day)
+    described: dict[str, Any] = {}
+    files: dict[str, list[str]] = {}
+    with staging_area(storage, root, "rank") as staging:
+        staged = join(staging, "ranker", part_name)
+        for role in (FIT, SELECT):
+            s = stats[role]
+            count = list_files(s["rows"], s["lists"], dim, config.num_proc)
+            out = join(staged, f"split={role}")
+            rows = S.RANKER_LISTS.select(lists.where(F.col("role") == role))
+            (
+                SH.deal_lists(rows, count, s["lists"], config.seed)
+                .write.option("parquet.block.size", 32 * MB)
+                .parquet(out)
+            )
+            described[role] = describe_split(storage, out)
+            if len(described[role]["files"]) != count or described[role]["rows"] != s["rows"]:
+                raise InputError(
+                    f"the ranker's {role} split: wrote {len(described[role]['files'])} files "
+                    f"of {described[role]['rows']} rows, expected {count} of {s['rows']}"
+                )
+            # the paths the workers read: where the files are once published
+            files[role] = [
+                uri(f["path"].replace(staged, target, 1)) for f in described[role]["files"]
+            ]
+        storage.publish_partitions(join(staging, "ranker"), layout.ranker_root(root), [part_name])
+    return described, files
+
+
+def fit_and_register(
+    spark: SparkSession,
+    config: RankConfig,
+    files: dict[str, list[str]],
+    info: dict[str, Any],
+    tuning: dict[str, Any],
+    work: str,
+) -> dict[str, Any]:
+    """Fit the ranker with ``config.num_proc`` workers inside an MLflow run, log and register
+    it; the workers' outcome with ``mlflow_run_id``, ``ranker_uri`` and ``model_version``."""
     import mlflow
 
+    root, names = config.data_root, info["feature_names"]
+    tracking_uri = registry.default_tracking_uri(root)
+    mlflow.set_tracking_uri(tracking_uri)
+    active = mlflow.start_run(
+        experiment_id=registry.experiment_id(mlflow, config.experiment, root),
+        run_name=f"rank-{config.run_date.isoformat()}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}",
+    )
+    try:
+        mlflow.log_params({f"config.{k}": v for k, v in config.to_record().items()})
+        mlflow.set_tags({"cartwheel.step": "rank", "cartwheel.code_version": code_version(),
+                         "cartwheel.two_tower": info["two_tower"]})  # fmt: skip
+        mlflow.log_dict({"features": names, "generators": info["generator_settings"],
+                         "tuning": tuning}, "ranker/candidates.json")  # fmt: skip
+        spec = RankerSpec(
+            files=files, dim=len(names),
+            ranker={f.name: getattr(config, f.name) for f in dataclasses.fields(R.RankerSettings)},
+            fit=dataclasses.asdict(config.fit_settings()),
+            output=os.path.join(work, "ranker.pt"), error_dir=os.path.join(work, "_errors"),
+            tracking_uri=tracking_uri, mlflow_run_id=active.info.run_id,
+            threads=local_threads(spark, config.num_proc),
+        )  # fmt: skip
+        log.info(
+            "[rank] fitting a %s ranker on %s features with %d %s workers",
+            config.kind, len(names), config.num_proc, config.launcher,
+        )  # fmt: skip
+        outcome = launch(
+            config.launcher, config.num_proc, spec, ranker_horovod_worker, ranker_torch_worker
+        )
+        ranker = R.Ranker(len(names), R.RankerSettings(**spec.ranker))
+        ranker.load_state_dict(torch.load(spec.output, map_location="cpu")["state"])
+        mlflow.log_metrics({
+            f"ranker.best_selection_recall_at_{config.selection_k}": outcome["best_selection_recall"],
+            "ranker.best_epoch": outcome["best_epoch"],
+        })  # fmt: skip
+        ranker_uri, version = registry.log_ranker(
+            mlflow, ranker, info, config.ranker_name, config.alias
+        )
+        mlflow.end_run()
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    return {**outcome, "mlflow_run_id": active.info.run_id, "ranker_uri": ranker_uri,
+            "model_version": version}  # fmt: skip
+
+
+def main(spark: SparkSession, config: RankConfig) -> RunResult:
+    """Build the night's candidate lists, fit the ranker on them, log and register it."""
     storage, run = Storage(spark), StepRun(spark, "rank", config)
     root, day = config.data_root, config.run_date
-    target = layout.ranker_lists(root, day)
     work = local_path(layout.ranker_work(root, day))
     if work is None:
         raise ConfigError(f"rank needs a local (or mounted) data root for its workers: {root}")
     with run:
         config = run.config = scoring.with_resolved_exclude(storage, config)
         b = EV.read_boundaries(storage, root, day)
-        events = read_clean_events(
-            spark, storage, root, date_window(day, (day - b["window_start"]).days + 1)
-        )
         catalog = read_catalog(spark, storage, root)
         registry.configure_tracking(root)
         model = registry.resolve(config.model_uri)
@@ -224,157 +377,39 @@ def main(spark: SparkSession, config: RankConfig) -> RunResult:
         held = Held("rank")
         try:
             items = held.keep(scoring.candidate_items(spark, model, mask))
-            tuning_config = config.tuning()
-            defaults = tuning_config.settings(spark)
-            chosen, tuning = EV.tune_baselines(
-                spark, storage, tuning_config, events, b["val_start"], items, held
-            )
-            chosen = {g: chosen.get(g, defaults) for g in config.generators}
-            cutoffs = [(b["val_start"], L.VAL)] + [
-                (b["val_start"] - dt.timedelta(days=n), L.TRAIN)
-                for n in range(1, config.fit_days + 1)
-            ]
-            frames = [
-                cutoff_lists(
-                    spark,
-                    storage,
-                    config,
-                    events,
-                    catalog,
-                    items,
-                    chosen,
-                    defaults,
-                    cut,
-                    split,
-                    held,
-                )
-                for cut, split in cutoffs
-            ]
-            lists = held.keep(functools.reduce(DataFrame.unionByName, frames))
-            stats = {
-                r["role"]: {k: v for k, v in r.asDict().items() if k != "role"}
-                for r in lists.groupBy("role")
-                .agg(
-                    F.count(F.lit(1)).alias("rows"),
-                    F.countDistinct("group_id").alias("lists"),
-                    F.sum("label").cast("long").alias("positives"),
-                    F.countDistinct(F.when(F.col("label") > 0, F.col("group_id"))).alias(
-                        "lists_with_a_target"
-                    ),
-                )
-                .collect()
-            }
-            for role in (FIT, SELECT):
-                if stats.get(role, {}).get("lists", 0) < config.num_proc:
-                    raise InputError(
-                        f"the ranker's {role} split has {stats.get(role, {}).get('lists', 0)} lists, "
-                        f"fewer than the {config.num_proc} workers (val users and train targets "
-                        f"of the {config.fit_days} days before {b['val_start']} in "
-                        f"{layout.examples(root, day)})"
-                    )
-            log.info(
-                "[rank] lists: %s",
-                "; ".join(f"{r}: {format_counts(s)}" for r, s in sorted(stats.items())),
-            )
-            part_name = layout.partition(day)
-            described, files = {}, {}
-            with staging_area(storage, root, "rank") as staging:
-                staged = join(staging, "ranker", part_name)
-                for role in (FIT, SELECT):
-                    s = stats[role]
-                    count = list_files(s["rows"], s["lists"], len(names), config.num_proc)
-                    out = join(staged, f"split={role}")
-                    rows = S.RANKER_LISTS.select(lists.where(F.col("role") == role))
-                    (
-                        SH.deal_lists(rows, count, s["lists"], config.seed)
-                        .write.option("parquet.block.size", 32 * MB)
-                        .parquet(out)
-                    )
-                    described[role] = describe_split(storage, out)
-                    if (
-                        len(described[role]["files"]) != count
-                        or described[role]["rows"] != s["rows"]
-                    ):
-                        raise InputError(
-                            f"the ranker's {role} split: wrote {len(described[role]['files'])} files "
-                            f"of {described[role]['rows']} rows, expected {count} of {s['rows']}"
-                        )
-                    # the paths the workers read: where the files are once published
-                    files[role] = [
-                        uri(f["path"].replace(staged, target, 1)) for f in described[role]["files"]
-                    ]
-                storage.publish_partitions(
-                    join(staging, "ranker"), layout.ranker_root(root), [part_name]
-                )
+            built = build_lists(spark, storage, config, b, catalog, items, held)
+            stats = built["stats"]
+            described, files = write_lists(storage, config, built["lists"], stats, len(names))
         finally:
             held.release()
-        tracking_uri = registry.default_tracking_uri(root)
-        mlflow.set_tracking_uri(tracking_uri)
-        active = mlflow.start_run(
-            experiment_id=registry.experiment_id(mlflow, config.experiment, root),
-            run_name=f"rank-{day.isoformat()}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}",
-        )
-        try:
-            settings = {g: dataclasses.asdict(chosen[g]) for g in config.generators}
-            mlflow.log_params({f"config.{k}": v for k, v in config.to_record().items()})
-            mlflow.set_tags({"cartwheel.step": "rank", "cartwheel.code_version": code_version(),
-                             "cartwheel.two_tower": model.uri})  # fmt: skip
-            mlflow.log_dict({"features": names, "generators": settings, "tuning": tuning},
-                            "ranker/candidates.json")  # fmt: skip
-            spec = RankerSpec(
-                files=files, dim=len(names),
-                ranker={f.name: getattr(config, f.name) for f in dataclasses.fields(R.RankerSettings)},
-                fit=dataclasses.asdict(config.fit_settings()),
-                output=os.path.join(work, "ranker.pt"), error_dir=os.path.join(work, "_errors"),
-                tracking_uri=tracking_uri, mlflow_run_id=active.info.run_id,
-                threads=local_threads(spark, config.num_proc),
-            )  # fmt: skip
-            log.info(
-                "[rank] fitting a %s ranker on %s features with %d %s workers",
-                config.kind, len(names), config.num_proc, config.launcher,
-            )  # fmt: skip
-            outcome = launch(
-                config.launcher, config.num_proc, spec, ranker_horovod_worker, ranker_torch_worker
-            )
-            ranker = R.Ranker(len(names), R.RankerSettings(**spec.ranker))
-            ranker.load_state_dict(torch.load(spec.output, map_location="cpu")["state"])
-            k = config.selection_k
-            mlflow.log_metrics({f"ranker.best_selection_recall_at_{k}": outcome["best_selection_recall"],
-                                "ranker.best_epoch": outcome["best_epoch"]})  # fmt: skip
-            info = {
-                "feature_names": names, "generators": list(config.generators),
-                "generator_settings": settings, "depth": config.depth,
-                "exclude": config.exclude, "two_tower": model.uri, "run_date": day.isoformat(),
-            }  # fmt: skip
-            ranker_uri, version = registry.log_ranker(
-                mlflow, ranker, info, config.ranker_name, config.alias
-            )
-            mlflow.end_run()
-        except BaseException:
-            mlflow.end_run(status="FAILED")
-            raise
-        rows = sum(stats[r]["rows"] for r in (FIT, SELECT))
+        info = {
+            "feature_names": names, "generators": list(config.generators),
+            "generator_settings": built["settings"], "depth": config.depth,
+            "exclude": config.exclude, "two_tower": model.uri, "run_date": day.isoformat(),
+        }  # fmt: skip
+        fitted = fit_and_register(spark, config, files, info, built["tuning"], work)
+        k = config.selection_k
         run.inputs = [layout.examples(root, day), layout.clean_events(root), config.model_uri]
-        run.outputs = [target, ranker_uri, f"models:/{config.ranker_name}@{config.alias}"]
-        run.record(rows_in=rows, rows_out=sum(described[r]["rows"] for r in (FIT, SELECT)))
+        run.outputs = [
+            layout.ranker_lists(root, day), fitted["ranker_uri"],
+            f"models:/{config.ranker_name}@{config.alias}",
+        ]  # fmt: skip
+        run.record(
+            rows_in=sum(stats[r]["rows"] for r in (FIT, SELECT)),
+            rows_out=sum(described[r]["rows"] for r in (FIT, SELECT)),
+        )
         run.extra = {
             "lists": {r: {**stats[r], "files": len(files[r])} for r in (FIT, SELECT)},
-            "cutoffs": [c.isoformat() for c, _ in cutoffs],
-            "features": names,
-            "generator_settings": settings,
-            "tuning": tuning,
+            "cutoffs": built["cutoffs"], "features": names,
+            "generator_settings": built["settings"], "tuning": built["tuning"],
             "candidate_items": counts["candidate_items"],
-            "mlflow_run_id": active.info.run_id,
-            "ranker_uri": ranker_uri,
-            "registered_model": config.ranker_name,
-            "model_version": version,
-            "alias": config.alias,
-            "best_epoch": outcome["best_epoch"],
-            f"best_selection_recall_at_{k}": outcome["best_selection_recall"],
-            "stopped_early": outcome["stopped_early"],
-            "fitted_on": outcome["fit"],
-            "epochs": outcome["history"],
-        }
+            "mlflow_run_id": fitted["mlflow_run_id"], "ranker_uri": fitted["ranker_uri"],
+            "registered_model": config.ranker_name, "model_version": fitted["model_version"],
+            "alias": config.alias, "best_epoch": fitted["best_epoch"],
+            f"best_selection_recall_at_{k}": fitted["best_selection_recall"],
+            "stopped_early": fitted["stopped_early"], "fitted_on": fitted["fit"],
+            "epochs": fitted["history"],
+        }  # fmt: skip
     return run.result()
 
 

@@ -8,6 +8,10 @@ ranker); and ``launch``, which starts them.
 (``WorkerSpec.to_dict()``, ``RankerSpec.to_dict()``) so it pickles small, and each writes a
 failing worker's traceback to ``<error_dir>/rank-<r>.txt`` before re-raising, so the driver can
 report *that* error instead of a launcher's generic one.
+
+Why one module of over 400 lines: both workers run on the same collectives, Petastorm reader
+and error recording, and both are started by the same ``launch``; splitting them would put
+each half beside code it depends on in another file.
 """
 
 from __future__ import annotations
