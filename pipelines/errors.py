@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 
 class CartwheelError(Exception):
     """Base class: a step cannot go on; the message says why and names the culprit."""
@@ -21,3 +24,11 @@ class InputError(CartwheelError):
 
 class QualityGateError(CartwheelError):
     """A model did not reach the quality a run requires before it publishes anything."""
+
+
+def require_at_least_1(settings: Any, names: Iterable[str]) -> None:
+    """ConfigError naming the first of ``names`` whose value on ``settings`` is below 1."""
+    for name in names:
+        value = getattr(settings, name)
+        if value < 1:
+            raise ConfigError(f"invalid config value {name}={value!r}: must be >= 1")

@@ -36,7 +36,7 @@ from pyspark.sql import functions as F
 
 from pipelines import clean as C
 from pipelines import schemas as S
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, require_at_least_1
 from pipelines.raw import json_line, raw_record
 
 # Extra-row defects: a corrupted copy of a natural row, each mapping to one clean reason.
@@ -159,11 +159,7 @@ class GeneratorSpec:
         self.validate()
 
     def validate(self) -> None:
-        for name in ("rows", "days"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"invalid config value {name}={getattr(self, name)!r}: must be >= 1"
-                )
+        require_at_least_1(self, ("rows", "days"))
         for name in ("users", "items", "categories"):
             if getattr(self, name) < 0:
                 raise ConfigError(

@@ -48,7 +48,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from pipelines import schemas as S
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, require_at_least_1
 from pipelines.frames import dense_index
 from pipelines.schemas import FIRST_INDEX, OOV, PAD
 
@@ -128,11 +128,7 @@ class LabelRules:
             "min_item_count",
             "max_targets_per_user",
         )
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"invalid config value {name}={getattr(self, name)!r}: must be >= 1"
-                )
+        require_at_least_1(self, positive)
         for name in ("val_days", "min_history"):
             if getattr(self, name) < 0:
                 raise ConfigError(

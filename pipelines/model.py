@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, require_at_least_1
 from pipelines.schemas import FIRST_INDEX, OOV, PAD, option
 
 NUM_AGE_BUCKETS = 32  # log2 buckets of seconds: 0 (< 1 s) .. 31 (>= ~34 years)
@@ -57,11 +57,9 @@ class ModelShape:
 
     def validate_shape(self) -> None:
         """ConfigError naming the first bad value."""
-        for name in ("dim", "item_embedding_dim", "category_embedding_dim", "layers", "heads"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"invalid config value {name}={getattr(self, name)}: must be >= 1"
-                )
+        require_at_least_1(
+            self, ("dim", "item_embedding_dim", "category_embedding_dim", "layers", "heads")
+        )
         if self.content_dim < 0 or not 0 <= self.dropout < 1 or self.temperature <= 0:
             raise ConfigError(
                 f"invalid config value: content_dim {self.content_dim} must be >= 0, dropout "

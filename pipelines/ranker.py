@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, require_at_least_1
 from pipelines.schemas import option
 from pipelines.train import Batch, Collective, TrainingError
 
@@ -145,11 +145,7 @@ class FitSettings:
         self.validate_fit()
 
     def validate_fit(self) -> None:
-        for name in ("epochs", "patience", "lists_per_batch", "selection_k"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"invalid config value {name}={getattr(self, name)}: must be >= 1"
-                )
+        require_at_least_1(self, ("epochs", "patience", "lists_per_batch", "selection_k"))
         if self.learning_rate <= 0 or self.weight_decay < 0:
             raise ConfigError(
                 f"invalid config value learning_rate={self.learning_rate}, weight_decay="

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pipelines.errors import CartwheelError, ConfigError
+from pipelines.errors import CartwheelError, ConfigError, require_at_least_1
 from pipelines.model import (
     ModelConfig,
     RankingTotals,
@@ -151,12 +151,19 @@ class TrainSettings:
             raise ConfigError(
                 f"invalid config value mixed_precision={self.mixed_precision!r}: must be auto, bf16, fp16 or off"
             )
-        for name in ("epochs", "batch_size", "patience", "k", "eval_batch_size", "shuffle_buffer",
-                     "log_every_steps", "checkpoints_kept"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"invalid config value {name}={getattr(self, name)}: must be >= 1"
-                )
+        require_at_least_1(
+            self,
+            (
+                "epochs",
+                "batch_size",
+                "patience",
+                "k",
+                "eval_batch_size",
+                "shuffle_buffer",
+                "log_every_steps",
+                "checkpoints_kept",
+            ),
+        )
         if (
             self.learning_rate <= 0
             or self.sparse_learning_rate <= 0
