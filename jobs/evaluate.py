@@ -190,6 +190,7 @@ class EvaluateConfig(DatedStepConfig):
             champion_alias=self.champion_alias, champion_tolerance=self.champion_tolerance,
             gate_baseline=self.gate_baseline, gate_min_ratio=self.gate_min_ratio,
             gate_min_warm_users=self.gate_min_warm_users,
+            published=E.RANKED if self.ranker_uri else E.MODEL,
         )  # fmt: skip
 
 
@@ -467,6 +468,13 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
         write_reports(storage, report_dir, doc, model)
         if applied:
             promote(model, config.champion_alias)
+        # the lists the gate passed are the ranker's: it serves beside the champion two-tower
+        ranker_serves = bool(
+            ranker is not None and gate["passed"] and config.promote
+            and (applied or champion_version == model.version)
+        )  # fmt: skip
+        if ranker is not None and ranker_serves:
+            promote(ranker, config.champion_alias)
         run.inputs = [test_path, layout.clean_events(root), layout.raw_catalog(root), config.model_uri]  # fmt: skip
         run.outputs = [report_dir]
         run.record(rows_in=n_users, rows_out=n_users)
@@ -476,6 +484,10 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             "champion_version": model.version if applied else champion_version,
             "cold_users": stats["cold_users"], "unreachable_pairs": stats["unreachable_pairs"],
             "labels": labels, "mlflow_run_id": doc["mlflow_run_id"],
+            "ranker": None if ranker is None else {
+                "name": ranker.name, "version": ranker.version, "uri": ranker.uri,
+                "champion": ranker_serves,
+            },
         }  # fmt: skip
         if not gate["passed"]:
             raise QualityGateError(
@@ -485,8 +497,8 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
     return run.result()
 
 
-def promote(model: registry.ResolvedModel, alias: str) -> None:
-    """Move ``alias`` (the champion) to the evaluated model version."""
+def promote(model: registry.ResolvedModel | registry.ResolvedRanker, alias: str) -> None:
+    """Move ``alias`` (the champion) to the evaluated model (or ranker) version."""
     registry.move_alias(model.name, alias, model.version)
     log.info("[evaluate] %s@%s -> version %s", model.name, alias, model.version)
 

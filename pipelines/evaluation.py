@@ -24,6 +24,7 @@ from pipelines import recs as R
 from pipelines import schemas as S
 
 MODEL, CHAMPION, RANKED = "model", "champion", "ranked"
+OURS = (MODEL, CHAMPION, RANKED)  # the methods that are not baselines
 HANDLING = {
     MODEL: "cold users (no item event before the test start) get the popularity list",
     CHAMPION: "as model",
@@ -212,7 +213,7 @@ def metrics_table(rows: list[dict[str, Any]]) -> Table:
 
 def method_order(table: dict[str, Any]) -> list[str]:
     """The model, the champion, then the baselines by name."""
-    first = [m for m in (MODEL, CHAMPION) if m in table]
+    first = [m for m in OURS if m in table]
     return first + sorted(m for m in table if m not in first)
 
 
@@ -224,7 +225,8 @@ class Rules:
     """How a metrics table is judged: the promotion metric at K, the champion's alias and
     tolerance, and the quality gate (the model must reach ``gate_min_ratio`` x a baseline, or
     x the strongest one with ``gate_baseline="best"``, on at least ``gate_min_warm_users``
-    test users who had item events before the test start)."""
+    test users who had item events before the test start). The gate judges ``published``: the
+    method whose lists a night publishes (the two-tower's, or the ranker's)."""
 
     promotion_metric: str = "recall"
     promotion_k: int = 20
@@ -233,6 +235,7 @@ class Rules:
     gate_baseline: str = B.POPULARITY
     gate_min_ratio: float = 1.0
     gate_min_warm_users: int = 200
+    published: str = MODEL
 
     @property
     def key(self) -> str:
@@ -247,12 +250,12 @@ def gate_baseline(rules: Rules, table: Table) -> str:
     with the highest promotion metric (the first by name among equals)."""
     if rules.gate_baseline != BEST_BASELINE:
         return rules.gate_baseline
-    baselines = sorted(m for m in table if m not in (MODEL, CHAMPION))
+    baselines = sorted(m for m in table if m not in OURS)
     return max(baselines, key=lambda m: rules.value(table, m))
 
 
 def quality_gate(rules: Rules, table: Table, users: int, cold_users: int) -> dict[str, Any]:
-    """Whether the model reached ``gate_min_ratio`` x the gate baseline on the promotion metric,
+    """Whether the published method reached ``gate_min_ratio`` x the gate baseline on the promotion metric,
     measured on enough warm test users (``users - cold_users``) for the comparison to mean
     something: on too few, or on a test set of cold users only, where every method falls back
     to popularity, the gate fails and says so."""
@@ -271,14 +274,16 @@ def quality_gate(rules: Rules, table: Table, users: int, cold_users: int) -> dic
             "min_warm_users": rules.gate_min_warm_users,
         }
     baseline = gate_baseline(rules, table)
-    ours, theirs = rules.value(table, MODEL), rules.value(table, baseline)
+    ours, theirs = rules.value(table, rules.published), rules.value(table, baseline)
     passed = ours >= rules.gate_min_ratio * theirs and ours > 0
     chosen = " (the best baseline)" if rules.gate_baseline == BEST_BASELINE else ""
+    judged = "" if rules.published == MODEL else f"{rules.published} "
     return {
         "passed": passed,
-        "reason": f"{rules.key} {ours:.4f} {'>=' if passed else '<'} {rules.gate_min_ratio:g} x "
-        f"{baseline}{chosen} {theirs:.4f} on {warm:,} warm test users",
+        "reason": f"{judged}{rules.key} {ours:.4f} {'>=' if passed else '<'} "
+        f"{rules.gate_min_ratio:g} x {baseline}{chosen} {theirs:.4f} on {warm:,} warm test users",
         "metric": rules.key,
+        "method": rules.published,
         "model": ours,
         "baseline": baseline,
         "baseline_value": theirs,

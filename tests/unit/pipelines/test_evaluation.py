@@ -54,6 +54,22 @@ def test_gate_against_the_best_baseline_picks_the_strongest() -> None:
     assert E.quality_gate(rules, scores, 1000, 0)["passed"]
 
 
+def test_the_gate_judges_the_ranked_lists_when_they_are_published() -> None:
+    scores = {
+        "model": {"20": {"recall": 0.20}},
+        "ranked": {"20": {"recall": 0.36}},  # ours: never the best baseline
+        "als": {"20": {"recall": 0.34}},
+        "popularity": {"20": {"recall": 0.10}},
+    }
+    rules = E.Rules(gate_baseline=E.BEST_BASELINE, published=E.RANKED)
+    gate = E.quality_gate(rules, scores, 1000, 0)
+    assert gate["passed"] and (gate["method"], gate["baseline"]) == ("ranked", "als")
+    assert gate["reason"].startswith("ranked recall@20 0.3600 >= 1 x als (the best baseline)")
+    two_tower = E.quality_gate(E.Rules(gate_baseline=E.BEST_BASELINE), scores, 1000, 0)
+    assert not two_tower["passed"] and two_tower["baseline"] == "als"
+    assert E.method_order(scores)[:2] == ["model", "ranked"]
+
+
 def test_gate_fails_on_too_few_warm_test_users_whatever_the_scores() -> None:
     rules = E.Rules(gate_min_warm_users=300)
     winning = table(0.90, 0.10, 0.0)
