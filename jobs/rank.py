@@ -113,6 +113,12 @@ class RankConfig(DatedStepConfig, R.RankerSettings, R.FitSettings):
     experiment: str = opt(default="cartwheel", help="MLflow experiment")
     ranker_name: str = opt(default="cartwheel-ranker", help="registered model name of the ranker")
     alias: str = opt(default="candidate", help="registry alias given to the new ranker version")
+    reuse_lists: bool = opt(
+        default=False,
+        help="fit again on the lists this date's last rank run published (with their "
+        "generators, settings, depth, cutoffs and exclusion rule), without rebuilding them: "
+        "to try network and fitting settings quickly, judged on the same selection lists",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -263,16 +269,59 @@ def build_lists(
     return {
         "lists": lists, "stats": stats, "tuning": tuning,
         "settings": {g: dataclasses.asdict(chosen[g]) for g in config.generators},
-        "cutoffs": [c.isoformat() for c, _ in cutoffs],
+        "cutoffs": [c.isoformat() for c, _ in cutoffs], "generators": list(config.generators),
+        "features": C.feature_names(config.generators), "depth": config.depth,
+        "exclude": config.exclude,
     }  # fmt: skip
 
 
+LISTS_DOC = "_lists.json"  # beside the split folders: what the lists were built with
+
+
+def reused_lists(
+    storage: Storage, config: RankConfig
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, list[str]]]:
+    """(what ``build_lists`` returns, without the frame; each split's files, rows and bytes;
+    the URIs the workers read) of the lists this date's last rank run published. InputError
+    when there are none, or when they do not fit this config's generators or workers."""
+    folder = layout.ranker_lists(config.data_root, config.run_date)
+    doc_path = join(folder, LISTS_DOC)
+    if not storage.exists(doc_path):
+        raise InputError(
+            f"--reuse-lists: no published ranker lists for {config.run_date} ({doc_path} is "
+            "missing): run `cartwheel rank` without --reuse-lists first"
+        )
+    built: dict[str, Any] = storage.read_json(doc_path)
+    if built["generators"] != list(config.generators) or built["features"] != C.feature_names(
+        config.generators
+    ):
+        raise InputError(
+            f"--reuse-lists: the lists in {folder} were built for the generators "
+            f"{', '.join(built['generators'])} (features {', '.join(built['features'])}), not "
+            f"{', '.join(config.generators)} with this cartwheel's features: rebuild them"
+        )
+    described, files = {}, {}
+    for role in (FIT, SELECT):
+        described[role] = describe_split(storage, join(folder, f"split={role}"))
+        files[role] = [uri(f["path"]) for f in described[role]["files"]]
+        if not files[role] or len(files[role]) % config.num_proc:
+            raise InputError(
+                f"--reuse-lists: {join(folder, f'split={role}')} holds {len(files[role])} files, "
+                f"not a multiple of the {config.num_proc} workers: rebuild the lists with "
+                f"--num-proc {config.num_proc}"
+            )
+    log.info("[rank] reusing the lists of %s (cutoffs %s)", folder, ", ".join(built["cutoffs"]))
+    return built, described, files
+
+
 def write_lists(
-    storage: Storage, config: RankConfig, lists: DataFrame, stats: dict[str, Any], dim: int
+    storage: Storage, config: RankConfig, built: dict[str, Any], dim: int
 ) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """Write each role's lists as files of whole lists via staging and publish the run date's
-    partition; (each split's files, rows and bytes; the URIs the workers read, per role)."""
+    """Write each role's lists as files of whole lists, and ``LISTS_DOC`` (what they were built
+    with), via staging and publish the run date's partition; (each split's files, rows and
+    bytes; the URIs the workers read, per role)."""
     root, day = config.data_root, config.run_date
+    lists, stats = built["lists"], built["stats"]
     target, part_name = layout.ranker_lists(root, day), layout.partition(day)
     described: dict[str, Any] = {}
     files: dict[str, list[str]] = {}
@@ -298,6 +347,9 @@ def write_lists(
             files[role] = [
                 uri(f["path"].replace(staged, target, 1)) for f in described[role]["files"]
             ]
+        storage.write_json(
+            join(staged, LISTS_DOC), {k: v for k, v in built.items() if k != "lists"}
+        )
         storage.publish_partitions(join(staging, "ranker"), layout.ranker_root(root), [part_name])
     return described, files
 
@@ -374,22 +426,29 @@ def main(spark: SparkSession, config: RankConfig) -> RunResult:
         model = registry.resolve(config.model_uri)
         mask, counts = scoring.sellable_candidates(spark, model, catalog)
         names = C.feature_names(config.generators)
-        held = Held("rank")
-        try:
-            items = held.keep(scoring.candidate_items(spark, model, mask))
-            built = build_lists(spark, storage, config, b, catalog, items, held)
-            stats = built["stats"]
-            described, files = write_lists(storage, config, built["lists"], stats, len(names))
-        finally:
-            held.release()
+        if config.reuse_lists:
+            built, described, files = reused_lists(storage, config)
+        else:
+            held = Held("rank")
+            try:
+                items = held.keep(scoring.candidate_items(spark, model, mask))
+                built = build_lists(spark, storage, config, b, catalog, items, held)
+                described, files = write_lists(storage, config, built, len(names))
+            finally:
+                held.release()
+        stats = built["stats"]
         info = {
-            "feature_names": names, "generators": list(config.generators),
-            "generator_settings": built["settings"], "depth": config.depth,
-            "exclude": config.exclude, "two_tower": model.uri, "run_date": day.isoformat(),
+            "feature_names": names, "generators": built["generators"],
+            "generator_settings": built["settings"], "depth": built["depth"],
+            "exclude": built["exclude"], "two_tower": model.uri, "run_date": day.isoformat(),
         }  # fmt: skip
         fitted = fit_and_register(spark, config, files, info, built["tuning"], work)
         k = config.selection_k
-        run.inputs = [layout.examples(root, day), layout.clean_events(root), config.model_uri]
+        run.inputs = (
+            [layout.ranker_lists(root, day)]
+            if config.reuse_lists
+            else [layout.examples(root, day), layout.clean_events(root), config.model_uri]
+        )
         run.outputs = [
             layout.ranker_lists(root, day), fitted["ranker_uri"],
             f"models:/{config.ranker_name}@{config.alias}",
@@ -405,7 +464,8 @@ def main(spark: SparkSession, config: RankConfig) -> RunResult:
             "candidate_items": counts["candidate_items"],
             "mlflow_run_id": fitted["mlflow_run_id"], "ranker_uri": fitted["ranker_uri"],
             "registered_model": config.ranker_name, "model_version": fitted["model_version"],
-            "alias": config.alias, "best_epoch": fitted["best_epoch"],
+            "alias": config.alias, "reused_lists": config.reuse_lists,
+            "best_epoch": fitted["best_epoch"],
             f"best_selection_recall_at_{k}": fitted["best_selection_recall"],
             "stopped_early": fitted["stopped_early"], "fitted_on": fitted["fit"],
             "epochs": fitted["history"],

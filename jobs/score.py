@@ -11,6 +11,13 @@ User vectors are computed in executors by a pandas UDF in iterator form (the mod
 per Python worker); the item table is broadcast; top-K is one matrix product + ``torch.topk``
 per Arrow batch. Users without any item event get the most popular candidates
 (``source = popularity``); the manifest counts them.
+
+With ``--ranker-uri`` (a ranker ``cartwheel rank`` registered) ``recs/user_topk`` holds the
+second stage's lists instead: the ranker's generators (with the settings it was fitted with)
+propose candidates for every active user from the window's events, the ranker orders them (a
+pandas UDF), and each row's ``source`` names the generator that ranked the item highest; the
+rows carry the ranker's name and version, and the manifest counts each generator's candidates
+and the published rows per source. ``recs/item_similar`` stays the two-tower's.
 """
 
 from __future__ import annotations
@@ -27,12 +34,15 @@ from pyspark.sql import functions as F
 
 from jobs.runtime import layout, registry, scoring
 from jobs.runtime.config import AtLeast1, DatedStepConfig, Fraction, opt, step_config
+from jobs.runtime.lists import Held, ranked_top
 from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import date_window, partition_name, read_catalog, read_clean_events
 from jobs.runtime.registry import ModelUri
 from jobs.runtime.scoring import AUTO_EXCLUDE, EXCLUDE_HELP, ExcludeRule
 from jobs.runtime.step import run_cli, staging_area
 from jobs.runtime.storage import Storage, join
+from pipelines import baselines as B
+from pipelines import evaluation as E
 from pipelines import recs as R
 from pipelines import schemas as S
 from pipelines.errors import InputError
@@ -52,6 +62,11 @@ class ScoreConfig(DatedStepConfig):
     k: AtLeast1 = opt(default=50, help="items per user and similar items per item")
     lookback_days: AtLeast1 = opt(
         default=30, help="users with an event in these days (up to --run-date) are scored"
+    )
+    ranker_uri: ModelUri | None = opt(
+        default=None,
+        help="a registered ranker (cartwheel rank) whose ordering of its generators' candidates "
+        "becomes recs/user_topk; item_similar stays the two-tower's",
     )
     exclude: ExcludeRule = opt(default=AUTO_EXCLUDE, help=EXCLUDE_HELP)
     min_vocab_coverage: Fraction = opt(
@@ -101,9 +116,12 @@ def check_coverage(
 
 
 def with_model_columns(
-    frame: DataFrame, model: registry.ResolvedModel, run_date: dt.date, contract: S.Contract
+    frame: DataFrame,
+    model: registry.ResolvedModel | registry.ResolvedRanker,
+    run_date: dt.date,
+    contract: S.Contract,
 ) -> DataFrame:
-    """Scored rows + the model name, version and run date, in ``contract``'s columns."""
+    """Scored rows + the model (or ranker) name, version and run date, in ``contract``'s columns."""
     return contract.select(
         frame.select(
             "*",
@@ -112,6 +130,37 @@ def with_model_columns(
             F.lit(run_date).cast("date").alias("run_date"),
         )
     )
+
+
+def ranked_user_topk(
+    spark: SparkSession,
+    config: ScoreConfig,
+    events: DataFrame,
+    inputs: DataFrame,
+    catalog: DataFrame,
+    model: registry.ResolvedModel,
+    candidates: Any,
+    held: Held,
+) -> tuple[DataFrame, dict[str, Any]]:
+    """``USER_TOPK`` rows of the ranker's lists for every user of ``inputs`` (the window's
+    ``events`` up to the run date), and what the manifest says of them: the ranker and each
+    generator's candidates."""
+    ranker = registry.resolve_ranker(config.ranker_uri or "")
+    users = held.keep(inputs.select("user_id"))
+    f = E.EvalFrames(
+        events, users, held.keep(scoring.candidate_items(spark, model, candidates)),
+        held.keep(E.exclusions_of(events, users, config.exclude)), config.k,
+        config.run_date + dt.timedelta(days=1), B.BaselineSettings(),
+    )  # fmt: skip
+    top, proposed = ranked_top(ranker.model, f, catalog, held)
+    per_generator = proposed.groupBy("method").count().collect()  # one row per generator
+    log.info("[score] ranker %s v%s orders the candidates of %s", ranker.name, ranker.version,
+             ", ".join(ranker.model.info["generators"]))  # fmt: skip
+    return with_model_columns(top, ranker, config.run_date, S.USER_TOPK), {
+        "name": ranker.name, "version": ranker.version, "uri": ranker.uri,
+        "generators": list(ranker.model.info["generators"]),
+        "candidates_per_generator": {r["method"]: int(r["count"]) for r in per_generator},
+    }  # fmt: skip
 
 
 def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
@@ -139,6 +188,7 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
             events, item_index, cutoff, model.history_length, config.exclude
         ).persist(StorageLevel.MEMORY_AND_DISK)
         broadcasts: list[Any] = []
+        held = Held("score")
         try:
             users = inputs.agg(
                 F.count(F.lit(1)).alias("users"),
@@ -152,9 +202,15 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
                 "[score] %s active users (%s cold), %s candidate items, model %s v%s",
                 f"{active:,}", f"{cold:,}", f"{catalog_counts['candidate_items']:,}", model.name, model.version,
             )  # fmt: skip
-            scored, bc = scoring.score_users(spark, inputs, data, config.k)
-            broadcasts.append(bc)
-            topk = with_model_columns(scored, model, day, S.USER_TOPK)
+            ranked: dict[str, Any] = {}
+            if config.ranker_uri:
+                topk, ranked = ranked_user_topk(
+                    spark, config, events, inputs, catalog, model, candidates, held
+                )
+            else:
+                scored, bc = scoring.score_users(spark, inputs, data, config.k)
+                broadcasts.append(bc)
+                topk = with_model_columns(scored, model, day, S.USER_TOPK)
             part = partition_name(day)
             with staging_area(storage, root, "score") as staging:
                 topk.write.parquet(join(staging, "user_topk", part))
@@ -171,6 +227,11 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
                     F.sum((F.col("n") < config.k).cast("int")).alias("short"),
                 ).first()
                 rows = written.count()
+                if ranked:
+                    ranked["published_per_source"] = {
+                        r["source"]: int(r["count"])
+                        for r in written.groupBy("source").count().collect()  # one per generator
+                    }
                 similar_rows = (
                     spark.read.parquet(join(staging, "item_similar", part)).count()
                     if config.similar_items
@@ -189,11 +250,14 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
                     )
                     outputs.append(join(recs, "item_similar", part))
         finally:
+            held.release()
             inputs.unpersist()
             item_index.unpersist()
             for b in broadcasts:
                 b.unpersist()
         run.inputs = [layout.clean_events(root), layout.raw_catalog(root), config.model_uri]
+        if config.ranker_uri:
+            run.inputs.append(config.ranker_uri)
         run.outputs = outputs
         run.record(
             rows_in=active,
@@ -213,12 +277,26 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
             "vocabulary_coverage": round(share, 6),
             **coverage,
             **catalog_counts,
+            "ranker": ranked or None,
         }
     return run.result()
 
 
 def summarize(result: RunResult) -> str:
     m: dict[str, Any] = result.manifest
+    ranker = m.get("ranker")
+    ranked = (
+        [
+            f"user_topk: ranker {ranker['name']} v{ranker['version']} over "
+            + ", ".join(
+                f"{g} ({n:,} candidates)" for g, n in ranker["candidates_per_generator"].items()
+            )
+            + "; rows per source: "
+            + ", ".join(f"{g} {n:,}" for g, n in sorted(ranker["published_per_source"].items()))
+        ]
+        if ranker
+        else []
+    )
     return "\n".join(
         [
             f"scored {m['active_users']:,} active users with {m['model_name']} v{m['model_version']}: "
@@ -227,6 +305,7 @@ def summarize(result: RunResult) -> str:
             f"candidates: {m['candidate_items']:,} of {m['vocabulary_items']:,} vocabulary items "
             f"({m['items_not_sellable']:,} not sellable, {m['items_missing_from_catalog']:,} not in the catalog); "
             f"{m['vocabulary_coverage']:.1%} of item events in the model's vocabulary",
+            *ranked,
             f"item_similar: {m['item_similar_rows']:,} rows",
             f"tables: {', '.join(m['outputs'])}",
             f"manifest: {result.manifest_path}",

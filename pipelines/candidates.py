@@ -104,6 +104,18 @@ def merge(lists: DataFrame, generators: Sequence[str]) -> DataFrame:
     return wide.withColumn("sources", F.filter(proposed, lambda x: x.isNotNull()))
 
 
+def lead_source(generators: Sequence[str]) -> Column:
+    """Of a ``features`` row, the generator that ranked the item highest (the largest
+    reciprocal rank; the first of ``generators`` among equals)."""
+    per_generator = [
+        F.struct(
+            F.col("features")[2 * i].alias("rr"), F.lit(-i).alias("order"), F.lit(g).alias("g")
+        )
+        for i, g in enumerate(generators)
+    ]
+    return F.array_max(F.array(*per_generator))["g"]
+
+
 def _log1p(column: Column) -> Column:
     return F.log1p(F.coalesce(column.cast("double"), F.lit(0.0)))
 

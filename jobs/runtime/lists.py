@@ -72,11 +72,14 @@ def generator_lists(
     return functools.reduce(DataFrame.unionByName, parts)
 
 
-def ranked_lists(ranker: Any, f: E.EvalFrames, catalog: DataFrame, held: Held) -> DataFrame:
-    """A registered ranker's top ``f.k`` per user of ``f`` (``RANKED_LISTS``, method
-    ``ranked``): its generators, with the settings it was fitted with, propose ``depth`` items
-    each from ``f``'s events, candidates and exclusions; the features are computed as for its
-    fitting lists and scored in a pandas UDF (``udfs.ranker``)."""
+def ranked_top(
+    ranker: Any, f: E.EvalFrames, catalog: DataFrame, held: Held
+) -> tuple[DataFrame, DataFrame]:
+    """A registered ranker's top ``f.k`` per user of ``f``: (user_id, item_id, rank, score,
+    source: the generator that ranked the item highest), and every generator's lists
+    (``RANKED_LISTS``, method = generator). Its generators, with the settings it was fitted with,
+    propose ``depth`` items each from ``f``'s events, candidates and exclusions; the features are
+    computed as for its fitting lists and scored in a pandas UDF (``udfs.ranker``)."""
     from udfs.ranker import score_pairs
 
     info = ranker.info
@@ -88,16 +91,21 @@ def ranked_lists(ranker: Any, f: E.EvalFrames, catalog: DataFrame, held: Held) -
             f"computes {', '.join(names)} for its generators: run `cartwheel rank` again"
         )
     settings = {g: B.BaselineSettings(**info["generator_settings"][g]) for g in gens}
-    proposed = dataclasses.replace(f, k=int(info["depth"]))
+    proposed = generator_lists(dataclasses.replace(f, k=int(info["depth"])), gens, settings, held)
     pairs = C.features(
-        C.merge(generator_lists(proposed, gens, settings, held), gens),
-        f.before, catalog, f.test_start, L.DEFAULT_LABEL_WEIGHTS, gens,
-    )  # fmt: skip
+        C.merge(proposed, gens), f.before, catalog, f.test_start, L.DEFAULT_LABEL_WEIGHTS, gens
+    )
     scored = score_pairs(pairs, ranker)
     order = Window.partitionBy("user_id").orderBy(F.col("score").desc(), F.col("item_id"))
     top = (
         scored.withColumn("rank", F.row_number().over(order))
         .where(F.col("rank") <= f.k)
-        .withColumn("method", F.lit(E.RANKED))
+        .select("user_id", "item_id", "rank", "score", C.lead_source(gens).alias("source"))
     )
-    return held.lists(E.RANKED, S.RANKED_LISTS.select(top))
+    return top, proposed
+
+
+def ranked_lists(ranker: Any, f: E.EvalFrames, catalog: DataFrame, held: Held) -> DataFrame:
+    """``ranked_top`` as ``RANKED_LISTS`` rows of method ``ranked``."""
+    top, _ = ranked_top(ranker, f, catalog, held)
+    return held.lists(E.RANKED, S.RANKED_LISTS.select(top.withColumn("method", F.lit(E.RANKED))))

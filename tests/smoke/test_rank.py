@@ -5,6 +5,7 @@ Horovod workers (Gloo) over Petastorm readers, logged and registered in MLflow."
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import evaluate, rank
+from jobs import evaluate, rank, score
 from jobs.runtime import layout, registry, scoring
 from jobs.runtime.lists import Held, ranked_lists
 from jobs.runtime.manifest import RunResult
@@ -206,10 +207,14 @@ def test_evaluate_measures_the_ranked_lists_beside_the_model(
         evaluate.EvaluateConfig(
             data_root=str(root), run_date=END, ranker_uri="models:/cartwheel-ranker@candidate",
             baselines=(B.POPULARITY,), tune_baselines=False, bootstrap_replicates=20,
-            ks=(10, 20), gate_min_ratio=0.0, promote=False,
+            ks=(10, 20), gate_min_ratio=0.01, gate_baseline=E.BEST_BASELINE,
+            gate_min_warm_users=1, promote=False,
         ),
     )  # fmt: skip
     assert result.succeeded, result.manifest.get("error")
+    gate = result.manifest["gate"]  # the ranked lists are what the gate judges
+    assert (gate["method"], gate["baseline"]) == (E.RANKED, B.POPULARITY)
+    assert gate["model"] == result.manifest["metrics"][E.RANKED]["20"]["recall"]
     table, labels = result.manifest["metrics"], result.manifest["labels"]
     assert set(table) == {E.MODEL, E.RANKED, B.POPULARITY}
     assert labels[E.RANKED] == "ranker v1"
@@ -230,6 +235,69 @@ def test_evaluate_measures_the_ranked_lists_beside_the_model(
             assert i["verdict"] == E.verdict(i["diff_lo"], i["diff_hi"])
             # the resampled differences lie around the observed one
             assert i["diff_lo"] - 0.05 <= mean_diff <= i["diff_hi"] + 0.05
+
+
+def test_score_publishes_the_ranked_lists_with_the_generator_of_each_item(
+    spark: SparkSession, ranked: tuple[Path, RunResult], tmp_path: Path
+) -> None:
+    root, _ = ranked
+    result = score.main(
+        spark,
+        score.ScoreConfig(
+            data_root=str(root), run_date=END, model_uri="models:/cartwheel-two-tower@candidate",
+            ranker_uri="models:/cartwheel-ranker@candidate", k=10, lookback_days=10,
+            similar_items=False, output_root=str(tmp_path),
+        ),
+    )  # fmt: skip
+    assert result.succeeded, result.manifest.get("error")
+    m = result.manifest
+    assert (m["ranker"]["name"], m["ranker"]["version"]) == ("cartwheel-ranker", "1")
+    assert set(m["ranker"]["candidates_per_generator"]) == set(GENERATORS)
+    assert all(n > 0 for n in m["ranker"]["candidates_per_generator"].values())
+    topk = spark.read.parquet(f"{tmp_path}/recs/user_topk").toPandas()
+    assert len(topk) == m["user_topk_rows"] == sum(m["ranker"]["published_per_source"].values())
+    assert set(topk.source) <= set(GENERATORS)
+    assert topk.source.value_counts().to_dict() == m["ranker"]["published_per_source"]
+    assert set(topk.model_name) == {"cartwheel-ranker"} and set(topk.model_version) == {"1"}
+    # every active user has a list; ranks 1..n, in falling score order
+    assert topk.user_id.nunique() == m["rows_out"] == m["active_users"]
+    for _, rows in topk.sort_values("rank").groupby("user_id"):
+        assert rows["rank"].tolist() == list(range(1, len(rows) + 1)) and len(rows) <= 10
+        assert rows.score.is_monotonic_decreasing
+    # nothing the exclusion rule hides is recommended
+    events = read_clean_events(spark, Storage(spark), str(root), date_window(END, 10))
+    users = spark.createDataFrame(topk[["user_id"]].drop_duplicates())
+    hidden = E.exclusions_of(events, users, m["config"]["exclude"])
+    published = spark.createDataFrame(topk[["user_id", "item_id"]])
+    assert published.join(hidden, ["user_id", "item_id"], "left_semi").count() == 0
+    assert "user_topk: ranker cartwheel-ranker v1 over" in score.summarize(result)
+
+
+def test_reuse_lists_fits_again_on_the_published_lists_without_rebuilding_them(
+    spark: SparkSession, ranked: tuple[Path, RunResult]
+) -> None:
+    root, first = ranked
+    folder = Path(layout.ranker_lists(str(root), END))
+    written = {p: p.stat().st_mtime_ns for p in folder.rglob("*.parquet")}
+    config = rank.RankConfig(
+        data_root=str(root), run_date=END, generators=GENERATORS, epochs=2, patience=2,
+        lists_per_batch=16, kind="dcn", reuse_lists=True, alias="reused",
+    )  # fmt: skip
+    result = rank.main(spark, config)
+    assert result.succeeded, result.manifest.get("error")
+    m = result.manifest
+    assert m["reused_lists"] and m["inputs"] == [layout.ranker_lists(str(root), END)]
+    # the same lists (untouched files), cutoffs and generator settings as the run that built them
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*.parquet")} == written
+    for key in ("lists", "cutoffs", "generator_settings", "features"):
+        assert m[key] == first.manifest[key], key
+    assert len(m["epochs"]) <= 2 and m["fitted_on"]["rows"] == m["lists"]["fit"]["rows"]
+    registry.configure_tracking(str(root))
+    ranker = registry.resolve_ranker("models:/cartwheel-ranker@reused")
+    assert ranker.version == m["model_version"] != first.manifest["model_version"]
+    assert ranker.model.info["depth"] == 20  # the lists' depth, not this config's default
+    with pytest.raises(InputError, match="were built for the generators buy_again, popularity"):
+        rank.main(spark, dataclasses.replace(config, generators=(B.POPULARITY,)))
 
 
 def test_too_few_lists_for_the_workers_stop_the_step_before_writing(

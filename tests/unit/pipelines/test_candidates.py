@@ -180,3 +180,24 @@ def test_labels_mark_the_targets_among_the_candidates(spark: SparkSession) -> No
     )  # a repeated target counts once; v's target z was proposed by no generator
     out = {(r["user_id"], r["item_id"]): r["label"] for r in C.labeled(pairs, targets).collect()}
     assert out == {("u", "a"): 0.0, ("u", "b"): 1.0, ("v", "a"): 0.0}
+
+
+def test_the_lead_source_is_the_generator_that_ranked_the_item_highest(
+    spark: SparkSession,
+) -> None:
+    proposed = lists(
+        spark,
+        [
+            ("g", "u", "a", 3), ("h", "u", "a", 1),  # h ranks a higher
+            ("g", "u", "b", 2), ("h", "u", "b", 2),  # a tie: the first generator
+            ("h", "u", "c", 5),  # only h proposed c
+        ],
+    )  # fmt: skip
+    gens = ["g", "h"]
+    catalog = spark.createDataFrame([], S.CATALOG.schema)
+    pairs = C.features(C.merge(proposed, gens), events(spark, []), catalog, AS_OF, WEIGHTS, gens)
+    got = {
+        r["item_id"]: r["source"]
+        for r in pairs.select("item_id", C.lead_source(gens).alias("source")).collect()
+    }
+    assert got == {"a": "h", "b": "g", "c": "h"}
