@@ -177,10 +177,16 @@ class EvaluateConfig(DatedStepConfig):
 
     def settings(self, spark: SparkSession) -> B.BaselineSettings:
         """The baselines' default settings (tuning starts from these)."""
+        return dataclasses.replace(
+            self.settings_without_blocks(),
+            als_blocks=self.als_blocks or default_parallelism(spark),
+        )
+
+    def settings_without_blocks(self) -> B.BaselineSettings:
+        """The defaults a config fixes (ALS's blocks come from the session when not set)."""
         return B.BaselineSettings(
             recent_days=self.recent_days, als_rank=self.als_rank,
-            als_iterations=self.als_iterations, seed=self.seed,
-            als_blocks=self.als_blocks or default_parallelism(spark),
+            als_iterations=self.als_iterations, seed=self.seed, als_blocks=self.als_blocks or 0,
         )  # fmt: skip
 
     @property
@@ -284,6 +290,24 @@ def all_lists(
     return parts, labels
 
 
+def ranker_tuning(
+    ranker: registry.ResolvedRanker | None, config: EvaluateConfig, val_start: dt.date
+) -> dict[str, Any]:
+    """The val tuning ``cartwheel rank`` did for the ranker's generators, when it is the tuning
+    this evaluation would do (the same run date, val start, metric, exclusion rule and
+    defaults): method -> {chosen, tried}; else {}."""
+    info = ranker.model.info if ranker is not None else {}
+    tuning = info.get("tuning") or {}
+    same = (
+        info.get("run_date") == config.run_date.isoformat()
+        and tuning.get("val_start") == val_start.isoformat()
+        and tuning.get("metric") == config.rules.key
+        and info.get("exclude") == config.exclude
+        and info.get("defaults") == dataclasses.asdict(config.settings_without_blocks())
+    )
+    return dict(tuning.get("methods", {})) if same else {}
+
+
 def tune_baselines(
     spark: SparkSession,
     storage: Storage,
@@ -292,23 +316,36 @@ def tune_baselines(
     val_start: dt.date,
     candidates: DataFrame,
     held: Held,
+    done: dict[str, Any] | None = None,
 ) -> tuple[dict[str, B.BaselineSettings], dict[str, Any]]:
     """Each baseline's settings, chosen on the val split: lists built from the events before the
     val start for the val users (same candidates and exclusion rule as on test), scored on the
-    promotion metric; (settings per method, what was tried and chosen)."""
+    promotion metric; (settings per method, what was tried and chosen). A method in ``done``
+    (``ranker_tuning``: method -> {chosen, tried}) takes that choice without new fits."""
     grids = {name: E.GRIDS[name] for name in config.baselines if name in E.GRIDS}
     if not config.tune_baselines or not grids:
         return {}, {}
+    defaults, done = config.settings(spark), done or {}
+    chosen: dict[str, B.BaselineSettings] = {}
+    report: dict[str, Any] = {}
+    for name in [n for n in grids if n in done]:
+        chosen[name] = E.tuned(defaults, done[name]["chosen"])
+        report[name] = {**done[name], "from": "cartwheel rank"}
+        grids.pop(name)
+    if report:
+        log.info("[evaluate] %s: settings chosen on val by rank, reused", ", ".join(report))
+    if not grids:
+        return chosen, {"split": "val", "val_start": val_start.isoformat(),
+                        "metric": config.rules.key, "methods": report}  # fmt: skip
     val = read_targets(spark, storage, config.data_root, config.run_date, L.VAL)
     relevant = held.keep(val.distinct())
     users = held.keep(val.select("user_id").distinct())
     before = held.keep(events.where(F.col("event_time") < L.day_start(val_start)))
     f = E.EvalFrames(
         before, users, candidates, held.keep(E.exclusions_of(before, users, config.exclude)),
-        config.promotion_k, val_start, config.settings(spark),
+        config.promotion_k, val_start, defaults,
     )  # fmt: skip
     popular = held.lists(f"{B.POPULARITY} (val)", E.popularity_lists(f))
-    chosen, report = {}, {}
     for name, grid in grids.items():
         tried = []
         for point in grid:
@@ -439,8 +476,9 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
                 config.max_k, b["test_start"], config.settings(spark),
             )  # fmt: skip
             settings, tuning = tune_baselines(
-                spark, storage, config, events, b["val_start"], f.candidates, held
-            )
+                spark, storage, config, events, b["val_start"], f.candidates, held,
+                done=ranker_tuning(ranker, config, b["val_start"]),
+            )  # fmt: skip
             parts, labels = all_lists(
                 spark, config, model, mask, champion_version, f, catalog, settings, held, ranker
             )

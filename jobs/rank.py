@@ -272,6 +272,7 @@ def build_lists(
         "cutoffs": [c.isoformat() for c, _ in cutoffs], "generators": list(config.generators),
         "features": C.feature_names(config.generators), "depth": config.depth,
         "exclude": config.exclude,
+        "defaults": dataclasses.asdict(tuning_config.settings_without_blocks()),
     }  # fmt: skip
 
 
@@ -441,6 +442,8 @@ def main(spark: SparkSession, config: RankConfig) -> RunResult:
             "feature_names": names, "generators": built["generators"],
             "generator_settings": built["settings"], "depth": built["depth"],
             "exclude": built["exclude"], "two_tower": model.uri, "run_date": day.isoformat(),
+            # evaluate reuses this val tuning when it would tune with the same defaults
+            "tuning": built["tuning"], "defaults": built.get("defaults"),
         }  # fmt: skip
         fitted = fit_and_register(spark, config, files, info, built["tuning"], work)
         k = config.selection_k
