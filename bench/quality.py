@@ -18,8 +18,10 @@ rewrites ``docs/quality.md`` from every result file present.
 
 With ``--ranker`` it also runs ``cartwheel rank`` before evaluate and measures the ranker's lists
 (``evaluate --ranker-uri``) as the method ``ranked``, every method paired with it on the same
-resamples: ``second_stage`` holds ranked / best baseline and the paired verdict. ``published``
-stays ``model``: a night does not publish the ranked lists yet.
+resamples: ``second_stage`` holds ranked / best baseline and the paired verdict, and ``rank``
+what the ranker was fitted on and chosen by (lists per split, cutoffs, the chosen epoch and its
+selection recall on val). ``published`` stays ``model``: a night publishes the ranked lists only
+with ``nightly --second-stage``, which is off by default.
 
 usage: python bench/quality.py DATASET [--work-dir DIR] [--epochs N] [--ranker]
        python bench/quality.py --table
@@ -193,6 +195,15 @@ def measure(ds: Dataset, work: Path, epochs: int, ranker: bool = False) -> Path:
                 "test_days": ds.test_days},
         epochs=epochs, **summary(metrics), steps=steps,
     )  # fmt: skip
+    if ranker:  # what the ranker was fitted on and chosen by (val only), from rank's manifest
+        m = json.loads(Path(root, "_runs", ds.run_date, "rank.json").read_text())
+        k = m["config"]["selection_k"]
+        doc["rank"] = {
+            "lists": m["lists"], "cutoffs": m["cutoffs"], "generators": m["config"]["generators"],
+            "kind": m["config"]["kind"], "best_epoch": m["best_epoch"],
+            f"best_selection_recall_at_{k}": m[f"best_selection_recall_at_{k}"],
+            "epochs_run": len(m["epochs"]),
+        }  # fmt: skip
     return write_result(f"quality-{ds.name}", doc)
 
 
@@ -228,8 +239,8 @@ def table() -> str:
     if ranked:
         lines += [
             "",
-            "The ranked lists (`cartwheel rank`, measured by `evaluate --ranker-uri`; not yet "
-            "published by a night):",
+            "The ranked lists (`cartwheel rank`, measured by `evaluate --ranker-uri`; published "
+            "by `nightly --second-stage`, off by default):",
             "",
             "| dataset | ranked R@20 [95 % CI] | best tuned baseline R@20 | ratio R@20 | best - ranked, R@20 [95 %] | ranked NDCG@10 | ratio NDCG@10 | best - ranked, NDCG@10 [95 %] |",
             "|---|---|---|---|---|---|---|---|",
