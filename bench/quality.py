@@ -23,7 +23,7 @@ what the ranker was fitted on and chosen by (lists per split, cutoffs, the chose
 selection recall on val). ``published`` stays ``model``: a night publishes the ranked lists only
 with ``nightly --second-stage``, which is off by default.
 
-usage: python bench/quality.py DATASET [--work-dir DIR] [--epochs N] [--ranker]
+usage: python bench/quality.py DATASET [--work-dir DIR] [--epochs N] [--ranker [--rank-args ARGS]]
        python bench/quality.py --table
 DATASET: demo, generated-1m, online-retail, movielens, taobao
 """
@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,9 +104,11 @@ DATASETS: dict[str, Dataset] = {
 RANKER_URI = "models:/cartwheel-ranker@candidate"
 
 
-def commands(ds: Dataset, root: str, epochs: int, ranker: bool) -> dict[str, list[str]]:
+def commands(
+    ds: Dataset, root: str, epochs: int, ranker: bool, rank_args: Sequence[str] = ()
+) -> dict[str, list[str]]:
     """The cartwheel commands, by step, that take ``ds`` from nothing to an evaluation (with
-    ``ranker``: ``cartwheel rank`` too, and its lists measured as ``ranked``)."""
+    ``ranker``: ``cartwheel rank [rank_args]`` too, and its lists measured as ``ranked``)."""
     d, on = ["--data-root", root], ["--run-date", ds.run_date]
     (raw,) = ds.raw(d)
     steps = {
@@ -122,7 +125,7 @@ def commands(ds: Dataset, root: str, epochs: int, ranker: bool) -> dict[str, lis
     }  # fmt: skip
     if ranker:
         evaluate = steps.pop("evaluate")
-        steps["rank"] = ["rank", *d, *on]
+        steps["rank"] = ["rank", *d, *on, *rank_args]
         steps["evaluate"] = [*evaluate, "--ranker-uri", RANKER_URI]
     return steps
 
@@ -178,14 +181,16 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def measure(ds: Dataset, work: Path, epochs: int, ranker: bool = False) -> Path:
+def measure(
+    ds: Dataset, work: Path, epochs: int, ranker: bool = False, rank_args: Sequence[str] = ()
+) -> Path:
     doc: dict[str, Any] = {"dataset": ds.name, "title": ds.title}
     if ds.not_measurable:
         doc.update(measured=False, reason=ds.not_measurable)
         return write_result(f"quality-{ds.name}", doc)
     root = str(work / ds.name)
     steps = {}
-    for name, argv in commands(ds, root, epochs, ranker).items():
+    for name, argv in commands(ds, root, epochs, ranker, rank_args).items():
         print(f"[quality {ds.name}] {name}", flush=True)
         steps[name] = run_measured(argv, work / "logs" / f"{ds.name}-{name}.log")
     metrics = json.loads(Path(root, "reports", f"dt={ds.run_date}", "metrics.json").read_text())
@@ -199,7 +204,7 @@ def measure(ds: Dataset, work: Path, epochs: int, ranker: bool = False) -> Path:
         m = json.loads(Path(root, "_runs", ds.run_date, "rank.json").read_text())
         k = m["config"]["selection_k"]
         doc["rank"] = {
-            "lists": m["lists"], "cutoffs": m["cutoffs"], "generators": m["config"]["generators"],
+            "flags": list(rank_args), "lists": m["lists"], "cutoffs": m["cutoffs"], "generators": m["config"]["generators"],
             "kind": m["config"]["kind"], "best_epoch": m["best_epoch"],
             f"best_selection_recall_at_{k}": m[f"best_selection_recall_at_{k}"],
             "epochs_run": len(m["epochs"]),
@@ -274,10 +279,15 @@ def main() -> None:
         "--ranker", action="store_true",
         help="also run `cartwheel rank` and measure its ranked lists (second_stage in the file)",
     )  # fmt: skip
+    parser.add_argument(
+        "--rank-args", default="",
+        help="more flags for `cartwheel rank`, as one string (e.g. \"--fit-days 4\"); recorded",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.dataset:
         work = Path(args.work_dir or tempfile.mkdtemp(prefix="cartwheel-quality-"))
-        print(f"[quality] -> {measure(DATASETS[args.dataset], work, args.epochs, args.ranker)}")
+        ds, rank_args = DATASETS[args.dataset], shlex.split(args.rank_args)
+        print(f"[quality] -> {measure(ds, work, args.epochs, args.ranker, rank_args)}")
     if args.table or not args.dataset:
         text = DOCS.read_text()
         start, end = "<!-- quality table: bench/quality.py --table -->", "<!-- end of table -->"
