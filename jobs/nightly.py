@@ -1,5 +1,6 @@
 """cartwheel nightly: one command runs a whole night (clean, label, shard, train, score,
-evaluate, publish) for ``--run-date``.
+evaluate, publish) for ``--run-date``; with ``--second-stage`` also rank (after train), and the
+night publishes the ranker's lists, gated against the best tuned baseline.
 
 * Incremental: clean reads only the days of the window whose raw files are new or changed.
 * Resumable: a step whose manifest says it succeeded, with the same config and inputs (a
@@ -28,7 +29,6 @@ from jobs.night import report
 from jobs.night.options import NightlyConfig, NightOptions
 from jobs.night.plan import FAILED, SKIPPED, SUCCEEDED, state_path
 from jobs.night.run import Night
-from jobs.night.steps import STEP_NAMES
 from jobs.runtime.lock import data_root_lock
 from jobs.runtime.manifest import RunResult
 from jobs.runtime.step import run_cli
@@ -51,7 +51,10 @@ def main(spark: SparkSession, config: NightlyConfig, *, locked: bool = False) ->
     with lock:
         night = Night(spark, config)
         log.info(
-            "[night %s] data root %s; steps %s", night.day, night.root, " -> ".join(STEP_NAMES)
+            "[night %s] data root %s; steps %s",
+            night.day,
+            night.root,
+            " -> ".join(s.name for s in night.steps),
         )
         try:
             night.run()

@@ -49,6 +49,12 @@ class NightOptions:
         help="the night's model replaces the champion when within this fraction of it; "
         "otherwise the night fails and publishes nothing",
     )
+    second_stage: bool = opt(
+        default=False,
+        help="also run rank after train: recs/user_topk then holds the ranker's lists over its "
+        "generators' candidates, and evaluate gates them against the best tuned baseline "
+        "(without it: the two-tower's lists, gated against popularity)",
+    )
     tune_baselines: bool = opt(
         default=True,
         help="evaluate tunes each baseline on the val split before the test comparison "
@@ -57,7 +63,7 @@ class NightOptions:
     )
     step_config: str | None = opt(
         default=None,
-        help="YAML file with a section per step (clean, label, shard, train, score, evaluate) "
+        help="YAML file with a section per step (clean, label, shard, train, rank, score, evaluate) "
         "of that step's flags; a section overrides what the night derives",
     )
     force: bool = opt(default=False, help="redo every step, even those whose inputs are unchanged")

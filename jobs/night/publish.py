@@ -71,6 +71,12 @@ def publish(
                         if storage.exists(layout.recs(root, t, day))
                     },
                     "users": scored["rows_out"],
+                    # with the second stage, user_topk holds this ranker's lists
+                    "ranker": (
+                        {"name": scored["ranker"]["name"], "version": scored["ranker"]["version"]}
+                        if scored.get("ranker")
+                        else None
+                    ),
                 },
             )
         storage.delete(layout.pending(root, day))

@@ -1,4 +1,4 @@
-"""``Night``: run or skip each step of ``STEPS`` in order for one run date, and record the
+"""``Night``: run or skip each step of ``night_steps`` in order for one run date, and record the
 night's state in ``_runs/<date>/nightly.json`` after every step (a failed or killed night
 resumes at its failed step)."""
 
@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 
 from jobs.night.options import NightlyConfig, step_sections
 from jobs.night.plan import FAILED, SUCCEEDED, Plan, StepOutcome, state_document
-from jobs.night.steps import STEPS, NightStep, build_config
+from jobs.night.steps import NightStep, build_config, night_steps
 from jobs.runtime import layout
 from jobs.runtime.manifest import code_version, describe_failure, utc_now
 from jobs.runtime.readers import date_window, explain_failure
@@ -40,7 +40,8 @@ class Night:
         self.root, self.day = config.data_root, config.run_date
         self.sections = step_sections(config.step_config) if config.step_config else {}
         self.window = date_window(self.day, config.lookback_days)
-        self.outcomes = {s.name: StepOutcome(s.name) for s in STEPS}
+        self.steps = night_steps(config)
+        self.outcomes = {s.name: StepOutcome(s.name) for s in self.steps}
         self.plan = Plan.load(
             self.storage, self.root, self.day, force=config.force, from_step=config.from_step,
             keep_results_across_versions=config.keep_results_across_versions,
@@ -64,7 +65,7 @@ class Night:
     def run_step(self, index: int, step: NightStep) -> bool:
         """Run or skip one step; False if it failed."""
         outcome = self.outcomes[step.name]
-        counter = f"[night {self.day}] {index}/{len(STEPS)} {step.name:<8}"
+        counter = f"[night {self.day}] {index}/{len(self.steps)} {step.name:<8}"
         began = time.monotonic()
         try:
             config = build_config(step, self)
@@ -91,14 +92,15 @@ class Night:
 
     def run(self) -> str:
         """Check every config and the run date's raw day, then the steps until one fails."""
-        for step in STEPS:
+        for step in self.steps:
             build_config(step, self, check=True)  # a bad option fails before any step runs
         raw_day = join(layout.raw_events(self.root), layout.partition(self.day))
         if not self.storage.is_dir(raw_day):
             raise InputError(f"no raw events for the run date {self.day}: {raw_day} is missing")
-        for index, step in enumerate(STEPS, start=1):
+        for index, step in enumerate(self.steps, start=1):
             ok = self.run_step(index, step)
-            self.save("running" if ok and step is not STEPS[-1] else (SUCCEEDED if ok else FAILED))
+            last = step is self.steps[-1]
+            self.save("running" if ok and not last else (SUCCEEDED if ok else FAILED))
             if not ok:
                 return FAILED
         return SUCCEEDED

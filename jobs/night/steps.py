@@ -2,7 +2,8 @@
 fingerprint covers, and how to run it. ``Night`` walks ``STEPS`` in order; adding a step is
 adding an entry here.
 
-``derive(night, check)`` returns the values the night passes to the step's config (before the
+``enabled(config)`` says whether the night runs the step at all (``rank`` runs only with
+``--second-stage``). ``derive(night, check)`` returns the values the night passes to the step's config (before the
 step's ``--step-config`` section); with ``check`` it uses placeholders for what only an upstream
 step can tell (shard rows, the trained model), so every config is validated before the first
 step runs. ``inputs(night)`` returns (paths whose files the step reads, other things it depends
@@ -15,14 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from jobs import clean, evaluate, label, score, shard, train
+from jobs import clean, evaluate, label, rank, score, shard, train
 from jobs.night.publish import publish
 from jobs.runtime import layout
 from jobs.runtime.config import DatedStepConfig, config_from_values
 from jobs.runtime.manifest import RunResult
+from pipelines import evaluation as E
 from pipelines.errors import ConfigError
 
 if TYPE_CHECKING:
+    from jobs.night.options import NightOptions
     from jobs.night.run import Night
 
 Inputs = tuple[list[str], dict[str, Any]]
@@ -37,6 +40,7 @@ class NightStep:
     run: Callable[[Night, Any], RunResult]
     derive: Callable[[Night, bool], dict[str, Any]]
     inputs: Callable[[Night], Inputs]
+    enabled: Callable[[NightOptions], bool] = lambda options: True
 
 
 def _train_values(night: Night, check: bool) -> dict[str, Any]:
@@ -63,6 +67,24 @@ def candidate_uri(night: Night) -> str:
 
 def _model(night: Night, check: bool) -> str:
     return "models:/check/1" if check else candidate_uri(night)
+
+
+def ranker_uri(night: Night) -> str:
+    """The ranker version the night's rank step registered."""
+    m = night.manifest("rank")
+    return f"models:/{m['registered_model']}/{m['model_version']}"
+
+
+def _ranker(night: Night, check: bool) -> dict[str, Any]:
+    """With the second stage: the ranker the lists come from (score) or are measured and gated
+    for (evaluate, against the best tuned baseline)."""
+    if not night.config.second_stage:
+        return {}
+    return {"ranker_uri": "models:/check/1" if check else ranker_uri(night)}
+
+
+def _ranker_input(night: Night) -> dict[str, Any]:
+    return {"ranker": ranker_uri(night)} if night.config.second_stage else {}
 
 
 def _scored_days(night: Night) -> list[str]:
@@ -105,6 +127,22 @@ STEPS: tuple[NightStep, ...] = (
         lambda n: ([layout.shards(n.root, n.day.isoformat())], {}),
     ),
     NightStep(
+        "rank",
+        rank.RankConfig,
+        lambda n, c: rank.main(n.spark, c),
+        lambda n, check: {
+            "model_uri": _model(n, check),
+            "exclude": n.config.exclude,
+            "num_proc": n.config.num_proc,
+            "tune_generators": n.config.tune_baselines,
+        },
+        lambda n: (
+            [*_scored_days(n), layout.examples(n.root, n.day)],
+            {"model": candidate_uri(n)},
+        ),
+        enabled=lambda options: options.second_stage,
+    ),
+    NightStep(
         "score",
         score.ScoreConfig,
         lambda n, c: score.main(n.spark, c),
@@ -114,8 +152,9 @@ STEPS: tuple[NightStep, ...] = (
             "exclude": n.config.exclude,
             "lookback_days": n.config.lookback_days,
             "output_root": layout.pending(n.root, n.day),
+            **_ranker(n, check),
         },
-        lambda n: (_scored_days(n), {"model": candidate_uri(n)}),
+        lambda n: (_scored_days(n), {"model": candidate_uri(n), **_ranker_input(n)}),
     ),
     NightStep(
         "evaluate",
@@ -127,10 +166,12 @@ STEPS: tuple[NightStep, ...] = (
             "gate_min_ratio": n.config.gate_min_ratio,
             "champion_tolerance": n.config.champion_tolerance,
             "tune_baselines": n.config.tune_baselines,
+            **_ranker(n, check),
+            **({"gate_baseline": E.BEST_BASELINE} if n.config.second_stage else {}),
         },
         lambda n: (
             [*_scored_days(n), layout.examples(n.root, n.day)],
-            {"model": candidate_uri(n)},
+            {"model": candidate_uri(n), **_ranker_input(n)},
         ),
     ),
     NightStep(
@@ -142,6 +183,11 @@ STEPS: tuple[NightStep, ...] = (
     ),
 )
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)
+
+
+def night_steps(options: NightOptions) -> tuple[NightStep, ...]:
+    """The steps a night with these options runs, in order."""
+    return tuple(s for s in STEPS if s.enabled(options))
 
 
 def build_config(step: NightStep, night: Night, *, check: bool = False) -> DatedStepConfig | None:

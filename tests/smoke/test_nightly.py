@@ -202,6 +202,43 @@ def test_force_redoes_every_step_and_gives_the_same_tables(
     assert (both["score"] - both["score_after"]).abs().max() < 1e-3
 
 
+@pytest.mark.slow  # rank, score, evaluate and publish again on a copy: about 4 minutes (make test-all)
+def test_a_second_stage_night_publishes_the_ranked_lists(
+    spark: SparkSession, first_night: Any, root: Path, tmp_path: Path
+) -> None:
+    root = copy_of(root, tmp_path)
+    generators = ["buy_again", "popularity", "recent_popularity"]
+    (root.parent / "steps.yaml").write_text(
+        STEP_CONFIG
+        + "  gate_min_warm_users: 1\n"
+        + f"rank:\n  generators: {generators}\n  depth: 20\n  fit_days: 1\n"
+        + "  tune_generators: false\n  epochs: 3\n  lists_per_batch: 64\n"
+    )
+    night = nightly.main(spark, night_config(root, D1, second_stage=True, gate_min_ratio=0.01))
+    assert night.succeeded, night.manifest["steps"]
+    ran = statuses(night)
+    assert list(ran) == list(STEP_NAMES) and ran["rank"] == ran["score"] == "succeeded"
+    assert ran["train"] == "skipped"  # the first night's model: rank adds a stage, not a retrain
+    ranked = json.loads((root / f"_runs/{D1}/rank.json").read_text())
+    version = ranked["model_version"]
+    evaluated = json.loads((root / f"_runs/{D1}/evaluate.json").read_text())
+    gate = evaluated["gate"]
+    assert gate["passed"] and gate["method"] == "ranked"
+    assert gate["baseline"] in ("popularity", "recent_popularity")  # the best of the two
+    assert evaluated["ranker"] == {
+        "name": "cartwheel-ranker", "version": version, "champion": True,
+        "uri": f"models:/cartwheel-ranker/{version}",
+    }  # fmt: skip
+    published = spark.read.parquet(str(yesterday_recs(root))).toPandas()
+    assert set(published.model_name) == {"cartwheel-ranker"}
+    assert set(published.model_version) == {version}
+    assert set(published.source) <= set(generators)
+    latest = json.loads((root / "recs/_latest.json").read_text())
+    assert latest["ranker"] == {"name": "cartwheel-ranker", "version": version}
+    scored = json.loads((root / f"_runs/{D1}/score.json").read_text())
+    assert scored["rows_out"] == published.user_id.nunique() == latest["users"]
+
+
 def test_a_failed_evaluation_publishes_nothing(second_night: dict[str, Any]) -> None:
     failed, seen = second_night["failed"], second_night["after_failure"]
     assert not failed.succeeded
