@@ -357,7 +357,8 @@ def tune_baselines(
             # no row: the point listed nothing for any val user, who all score zero then
             tried.append((point, 0.0 if row[0] is None else float(row[0])))
             log.info(
-                "[evaluate] tuning %s on val: %s -> %s %.4f",
+                "[%s] tuning %s on val: %s -> %s %.4f",
+                held.step,
                 name,
                 point,
                 config.rules.key,
