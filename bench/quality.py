@@ -23,7 +23,8 @@ what the ranker was fitted on and chosen by (lists per split, cutoffs, the chose
 selection recall on val). ``published`` stays ``model``: a night publishes the ranked lists only
 with ``nightly --second-stage``, which is off by default.
 
-usage: python bench/quality.py DATASET [--work-dir DIR] [--epochs N] [--ranker [--rank-args ARGS]]
+usage: python bench/quality.py DATASET [--work-dir DIR [--from-step STEP]] [--epochs N]
+                               [--ranker [--rank-args ARGS]]
        python bench/quality.py --table
 DATASET: demo, generated-1m, online-retail, movielens, taobao
 """
@@ -182,7 +183,12 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure(
-    ds: Dataset, work: Path, epochs: int, ranker: bool = False, rank_args: Sequence[str] = ()
+    ds: Dataset,
+    work: Path,
+    epochs: int,
+    ranker: bool = False,
+    rank_args: Sequence[str] = (),
+    from_step: str | None = None,
 ) -> Path:
     doc: dict[str, Any] = {"dataset": ds.name, "title": ds.title}
     if ds.not_measurable:
@@ -190,7 +196,13 @@ def measure(
         return write_result(f"quality-{ds.name}", doc)
     root = str(work / ds.name)
     steps = {}
-    for name, argv in commands(ds, root, epochs, ranker, rank_args).items():
+    todo = commands(ds, root, epochs, ranker, rank_args)
+    if from_step is not None:  # the earlier steps' outputs are in the work dir already
+        if from_step not in todo or not Path(root).is_dir():
+            raise SystemExit(f"--from-step {from_step}: not a step of {list(todo)} or no {root}")
+        todo = dict(list(todo.items())[list(todo).index(from_step) :])
+        doc["from_step"] = from_step
+    for name, argv in todo.items():
         print(f"[quality {ds.name}] {name}", flush=True)
         steps[name] = run_measured(argv, work / "logs" / f"{ds.name}-{name}.log")
     metrics = json.loads(Path(root, "reports", f"dt={ds.run_date}", "metrics.json").read_text())
@@ -283,11 +295,17 @@ def main() -> None:
         "--rank-args", default="",
         help="more flags for `cartwheel rank`, as one string (e.g. \"--fit-days 4\"); recorded",
     )  # fmt: skip
+    parser.add_argument(
+        "--from-step",
+        help="start at this step on the data root an earlier run left in --work-dir (the file "
+        "then times only the steps run)",
+    )
     args = parser.parse_args()
     if args.dataset:
         work = Path(args.work_dir or tempfile.mkdtemp(prefix="cartwheel-quality-"))
         ds, rank_args = DATASETS[args.dataset], shlex.split(args.rank_args)
-        print(f"[quality] -> {measure(ds, work, args.epochs, args.ranker, rank_args)}")
+        path = measure(ds, work, args.epochs, args.ranker, rank_args, args.from_step)
+        print(f"[quality] -> {path}")
     if args.table or not args.dataset:
         text = DOCS.read_text()
         start, end = "<!-- quality table: bench/quality.py --table -->", "<!-- end of table -->"
