@@ -139,6 +139,11 @@ class FitSettings:
     learning_rate: float = option(3e-3, "Adam learning rate of the ranker")
     weight_decay: float = option(1e-4, "Adam weight decay of the ranker")
     selection_k: int = option(20, "K of the selection recall that picks the epoch")
+    average: float = option(
+        0.0,
+        "decay per step of an exponential moving average of the weights (0: off, e.g. 0.95): the "
+        "epochs are judged, and the ranker saved, with the averaged weights",
+    )
     seed: int = option(0, "random seed of the ranker's weights and batch order")
 
     def __post_init__(self) -> None:
@@ -146,6 +151,8 @@ class FitSettings:
 
     def validate_fit(self) -> None:
         require_at_least_1(self, ("epochs", "patience", "lists_per_batch", "selection_k"))
+        if not 0.0 <= self.average < 1.0:
+            raise ConfigError(f"invalid config value average={self.average}: must be in [0, 1)")
         if self.learning_rate <= 0 or self.weight_decay < 0:
             raise ConfigError(
                 f"invalid config value learning_rate={self.learning_rate}, weight_decay="
@@ -301,6 +308,9 @@ def fit_ranker(
         torch.optim.Adam(model.parameters(), lr=fit.learning_rate, weight_decay=fit.weight_decay),
         model,
     )
+    # the weights judged and kept: the model's own, or their moving average (the same on every
+    # worker, as the averaged gradients keep the weights the same)
+    judged = copy.deepcopy(model) if fit.average > 0 else model
     best: dict[str, Any] = {"epoch": 0, "recall": -1.0, "state": None, "since": 0}
     history: list[dict[str, Any]] = []
     epochs_run: list[int] = []
@@ -338,16 +348,20 @@ def fit_ranker(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            if judged is not model:
+                with torch.no_grad():
+                    for mine, avg in zip(model.parameters(), judged.parameters(), strict=True):
+                        avg.mul_(fit.average).add_(mine, alpha=1.0 - fit.average)
             value = float(loss.detach())
             if not np.isfinite(value):
                 bad_loss = f"ranker loss is {value} at epoch {epoch} step {steps + 1} on worker {comm.rank}"
             loss_sum, steps = loss_sum + value, steps + 1
-        model.eval()
+        judged.eval()
         recall_sum, chosen = 0.0, 0
         with torch.no_grad():
             for batch in group_batches(open_split("select", epoch), 1024, 0, shuffle=False):
                 t = batch_tensors(batch, device)
-                r, n = recall_sums(model(t["x"]), t, int(batch["groups"][0]), fit.selection_k)
+                r, n = recall_sums(judged(t["x"]), t, int(batch["groups"][0]), fit.selection_k)
                 recall_sum, chosen = recall_sum + r, chosen + n
         totals = comm.allreduce_sum(
             torch.tensor([loss_sum, float(steps), recall_sum, float(chosen)], dtype=torch.float64)
@@ -360,7 +374,7 @@ def fit_ranker(
         improved = recall > best["recall"] + 1e-12
         if improved:
             best = {"epoch": epoch, "recall": recall, "since": 0,
-                    "state": copy.deepcopy(model.state_dict())}  # fmt: skip
+                    "state": copy.deepcopy(judged.state_dict())}  # fmt: skip
         else:
             best["since"] += 1
         report = {

@@ -139,7 +139,9 @@ def toy_lists(lists: int, per: int, seed: int) -> dict[str, np.ndarray]:
             "features": x, "label": label, "relevant": np.ones(lists * per, np.int32)}  # fmt: skip
 
 
-def test_fit_ranker_learns_the_lists_and_picks_its_best_epoch_on_selection() -> None:
+@pytest.mark.parametrize("average", [0.0, 0.9])
+def test_fit_ranker_learns_the_lists_and_picks_its_best_epoch_on_selection(average: float) -> None:
+    """With ``average``, the epochs are judged and the ranker kept with the averaged weights."""
     from pipelines.train import SingleProcess
 
     data = {"fit": toy_lists(96, 5, 1), "select": toy_lists(32, 5, 2)}
@@ -153,7 +155,8 @@ def test_fit_ranker_learns_the_lists_and_picks_its_best_epoch_on_selection() -> 
 
     model, outcome = R.fit_ranker(
         comm=SingleProcess(), dim=4, settings=R.RankerSettings(),
-        fit=R.FitSettings(epochs=12, patience=12, lists_per_batch=16, learning_rate=0.02, selection_k=1),
+        fit=R.FitSettings(epochs=12, patience=12, lists_per_batch=16, learning_rate=0.02,
+                          selection_k=1, average=average),
         open_split=open_split, device=torch.device("cpu"), on_epoch=seen.append,
     )  # fmt: skip
     assert outcome.fit == {"rows": 480, "positives": 96, "lists": 96}
@@ -177,3 +180,5 @@ def test_fit_settings_name_a_bad_value() -> None:
         R.FitSettings(lists_per_batch=0)
     with pytest.raises(ConfigError, match="learning_rate=0"):
         R.FitSettings(learning_rate=0)
+    with pytest.raises(ConfigError, match=r"average=1.0: must be in \[0, 1\)"):
+        R.FitSettings(average=1.0)
