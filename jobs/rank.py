@@ -95,7 +95,7 @@ class RankConfig(DatedStepConfig, R.RankerSettings, R.FitSettings):
     )
     depth: AtLeast1 = opt(default=50, help="items each generator proposes per user")
     fit_days: NonNegative = opt(
-        default=2,
+        default=4,
         help="days before the val start whose lists (labelled by that day's train targets) are "
         "also fitted on",
     )
