@@ -24,7 +24,7 @@ selection recall on val). ``published`` stays ``model``: a night publishes the r
 with ``nightly --second-stage``, which is off by default.
 
 usage: python bench/quality.py DATASET [--work-dir DIR [--from-step STEP]] [--epochs N]
-                               [--ranker [--rank-args ARGS]]
+                               [--ranker [--rank-args="ARGS"]]
        python bench/quality.py --table
 DATASET: demo, generated-1m, online-retail, movielens, taobao
 """
@@ -293,7 +293,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--rank-args", default="",
-        help="more flags for `cartwheel rank`, as one string (e.g. \"--fit-days 4\"); recorded",
+        help="more flags for `cartwheel rank`, as one string after = (--rank-args=\"--fit-days 4\"); recorded",
     )  # fmt: skip
     parser.add_argument(
         "--from-step",
