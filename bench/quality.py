@@ -244,8 +244,8 @@ def table() -> str:
         r, n = d["ratios"]["recall_at_20"], d["ratios"]["ndcg_at_10"]
         lines.append(
             f"| {d['title']} | {d['test_users']:,} ({d['warm_users']:,}) | {ci(m, 'recall_at_20')} | "
-            f"{d['best_baseline']}: {ci(b, 'recall_at_20')} | {r['published_over_best']:.2f}x | "
-            f"{m['ndcg_at_10']:.4f} | {b['ndcg_at_10']:.4f} | {n['published_over_best']:.2f}x | "
+            f"{d['best_baseline']}: {ci(b, 'recall_at_20')} | {r['published_over_best']:.3f}x | "
+            f"{m['ndcg_at_10']:.4f} | {b['ndcg_at_10']:.4f} | {n['published_over_best']:.3f}x | "
             f"{r['verdict']} |"
         )
     ranked = [
@@ -275,8 +275,8 @@ def table() -> str:
             ci = f" [{lo:.4f}, {hi:.4f}]" if lo is not None else ""
             lines.append(
                 f"| {d['title']} | {r['recall_at_20']:.4f}{ci} | {second['best_baseline']}: "
-                f"{best['recall_at_20']:.4f} | {rr['ranked_over_best']:.2f}x | {diff(rr)} | "
-                f"{r['ndcg_at_10']:.4f} | {rn['ranked_over_best']:.2f}x | {diff(rn)} |"
+                f"{best['recall_at_20']:.4f} | {rr['ranked_over_best']:.3f}x | {diff(rr)} | "
+                f"{r['ndcg_at_10']:.4f} | {rn['ranked_over_best']:.3f}x | {diff(rn)} |"
             )
     return "\n".join(lines) + "\n"
 
