@@ -265,29 +265,38 @@ def all_lists(
     settings: dict[str, B.BaselineSettings],
     held: Held,
     ranker: registry.ResolvedRanker | None = None,
-) -> tuple[list[DataFrame], dict[str, str]]:
-    """Every method's lists: the model (``mask``: its candidates), the champion (when another
-    version holds the alias) and each baseline of ``config.baselines`` with its ``settings``
-    (tuned on val; the defaults where absent); (lists, labels)."""
+) -> tuple[list[DataFrame], dict[str, str], list[str]]:
+    """Every method's lists: the model (``mask``: its candidates), the ranker's, the champion
+    (when another version holds the alias) and each baseline of ``config.baselines`` with its
+    ``settings`` (tuned on val; the defaults where absent); (lists, labels, the baselines taken
+    from the ranker's generator lists instead of built again)."""
     parts = [model_lists(spark, model, mask, f, config.exclude, E.MODEL, held)]
     labels = {E.MODEL: f"model v{model.version}"}
+    reused: dict[str, DataFrame] = {}
+    taken: list[str] = []
     if ranker is not None:
-        parts.append(ranked_lists(ranker.model, f, catalog, held))
+        ranked, reused = ranked_lists(ranker.model, f, catalog, held, settings)
+        parts.append(ranked)
         labels[E.RANKED] = f"ranker v{ranker.version}"
+        if taken := [name for name in config.baselines if name in reused]:
+            log.info(
+                "[evaluate] %s: the first %d rows of the ranker's generator lists",
+                ", ".join(taken), f.k,
+            )  # fmt: skip
     if champion_version is not None and champion_version != model.version:
         champion = registry.resolve(f"models:/{model.name}/{champion_version}")
         own, _ = scoring.sellable_candidates(spark, champion, catalog)
         parts.append(model_lists(spark, champion, own, f, config.exclude, E.CHAMPION, held))
         labels[E.CHAMPION] = f"champion v{champion_version}"
-    popular = held.lists(B.POPULARITY, E.popularity_lists(f))
+    if B.POPULARITY not in reused:
+        reused[B.POPULARITY] = held.lists(B.POPULARITY, E.popularity_lists(f))
     for name in config.baselines:
-        chosen = dataclasses.replace(f, settings=settings.get(name, f.settings))
-        parts.append(
-            popular
-            if name == B.POPULARITY
-            else held.lists(name, E.BASELINES[name](chosen, popular))
-        )
-    return parts, labels
+        if name in reused:
+            parts.append(reused[name])
+        else:
+            chosen = dataclasses.replace(f, settings=settings.get(name, f.settings))
+            parts.append(held.lists(name, E.BASELINES[name](chosen, reused[B.POPULARITY])))
+    return parts, labels, taken
 
 
 def ranker_tuning(
@@ -480,7 +489,7 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
                 spark, storage, config, events, b["val_start"], f.candidates, held,
                 done=ranker_tuning(ranker, config, b["val_start"]),
             )  # fmt: skip
-            parts, labels = all_lists(
+            parts, labels, taken = all_lists(
                 spark, config, model, mask, champion_version, f, catalog, settings, held, ranker
             )
             table, stats = measure(
@@ -509,9 +518,8 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             promote(model, config.champion_alias)
         # the lists the gate passed are the ranker's: it serves beside the champion two-tower
         ranker_serves = bool(
-            ranker is not None and gate["passed"] and config.promote
-            and (applied or champion_version == model.version)
-        )  # fmt: skip
+            gate["passed"] and config.promote and (applied or champion_version == model.version)
+        )
         if ranker is not None and ranker_serves:
             promote(ranker, config.champion_alias)
         run.inputs = [test_path, layout.clean_events(root), layout.raw_catalog(root), config.model_uri]  # fmt: skip
@@ -525,7 +533,7 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             "labels": labels, "mlflow_run_id": doc["mlflow_run_id"],
             "ranker": None if ranker is None else {
                 "name": ranker.name, "version": ranker.version, "uri": ranker.uri,
-                "champion": ranker_serves,
+                "champion": ranker_serves, "baselines_from_its_lists": taken,
             },
         }  # fmt: skip
         if not gate["passed"]:

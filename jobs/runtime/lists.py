@@ -105,7 +105,28 @@ def ranked_top(
     return top, proposed
 
 
-def ranked_lists(ranker: Any, f: E.EvalFrames, catalog: DataFrame, held: Held) -> DataFrame:
-    """``ranked_top`` as ``RANKED_LISTS`` rows of method ``ranked``."""
-    top, _ = ranked_top(ranker, f, catalog, held)
-    return held.lists(E.RANKED, S.RANKED_LISTS.select(top.withColumn("method", F.lit(E.RANKED))))
+def ranked_lists(
+    ranker: Any,
+    f: E.EvalFrames,
+    catalog: DataFrame,
+    held: Held,
+    chosen: dict[str, B.BaselineSettings] | None = None,
+) -> tuple[DataFrame, dict[str, DataFrame]]:
+    """``ranked_top`` as ``RANKED_LISTS`` rows of method ``ranked``, and the baselines its
+    generators' lists already hold: for each generator built with the settings ``chosen`` gives
+    it (``f``'s where absent; popularity has none), the first ``f.k`` rows of its ``depth``-deep
+    list, which are that baseline's lists at ``f.k`` (a method's list at K is the prefix of its
+    deeper list, fill-up and tie order included), so evaluate does not build them again."""
+    top, proposed = ranked_top(ranker, f, catalog, held)
+    ranked = held.lists(E.RANKED, S.RANKED_LISTS.select(top.withColumn("method", F.lit(E.RANKED))))
+    info = ranker.info
+    if int(info["depth"]) < f.k:
+        return ranked, {}
+    same = [
+        g
+        for g in info["generators"]
+        if g == B.POPULARITY
+        or B.BaselineSettings(**info["generator_settings"][g]) == (chosen or {}).get(g, f.settings)
+    ]
+    prefix = F.col("rank") <= f.k
+    return ranked, {g: proposed.where((F.col("method") == g) & prefix) for g in same}

@@ -169,7 +169,8 @@ def test_ranked_lists_score_the_candidates_the_ranker_was_fitted_on(
     f = E.EvalFrames(before, users, items, exclusions, 20, val_start, B.BaselineSettings())
     held = Held("test")
     try:
-        got = ranked_lists(ranker.model, f, catalog, held).toPandas()
+        lists, _ = ranked_lists(ranker.model, f, catalog, held)
+        got = lists.toPandas()
     finally:
         held.release()
     assert set(got.method) == {E.RANKED} and got.groupby("user_id")["rank"].max().max() <= 20
@@ -218,6 +219,8 @@ def test_evaluate_measures_the_ranked_lists_beside_the_model(
     table, labels = result.manifest["metrics"], result.manifest["labels"]
     assert set(table) == {E.MODEL, E.RANKED, B.POPULARITY}
     assert labels[E.RANKED] == "ranker v1"
+    # popularity, one of the ranker's generators, is the first K rows of its lists, not rebuilt
+    assert result.manifest["ranker"]["baselines_from_its_lists"] == [B.POPULARITY]
     for k in ("10", "20"):
         row = table[E.RANKED][k]
         assert row["users"] == table[E.MODEL][k]["users"] > 0  # the same test users
@@ -318,6 +321,20 @@ def test_too_few_lists_for_the_workers_stop_the_step_before_writing(
         sorted(p.name for p in Path(layout.ranker_lists(str(root), END, rank.FIT)).iterdir())
         == before
     )
+
+
+def test_reuse_lists_before_any_rank_run_is_refused_by_name(
+    spark: SparkSession, trained_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = copy_root(trained_template, tmp_path_factory, "no-lists")
+    config = rank.RankConfig(
+        data_root=str(root), run_date=END, generators=GENERATORS, reuse_lists=True
+    )
+    with pytest.raises(InputError, match=r"_lists.json is missing\): run `cartwheel rank` without"):
+        rank.main(spark, config)
+    manifest = json.loads(Path(layout.manifest(str(root), END, "rank")).read_text())
+    assert manifest["status"] == "failed" and "--reuse-lists" in manifest["error"]
+    assert not Path(layout.ranker_lists(str(root), END)).exists()
 
 
 @pytest.mark.parametrize(

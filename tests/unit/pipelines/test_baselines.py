@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -191,3 +192,36 @@ def test_recent_popularity_over_days_without_events_falls_back_to_popularity(
     recent = E.recent_popularity_lists(f, popular)
     assert_lists(recent, {"u": ["a", "b"], "v": ["b"]})
     assert {r["method"] for r in recent.collect()} == {B.RECENT_POPULARITY}
+
+
+def test_every_baselines_list_is_the_first_k_of_its_deeper_list(spark: SparkSession) -> None:
+    """Evaluate takes a baseline's lists from the ranker's deeper generator lists (the first K
+    rows) when the settings agree: that holds only if each list at K is a prefix of the same
+    method's list at a larger depth, fill-up from popularity and tie order included."""
+    from pipelines import evaluation as E
+
+    rows = [
+        (user, item, (S.VIEW, S.PURCHASE)[(n + m) % 3 == 0], float((n + m) % 9))
+        for n, user in enumerate("pqrstu")
+        for m, item in enumerate("abcdefghij")
+        if (n * 7 + m * 3) % 4 != 0
+    ]  # fmt: skip
+    before = clean_at(spark, rows)
+    users = frame(spark, [(u,) for u in "pqrstuv"], "user_id string")  # v is cold
+    candidates = frame(spark, [(i,) for i in "abcdefghi"], "item_id string")  # j is not sold
+    exclusions = frame(
+        spark, [("p", "a"), ("q", "b"), ("q", "c")], "user_id string, item_id string"
+    )
+    settings = B.BaselineSettings(als_rank=4, als_iterations=3, als_blocks=1, recent_days=3)
+    shallow = E.EvalFrames(before, users, candidates, exclusions, 3, AS_OF, settings)
+    deep = dataclasses.replace(shallow, k=7)
+
+    def lists(f: E.EvalFrames, method: str) -> list[tuple]:
+        popular = E.popularity_lists(f)
+        got = E.BASELINES[method](f, popular).select("user_id", "rank", "item_id").collect()
+        return sorted(map(tuple, got))
+
+    for method in E.BASELINES:
+        short, long = lists(shallow, method), lists(deep, method)
+        assert short and len(long) > len(short), method
+        assert short == [row for row in long if row[1] <= 3], method
