@@ -285,14 +285,21 @@ def item_neighbours(strength: DataFrame, n: int) -> DataFrame:
     its vector of user strengths (only users who touched both items add to the dot product)."""
     norms = strength.groupBy("item_id").agg(F.sqrt(F.sum(F.col("strength") ** 2)).alias("norm"))
     a, b = strength.alias("a"), strength.alias("b")
-    dots = (
+    # the dot product is symmetric: each unordered pair is summed once (half the pair rows
+    # through the shuffle), then listed both ways
+    half = (
         a.join(
             b,
-            (F.col("a.user_id") == F.col("b.user_id")) & (F.col("a.item_id") != F.col("b.item_id")),
+            (F.col("a.user_id") == F.col("b.user_id")) & (F.col("a.item_id") < F.col("b.item_id")),
         )
-        .groupBy(F.col("a.item_id").alias("seed"), F.col("b.item_id").alias("item_id"))
+        .groupBy(F.col("a.item_id").alias("x"), F.col("b.item_id").alias("y"))
         .agg(F.sum(F.col("a.strength") * F.col("b.strength")).alias("dot"))
     )
+    both_ways = F.array(
+        F.struct(F.col("x").alias("seed"), F.col("y").alias("item_id"), "dot"),
+        F.struct(F.col("y").alias("seed"), F.col("x").alias("item_id"), "dot"),
+    )
+    dots = half.select(F.explode(both_ways).alias("p")).select("p.seed", "p.item_id", "p.dot")
     similar = (
         dots.join(
             norms.select(F.col("item_id").alias("seed"), F.col("norm").alias("n_seed")), "seed"
