@@ -151,6 +151,28 @@ def recent_items(events: DataFrame, n: int) -> DataFrame:
     )
 
 
+def pair_sums(rows: DataFrame, weight: Column) -> DataFrame:
+    """(user_id, item_id, ...) rows, at most one per user and item -> (seed, item_id, total):
+    for each ordered pair of distinct items that share users, the sum over those users of the
+    product of the two rows' ``weight``. The sum is symmetric: each unordered pair is summed
+    once (half the pair rows through the shuffle), then listed both ways."""
+    w = rows.select("user_id", "item_id", weight.cast("double").alias("w"))
+    a, b = w.alias("a"), w.alias("b")
+    half = (
+        a.join(
+            b,
+            (F.col("a.user_id") == F.col("b.user_id")) & (F.col("a.item_id") < F.col("b.item_id")),
+        )
+        .groupBy(F.col("a.item_id").alias("x"), F.col("b.item_id").alias("y"))
+        .agg(F.sum(F.col("a.w") * F.col("b.w")).alias("total"))
+    )
+    both_ways = F.array(
+        F.struct(F.col("x").alias("seed"), F.col("y").alias("item_id"), "total"),
+        F.struct(F.col("y").alias("seed"), F.col("x").alias("item_id"), "total"),
+    )
+    return half.select(F.explode(both_ways).alias("p")).select("p.seed", "p.item_id", "p.total")
+
+
 def cooccurrence_lists(
     events: DataFrame,
     users: DataFrame,
@@ -162,15 +184,7 @@ def cooccurrence_lists(
     """Item-to-item co-occurrence over users' last N items -> (method, user_id, item_id, rank)
     before fill-up (users without recent items get no rows)."""
     recent = recent_items(events, settings.cooccurrence_items)
-    a, b = recent.alias("a"), recent.alias("b")
-    pairs = (
-        a.join(
-            b,
-            (F.col("a.user_id") == F.col("b.user_id")) & (F.col("a.item_id") != F.col("b.item_id")),
-        )
-        .groupBy(F.col("a.item_id").alias("seed"), F.col("b.item_id").alias("item_id"))
-        .agg(F.count(F.lit(1)).cast("double").alias("together"))
-    )
+    pairs = pair_sums(recent, F.lit(1.0)).withColumnRenamed("total", "together")
     nearest = Window.partitionBy("seed").orderBy(F.col("together").desc(), F.col("item_id"))
     neighbours = (
         pairs.withColumn("n", F.row_number().over(nearest))
@@ -284,22 +298,7 @@ def item_neighbours(strength: DataFrame, n: int) -> DataFrame:
     """(seed, item_id, similarity): each item's ``n`` most cosine-similar items, where an item is
     its vector of user strengths (only users who touched both items add to the dot product)."""
     norms = strength.groupBy("item_id").agg(F.sqrt(F.sum(F.col("strength") ** 2)).alias("norm"))
-    a, b = strength.alias("a"), strength.alias("b")
-    # the dot product is symmetric: each unordered pair is summed once (half the pair rows
-    # through the shuffle), then listed both ways
-    half = (
-        a.join(
-            b,
-            (F.col("a.user_id") == F.col("b.user_id")) & (F.col("a.item_id") < F.col("b.item_id")),
-        )
-        .groupBy(F.col("a.item_id").alias("x"), F.col("b.item_id").alias("y"))
-        .agg(F.sum(F.col("a.strength") * F.col("b.strength")).alias("dot"))
-    )
-    both_ways = F.array(
-        F.struct(F.col("x").alias("seed"), F.col("y").alias("item_id"), "dot"),
-        F.struct(F.col("y").alias("seed"), F.col("x").alias("item_id"), "dot"),
-    )
-    dots = half.select(F.explode(both_ways).alias("p")).select("p.seed", "p.item_id", "p.dot")
+    dots = pair_sums(strength, F.col("strength")).withColumnRenamed("total", "dot")
     similar = (
         dots.join(
             norms.select(F.col("item_id").alias("seed"), F.col("norm").alias("n_seed")), "seed"
