@@ -7,6 +7,8 @@ import datetime as dt
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
 
 from pipelines import baselines as B
 from pipelines import schemas as S
@@ -59,6 +61,22 @@ def test_fill_up_keeps_the_primary_order_and_adds_unlisted_fallback_items(
     assert_lists(
         B.fill_up(primary, fallback, 3, B.COOCCURRENCE),
         {"u": ["x", "a", "b"], "w": ["a", "b", "c"]},
+    )
+
+
+def test_pair_sums_list_each_pair_both_ways_with_the_sum_over_shared_users(
+    spark: SparkSession,
+) -> None:
+    rows = frame(
+        spark,
+        [("u", "a", 1.0), ("u", "b", 2.0), ("u", "c", 3.0), ("v", "a", 1.0), ("v", "b", 1.0)],
+        "user_id string, item_id string, w double",
+    )
+    expected = {("a", "b"): 3.0, ("a", "c"): 3.0, ("b", "c"): 6.0}  # b-c: u alone, 2 x 3
+    want = [(x, y, t) for (p, q), t in expected.items() for x, y in ((p, q), (q, p))]
+    assertDataFrameEqual(
+        B.pair_sums(rows, F.col("w")),
+        frame(spark, want, "seed string, item_id string, total double"),
     )
 
 
