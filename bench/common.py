@@ -37,12 +37,33 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _tree_rss(proc: psutil.Process) -> int:
+def tree_rss(proc: psutil.Process) -> int:
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
     return total
+
+
+class PeakMemory:
+    """Peak RSS of this process tree while the block runs."""
+
+    def __enter__(self) -> PeakMemory:
+        self.peak, self._done = 0, threading.Event()
+        me = psutil.Process()
+
+        def sample() -> None:
+            while not self._done.is_set():
+                self.peak = max(self.peak, tree_rss(me))
+                self._done.wait(0.25)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def run_sampled(args: list[str], log_path: Path) -> tuple[float, int, list[tuple[float, int]]]:
@@ -57,7 +78,7 @@ def run_sampled(args: list[str], log_path: Path) -> tuple[float, int, list[tuple
 
         def sample() -> None:
             while not done.is_set():
-                samples.append((time.time(), _tree_rss(ps)))
+                samples.append((time.time(), tree_rss(ps)))
                 done.wait(0.5)
 
         sampler = threading.Thread(target=sample, daemon=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,33 +28,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
-import psutil
 import torch
 
-from bench.common import _tree_rss, write_result
+from bench.common import PeakMemory, write_result
 
 HISTORY, DIM = 50, 64
-
-
-class PeakMemory:
-    """Peak RSS of this process tree while the block runs."""
-
-    def __enter__(self) -> PeakMemory:
-        self.peak, self._done = 0, threading.Event()
-        me = psutil.Process()
-
-        def sample() -> None:
-            while not self._done.is_set():
-                self.peak = max(self.peak, _tree_rss(me))
-                self._done.wait(0.25)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._done.set()
-        self._thread.join()
 
 
 def build_model(items: int) -> Any:
