@@ -60,7 +60,7 @@ from jobs.runtime.readers import date_window, read_catalog, read_clean_events
 from jobs.runtime.registry import ModelUri
 from jobs.runtime.render import metrics_view, recall_svg, render
 from jobs.runtime.scoring import AUTO_EXCLUDE, EXCLUDE_HELP, ExcludeRule
-from jobs.runtime.session import default_parallelism
+from jobs.runtime.session import default_parallelism, materialize
 from jobs.runtime.step import run_cli
 from jobs.runtime.storage import Storage, join
 from pipelines import baselines as B
@@ -358,11 +358,15 @@ def tune_baselines(
     for name, grid in grids.items():
         tried = []
         for point in grid:
-            lists = E.BASELINES[name](
-                dataclasses.replace(f, settings=E.tuned(f.settings, point)), popular
+            # computed once: the metrics read a point's lists twice (the hits and the methods)
+            lists = materialize(
+                E.BASELINES[name](
+                    dataclasses.replace(f, settings=E.tuned(f.settings, point)), popular
+                )
             )
             per_user = Mx.per_user_metrics(lists, relevant, [f.k])
             [row] = per_user.agg(F.avg(config.promotion_metric)).collect()
+            lists.unpersist()
             # no row: the point listed nothing for any val user, who all score zero then
             tried.append((point, 0.0 if row[0] is None else float(row[0])))
             log.info(
