@@ -278,7 +278,8 @@ def all_lists(
         ranked, reused = ranked_lists(ranker.model, f, catalog, held, settings)
         parts.append(ranked)
         labels[E.RANKED] = f"ranker v{ranker.version}"
-        if taken := [name for name in config.baselines if name in reused]:
+        taken = [name for name in config.baselines if name in reused]
+        if taken:
             log.info(
                 "[evaluate] %s: the first %d rows of the ranker's generator lists",
                 ", ".join(taken), f.k,
@@ -288,14 +289,19 @@ def all_lists(
         own, _ = scoring.sellable_candidates(spark, champion, catalog)
         parts.append(model_lists(spark, champion, own, f, config.exclude, E.CHAMPION, held))
         labels[E.CHAMPION] = f"champion v{champion_version}"
-    if B.POPULARITY not in reused:
-        reused[B.POPULARITY] = held.lists(B.POPULARITY, E.popularity_lists(f))
+    # every list's fallback, and the popularity baseline
+    if B.POPULARITY in reused:
+        popular = reused[B.POPULARITY]
+    else:
+        popular = held.lists(B.POPULARITY, E.popularity_lists(f))
     for name in config.baselines:
-        if name in reused:
+        if name == B.POPULARITY:
+            parts.append(popular)
+        elif name in reused:
             parts.append(reused[name])
         else:
             chosen = dataclasses.replace(f, settings=settings.get(name, f.settings))
-            parts.append(held.lists(name, E.BASELINES[name](chosen, reused[B.POPULARITY])))
+            parts.append(held.lists(name, E.BASELINES[name](chosen, popular)))
     return parts, labels, taken
 
 
