@@ -21,7 +21,6 @@ usage: python bench/knn_bench.py --root ROOT --run-date D --name NAME
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import sys
 import time
@@ -103,7 +102,7 @@ def main() -> None:
             points.append(
                 {
                     "point": point,
-                    **measure_point(dataclasses.replace(B.BaselineSettings(), **point)),
+                    **measure_point(E.tuned(B.BaselineSettings(), point)),
                 }
             )
             print(f"[knn] {points[-1]}", flush=True)
