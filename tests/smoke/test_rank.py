@@ -167,10 +167,24 @@ def test_ranked_lists_score_the_candidates_the_ranker_was_fitted_on(
     exclusions = E.exclusions_of(before, users, result.manifest["config"]["exclude"])
     items = scoring.candidate_items(spark, model, mask)
     f = E.EvalFrames(before, users, items, exclusions, 20, val_start, B.BaselineSettings())
+    # evaluate's settings: buy-again's as the ranker's, recent popularity's not
+    built = ranker.model.info["generator_settings"]
+    chosen = {g: B.BaselineSettings(**built[g]) for g in GENERATORS}
+    chosen[B.RECENT_POPULARITY] = dataclasses.replace(
+        chosen[B.RECENT_POPULARITY], recent_days=chosen[B.RECENT_POPULARITY].recent_days + 1
+    )
     held = Held("test")
     try:
-        lists, _ = ranked_lists(ranker.model, f, catalog, held)
+        lists, reused = ranked_lists(ranker.model, f, catalog, held, chosen)
         got = lists.toPandas()
+        # a baseline taken from the ranker's generator lists is the one evaluate would build
+        assert set(reused) == {B.POPULARITY, B.BUY_AGAIN}
+        own = dataclasses.replace(f, settings=chosen[B.BUY_AGAIN])
+        again = E.BASELINES[B.BUY_AGAIN](own, E.popularity_lists(f))
+        cols = ["user_id", "rank", "item_id"]
+        assert sorted(map(tuple, reused[B.BUY_AGAIN].select(cols).collect())) == sorted(
+            map(tuple, again.select(cols).collect())
+        )
     finally:
         held.release()
     assert set(got.method) == {E.RANKED} and got.groupby("user_id")["rank"].max().max() <= 20
