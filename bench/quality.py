@@ -9,19 +9,21 @@ ndcg@10, each paired with the model's. Every step runs as ``cartwheel <step>`` i
 timed, with its peak memory.
 
 Writes ``bench/results/quality-<dataset>.json``: ``dataset``, ``test_users``, ``warm_users``,
-``published`` (the method a night publishes: the two-tower, ``model``), ``best_baseline`` (the
-baseline with the highest test recall@20), ``methods`` (per method ``recall_at_20``,
-``ndcg_at_10``, ``recall_at_20_ci``, ``ndcg_at_10_ci`` and the paired verdict against the model),
-``ratios`` (published / best baseline on both metrics, with whether the paired interval
-excludes zero), the tuning each baseline chose on val, and the step timings. ``--table``
+``published`` (the method a night publishes: ``ranked`` when the run measured the second stage,
+else the two-tower, ``model``), ``best_baseline`` (the baseline with the
+highest test recall@20), ``methods`` (per method ``recall_at_20``, ``ndcg_at_10``,
+``recall_at_20_ci``, ``ndcg_at_10_ci`` and the paired verdict against the model), ``ratios``
+(published / best baseline on both metrics, with whether the paired interval excludes zero;
+``two_tower`` the model's when the ranked lists are published), the tuning each baseline chose
+on val, and the step timings. ``--table``
 rewrites ``docs/quality.md`` from every result file present.
 
 With ``--ranker`` it also runs ``cartwheel rank`` before evaluate and measures the ranker's lists
 (``evaluate --ranker-uri``) as the method ``ranked``, every method paired with it on the same
 resamples: ``second_stage`` holds ranked / best baseline and the paired verdict, and ``rank``
 what the ranker was fitted on and chosen by (lists per split, cutoffs, the chosen epoch and its
-selection recall on val). ``published`` stays ``model``: a night publishes the ranked lists only
-with ``nightly --second-stage``, which is off by default.
+selection recall on val). ``published`` is then ``ranked``: what a night with the second stage
+publishes.
 
 usage: python bench/quality.py DATASET [--work-dir DIR [--from-step STEP]] [--epochs N]
                                [--ranker [--rank-args="ARGS"]]
@@ -145,37 +147,43 @@ def summary(metrics: dict[str, Any]) -> dict[str, Any]:
         methods[method] = row
     baselines = [m for m in methods if m not in ("model", "champion", "ranked")]
     best = max(baselines, key=lambda m: (methods[m]["recall_at_20"], m))
-    ratios = {}
-    for _, _, key, interval in METRICS:
-        theirs = methods[best][key]
-        paired = intervals.get(best, {}).get(interval, {})
-        ratios[key] = {
-            "published_over_best": methods["model"][key] / theirs if theirs else None,
-            # (best - model) interval: the verdict is the baseline's, seen from the model
-            "best_minus_published_ci": [paired.get("diff_lo"), paired.get("diff_hi")],
-            "verdict": {"better": "published loses", "worse": "published wins",
-                        "tie": "tie"}.get(paired.get("vs_model", ""), "n/a"),
-        }  # fmt: skip
-    if "ranked" in methods:  # the second stage, measured beside the published lists
-        paired = metrics.get("intervals_vs_ranked", {}).get(best, {})
-        second: dict[str, Any] = {}
+
+    def over_best(method: str, paired: dict[str, Any], verdict_key: str) -> dict[str, Any]:
+        """``method`` / the best baseline per metric, with the paired (best - method) interval;
+        the verdict is the baseline's ("better": the method loses), seen from the method."""
+        ratios = {}
         for _, _, key, interval in METRICS:
             theirs, found = methods[best][key], paired.get(interval, {})
-            verdict = {"better": "ranked loses", "worse": "ranked wins", "tie": "tie"}
-            second[key] = {
-                "ranked_over_best": methods["ranked"][key] / theirs if theirs else None,
-                "best_minus_ranked_ci": [found.get("diff_lo"), found.get("diff_hi")],
-                "verdict": verdict.get(found.get("verdict", ""), "n/a"),
-            }
+            ratios[key] = {
+                "published_over_best": methods[method][key] / theirs if theirs else None,
+                "best_minus_published_ci": [found.get("diff_lo"), found.get("diff_hi")],
+                "verdict": {"better": "published loses", "worse": "published wins",
+                            "tie": "tie"}.get(found.get(verdict_key, ""), "n/a"),
+            }  # fmt: skip
+        return ratios
+
+    model = over_best("model", intervals.get(best, {}), "vs_model")
+    # a run that measured the second stage reports what a night with it publishes: the ranked lists
+    published = "ranked" if "ranked" in methods else "model"
+    if published == "ranked":
+        ranked = over_best(
+            "ranked", metrics.get("intervals_vs_ranked", {}).get(best, {}), "verdict"
+        )
+        second = {
+            key: {"ranked_over_best": r["published_over_best"],
+                  "best_minus_ranked_ci": r["best_minus_published_ci"],
+                  "verdict": r["verdict"].replace("published", "ranked")}
+            for key, r in ranked.items()
+        }  # fmt: skip
         methods_ranked = {"method": "ranked", "best_baseline": best, "ratios": second}
     return {
-        **({"second_stage": methods_ranked} if "ranked" in methods else {}),
+        **({"second_stage": methods_ranked, "two_tower": model} if published == "ranked" else {}),
         "test_users": metrics["users"],
         "warm_users": metrics["users"] - metrics["cold_users"],
-        "published": "model",
+        "published": published,
         "best_baseline": best,
         "methods": methods,
-        "ratios": ratios,
+        "ratios": ranked if published == "ranked" else model,
         "tuning": {m: t["chosen"] for m, t in metrics["tuning"].get("methods", {}).items()},
         "exclude": metrics["exclude"],
         "labels": metrics["labels"],
@@ -241,7 +249,9 @@ def table() -> str:
             lo, hi = row[f"{key}_ci"] or (None, None)
             return f"{row[key]:.4f}" + (f" [{lo:.4f}, {hi:.4f}]" if lo is not None else "")
 
-        r, n = d["ratios"]["recall_at_20"], d["ratios"]["ndcg_at_10"]
+        # the two-tower's own ratios: ``ratios`` holds the published method's
+        model = d["two_tower"] if d["published"] == "ranked" else d["ratios"]
+        r, n = model["recall_at_20"], model["ndcg_at_10"]
         lines.append(
             f"| {d['title']} | {d['test_users']:,} ({d['warm_users']:,}) | {ci(m, 'recall_at_20')} | "
             f"{d['best_baseline']}: {ci(b, 'recall_at_20')} | {r['published_over_best']:.3f}x | "
@@ -256,8 +266,9 @@ def table() -> str:
     if ranked:
         lines += [
             "",
-            "The ranked lists (`cartwheel rank`, measured by `evaluate --ranker-uri`; published "
-            "by `nightly --second-stage`, off by default):",
+            "The ranked lists (`cartwheel rank`, measured by `evaluate --ranker-uri`), what a night "
+            "with the second stage publishes (files written before the bench reported them as "
+            "`published` say `model` there):",
             "",
             "| dataset | ranked R@20 [95 % CI] | best tuned baseline R@20 | ratio R@20 | best - ranked, R@20 [95 %] | ranked NDCG@10 | ratio NDCG@10 | best - ranked, NDCG@10 [95 %] |",
             "|---|---|---|---|---|---|---|---|",
@@ -272,9 +283,9 @@ def table() -> str:
                 return f"[{lo:+.4f}, {hi:+.4f}]: {x['verdict']}" if lo is not None else "n/a"
 
             lo, hi = r["recall_at_20_ci"] or (None, None)
-            ci = f" [{lo:.4f}, {hi:.4f}]" if lo is not None else ""
+            within = f" [{lo:.4f}, {hi:.4f}]" if lo is not None else ""
             lines.append(
-                f"| {d['title']} | {r['recall_at_20']:.4f}{ci} | {second['best_baseline']}: "
+                f"| {d['title']} | {r['recall_at_20']:.4f}{within} | {second['best_baseline']}: "
                 f"{best['recall_at_20']:.4f} | {rr['ranked_over_best']:.3f}x | {diff(rr)} | "
                 f"{r['ndcg_at_10']:.4f} | {rn['ranked_over_best']:.3f}x | {diff(rn)} |"
             )
