@@ -206,6 +206,14 @@ def cutoff_lists(
     return lists.select(*S.RANKER_LISTS.columns, "role")
 
 
+def item_events_before(events: DataFrame, cutoff: dt.date) -> bool:
+    """Whether any item event precedes ``cutoff`` (one row at most reaches the driver)."""
+    before = events.where(
+        (F.col("event_time") < L.day_start(cutoff)) & F.col("item_id").isNotNull()
+    )
+    return bool(before.limit(1).count())
+
+
 def list_files(rows: int, lists: int, dim: int, workers: int) -> int:
     """Files of a split: a multiple of ``workers``, about ``TARGET_FILE_BYTES`` each, never more
     files than lists."""
@@ -236,9 +244,17 @@ def build_lists(
         spark, storage, tuning_config, events, val_start, items, held
     )
     chosen = {g: chosen.get(g, defaults) for g in config.generators}
-    cutoffs = [(val_start, L.VAL)] + [
+    wanted = [(val_start, L.VAL)] + [
         (val_start - dt.timedelta(days=n), L.TRAIN) for n in range(1, config.fit_days + 1)
     ]
+    # A cutoff before the log's first item event has nothing to list from (ALS, for one,
+    # refuses an empty input): skipped, and said so; too few lists left is the error below.
+    cutoffs = [(cut, split) for cut, split in wanted if item_events_before(events, cut)]
+    skipped = [cut.isoformat() for cut, split in wanted if (cut, split) not in cutoffs]
+    if skipped:
+        log.warning(
+            "[rank] no item events before the cutoff(s) %s: no lists there", ", ".join(skipped)
+        )
     frames = [
         cutoff_lists(
             spark, storage, config, events, catalog, items, chosen, defaults, cut, split, held
@@ -269,7 +285,8 @@ def build_lists(
     return {
         "lists": lists, "stats": stats, "tuning": tuning,
         "settings": {g: dataclasses.asdict(chosen[g]) for g in config.generators},
-        "cutoffs": [c.isoformat() for c, _ in cutoffs], "generators": list(config.generators),
+        "cutoffs": [c.isoformat() for c, _ in cutoffs], "cutoffs_skipped": skipped,
+        "generators": list(config.generators),
         "features": C.feature_names(config.generators), "depth": config.depth,
         "exclude": config.exclude,
         "defaults": dataclasses.asdict(tuning_config.settings_without_blocks()),
@@ -438,6 +455,12 @@ def main(spark: SparkSession, config: RankConfig) -> RunResult:
             finally:
                 held.release()
         stats = built["stats"]
+        if built.get("cutoffs_skipped"):
+            run.warn(
+                f"no item events before the cutoff(s) {', '.join(built['cutoffs_skipped'])} in "
+                f"the window: the ranker was fitted on the lists at {', '.join(built['cutoffs'])} "
+                "only (a longer log, or fewer --fit-days, avoids this)"
+            )
         info = {
             "feature_names": names, "generators": built["generators"],
             "generator_settings": built["settings"], "depth": built["depth"],
@@ -462,7 +485,8 @@ def main(spark: SparkSession, config: RankConfig) -> RunResult:
         )
         run.extra = {
             "lists": {r: {**stats[r], "files": len(files[r])} for r in (FIT, SELECT)},
-            "cutoffs": built["cutoffs"], "features": names,
+            "cutoffs": built["cutoffs"], "cutoffs_skipped": built.get("cutoffs_skipped", []),
+            "features": names,
             "generator_settings": built["settings"], "tuning": built["tuning"],
             "candidate_items": counts["candidate_items"],
             "mlflow_run_id": fitted["mlflow_run_id"], "ranker_uri": fitted["ranker_uri"],
