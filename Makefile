@@ -50,7 +50,7 @@ $(STAMP): pyproject.toml .ci/build_horovod.sh | $(PY)
 
 install: $(STAMP) ## install everything into .venv (idempotent; Horovod wheel cached in ~/.cache/cartwheel)
 
-demo: install ## generate a small log, run one night on it (clean .. publish, ~7 min), print what came out
+demo: install ## generate a small log, run one night on it (clean .. rank .. publish), print what came out
 	$(VENV)/bin/cartwheel demo --data-root $(DEMO_ROOT)
 
 test: install ## run the test suite (unit + smoke, shuffled order; not slow or gpu)

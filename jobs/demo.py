@@ -37,8 +37,14 @@ class DemoConfig(StepConfig):
     epochs: int = opt(default=4, help="training epochs")
     gate_min_ratio: float = opt(
         default=1.0,
-        help="the night publishes only if the model reaches this x popularity on recall@20 "
-        "(0: no gate, for logs too small to learn from)",
+        help="the night publishes only if its lists reach this x the gate's baseline on "
+        "recall@20 (the best baseline with the second stage, popularity without; 0: no gate, for "
+        "logs too small to learn from)",
+    )
+    second_stage: bool = opt(
+        default=True,
+        help="rank the candidates of several generators with a learned ranker, as cartwheel "
+        "nightly does (--no-second-stage: publish the two-tower's own lists)",
     )
     tune_baselines: bool = opt(
         default=False,
@@ -79,6 +85,7 @@ def main(spark: SparkSession, config: DemoConfig) -> RunResult:
             lookback_days=config.days,
             epochs=config.epochs,
             gate_min_ratio=config.gate_min_ratio,
+            second_stage=config.second_stage,
             tune_baselines=config.tune_baselines,
         ),
     )
@@ -121,13 +128,40 @@ def train_lines(trn: dict) -> list[str]:
     return lines
 
 
+def rank_lines(result: RunResult) -> list[str]:
+    """The second stage's part of the summary (none with --no-second-stage)."""
+    if "rank" not in result.details:
+        return []
+    m = result.details["rank"].manifest
+    k, fit, select = m["config"]["selection_k"], m["lists"]["fit"], m["lists"]["select"]
+    return [
+        f"rank      {fit['lists']:>10,} candidate lists of {', '.join(m['config']['generators'])} "
+        f"at {len(m['cutoffs'])} cutoffs ({fit['rows']:,} candidates) -> {m['registered_model']} "
+        f"v{m['model_version']}",
+        f"          epoch {m['best_epoch']} of {len(m['epochs'])} chosen on {select['lists']:,} "
+        f"held-out val lists: selection recall@{k} {m[f'best_selection_recall_at_{k}']:.4f}",
+    ]
+
+
 def score_lines(result: RunResult) -> list[str]:
     m = result.details["score"].manifest
+    ranker = m.get("ranker")
+    lists = (
+        f"ranker v{ranker['version']} over model v{m['model_version']}"
+        if ranker
+        else f"model v{m['model_version']}"
+    )
     lines = [
         f"score     {m['active_users']:>10,} active users -> {m['user_topk_rows']:,} recommendations "
         f"(top {m['k']}; {m['cold_users_popularity_fallback']:,} cold users given popular items), "
-        f"{m['item_similar_rows']:,} similar-item rows; model v{m['model_version']}",
+        f"{m['item_similar_rows']:,} similar-item rows; {lists}",
     ]
+    if ranker:
+        per_source = sorted(ranker["published_per_source"].items())
+        lines.append(
+            "          recommendations by the generator that proposed them: "
+            + ", ".join(f"{g} {n:,}" for g, n in per_source)
+        )
     for s in result.details["samples"]:
         items = [
             f"{i['rank']}. {i['title'] or i['item_id']} ({i['score']:.3f})" for i in s["items"]
@@ -178,6 +212,7 @@ def summarize(result: RunResult) -> str:
             for s, i in shd["splits"].items()
         ),
         *train_lines(result.details["train"].manifest),
+        *rank_lines(result),
         "",
         *[
             f"evaluate  {line}" if n == 0 else f"          {line}"

@@ -547,9 +547,12 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             },
         }  # fmt: skip
         if not gate["passed"]:
+            judged = (
+                f"model {model.name} v{model.version}" if ranker is None
+                else f"the lists of ranker {ranker.name} v{ranker.version} (over model {model.name} v{model.version})"
+            )  # fmt: skip
             raise QualityGateError(
-                f"model {model.name} v{model.version} failed the quality gate: {gate['reason']} "
-                f"(report: {report_dir}/report.md)"
+                f"{judged} failed the quality gate: {gate['reason']} (report: {report_dir}/report.md)"
             )
     return run.result()
 

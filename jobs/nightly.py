@@ -1,6 +1,7 @@
-"""cartwheel nightly: one command runs a whole night (clean, label, shard, train, score,
-evaluate, publish) for ``--run-date``; with ``--second-stage`` also rank (after train), and the
-night publishes the ranker's lists, gated against the best tuned baseline.
+"""cartwheel nightly: one command runs a whole night (clean, label, shard, train, rank, score,
+evaluate, publish) for ``--run-date``: the night publishes the ranker's lists, gated against the
+best tuned baseline. ``--no-second-stage`` leaves rank out and publishes the two-tower's own
+lists, gated against popularity.
 
 * Incremental: clean reads only the days of the window whose raw files are new or changed.
 * Resumable: a step whose manifest says it succeeded, with the same config and inputs (a

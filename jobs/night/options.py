@@ -41,8 +41,8 @@ class NightOptions:
     )
     gate_min_ratio: NonNegativeFloat = opt(
         default=1.0,
-        help="evaluation passes only if the model reaches this x popularity on recall@20 "
-        "(0: no gate)",
+        help="evaluation passes only if the published lists reach this x the gate's baseline on "
+        "recall@20: the best tuned baseline with the second stage, popularity without (0: no gate)",
     )
     champion_tolerance: Tolerance = opt(
         default=0.05,
@@ -50,10 +50,10 @@ class NightOptions:
         "otherwise the night fails and publishes nothing",
     )
     second_stage: bool = opt(
-        default=False,
-        help="also run rank after train: recs/user_topk then holds the ranker's lists over its "
-        "generators' candidates, and evaluate gates them against the best tuned baseline "
-        "(without it: the two-tower's lists, gated against popularity)",
+        default=True,
+        help="run rank after train: recs/user_topk holds the ranker's lists over its generators' "
+        "candidates, and evaluate gates them against the best tuned baseline (--no-second-stage: "
+        "the two-tower's own lists, gated against popularity; they lose to tuned baselines)",
     )
     tune_baselines: bool = opt(
         default=True,

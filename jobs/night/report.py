@@ -24,10 +24,11 @@ from jobs.runtime.storage import Storage, join
 def sample_recs(
     spark: SparkSession, root: str, day: dt.date, users: int = 3, top: int = 5
 ) -> list[dict[str, Any]]:
-    """A few model-scored users' top items with their catalog titles (a handful of rows)."""
+    """A few scored users' top items with their catalog titles (a handful of rows): users whose
+    list the model or the ranker scored, not cold users' popularity fallback (score null)."""
     recs = spark.read.parquet(layout.recs(root, "user_topk", day))
     chosen = (
-        recs.where((F.col("source") == "model") & (F.col("rank") == 1))
+        recs.where(F.col("score").isNotNull() & (F.col("rank") == 1))
         .orderBy("user_id")
         .limit(users)
         .select("user_id")
@@ -82,6 +83,23 @@ def train_section(m: dict[str, Any]) -> dict[str, Any]:
     return {**m, "k": m["config"]["k"], "epochs": epochs}
 
 
+def rank_section(m: dict[str, Any], scored: dict[str, Any] | None) -> dict[str, Any]:
+    """What the page shows of rank's manifest (and of score's, which published its lists): the
+    lists it was fitted and chosen on, one row per epoch, and the published rows per source."""
+    k = m["config"]["selection_k"]
+    epochs = [
+        [e["epoch"], f"{e['loss']:.4f}", f"{e[f'selection_recall_at_{k}']:.4f}"]
+        for e in m["epochs"]
+    ]
+    ranker = (scored or {}).get("ranker") or {}
+    return {
+        "k": k, "epochs": epochs, "lists": m["lists"], "cutoffs": m["cutoffs"],
+        "generators": m["config"]["generators"], "best_epoch": m["best_epoch"],
+        "name": m["registered_model"], "version": m["model_version"],
+        "sources": sorted((ranker.get("published_per_source") or {}).items()),
+    }  # fmt: skip
+
+
 def evaluation_section(m: dict[str, Any], svg: str) -> dict[str, Any]:
     """What the page shows of evaluate's manifest: the shared metrics table, gate, promotion."""
     view = metrics_view(m["metrics"], m["labels"])
@@ -117,6 +135,9 @@ def render(
         clean=clean_section(manifests["clean"]) if "clean" in manifests else None,
         label=manifests.get("label"),
         train=train_section(manifests["train"]) if "train" in manifests else None,
+        rank=rank_section(manifests["rank"], manifests.get("score"))
+        if "rank" in manifests
+        else None,
         evaluation=evaluation_section(manifests["evaluate"], svg)
         if "evaluate" in manifests
         else None,

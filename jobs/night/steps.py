@@ -2,8 +2,8 @@
 fingerprint covers, and how to run it. ``Night`` walks ``STEPS`` in order; adding a step is
 adding an entry here.
 
-``enabled(options)`` says whether the night runs the step at all (``rank`` runs only with
-``--second-stage``). ``derive(night, check)`` returns the values the night passes to the step's
+``enabled(options)`` says whether the night runs the step at all (``rank`` runs unless
+``--no-second-stage``). ``derive(night, check)`` returns the values the night passes to the step's
 config (before the step's ``--step-config`` section); with ``check`` it uses placeholders for
 what only an upstream step can tell (shard rows, the trained model), so every config is
 validated before the first step runs. ``inputs(night)`` returns (paths whose files the step reads, other things it depends

@@ -34,11 +34,15 @@ pytestmark = pytest.mark.smoke
 
 D1, D2 = dt.date(2026, 11, 20), dt.date(2026, 11, 21)
 LOOKBACK = 4
-# Cheap baselines, untuned, and no bootstrap intervals keep each evaluation short (tuning and
-# the intervals have their own tests); the section also exercises --step-config.
+# Cheap baselines, untuned, and no bootstrap intervals keep each evaluation short; a ranker over
+# three cheap generators, untuned, keeps rank short (tuning, the intervals and the other
+# generators have their own tests); the sections also exercise --step-config.
+GENERATORS = ["buy_again", "popularity", "recent_popularity"]
 STEP_CONFIG = (
     "evaluate:\n  baselines: [popularity, recent_popularity]\n  ks: [10, 20]\n"
-    "  tune_baselines: false\n  bootstrap_replicates: 0\n"
+    "  tune_baselines: false\n  bootstrap_replicates: 0\n  gate_min_warm_users: 1\n"
+    f"rank:\n  generators: {GENERATORS}\n  depth: 20\n  fit_days: 1\n"
+    "  tune_generators: false\n  epochs: 3\n  lists_per_batch: 64\n"
 )
 TABLES = ("clean/events", "quarantine/events", "examples")
 
@@ -49,9 +53,10 @@ def night_config(root: Path, day: dt.date, **kw: Any) -> nightly.NightlyConfig:
         "run_date": day,
         "lookback_days": LOOKBACK,
         "epochs": 1,
-        # A 1-epoch model on 30k rows need not beat popularity, and two such models differ by
-        # noise: no gate, and a wide champion tolerance (both rules have their own tests).
-        "gate_min_ratio": 0.0,
+        # A 1-epoch model and a 3-epoch ranker on 30k rows need not beat a baseline, and two
+        # such models differ by noise: a token gate (the ranked lists must be judged and score
+        # above zero) and a wide champion tolerance (both rules have their own tests).
+        "gate_min_ratio": 0.01,
         "champion_tolerance": 0.9,
         "step_config": str(root.parent / "steps.yaml"),
         **kw,
@@ -98,6 +103,8 @@ def root(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 @pytest.fixture(scope="module")
 def first_night(spark: SparkSession, root: Path) -> RunResult:
+    # the default night: rank after train, its lists gated against the better of steps.yaml's
+    # two baselines
     result = nightly.main(spark, night_config(root, D1))
     # What readers saw right after this night: later fixtures (second_night) move the root on,
     # and tests run in any order.
@@ -153,11 +160,11 @@ def yesterday_recs(root: Path) -> Path:
 def test_first_night_runs_every_step_and_publishes(first_night: Any, root: Path) -> None:
     assert first_night.succeeded, first_night.manifest["steps"]
     assert set(statuses(first_night).values()) == {"succeeded"}
-    # every step but rank, which runs only with --second-stage
-    assert list(statuses(first_night)) == [s for s in STEP_NAMES if s != "rank"]
+    assert list(statuses(first_night)) == list(
+        STEP_NAMES
+    )  # rank too: the second stage is the default
     for step in statuses(first_night):
         assert json.loads((root / f"_runs/{D1}/{step}.json").read_text())["status"] == "succeeded"
-    assert not (root / f"_runs/{D1}/rank.json").exists()
     clean = json.loads((root / f"_runs/{D1}/clean.json").read_text())
     assert len(clean["days"]) == LOOKBACK and clean["days_reused"] == []
     assert first_night.details["latest"]["run_date"] == D1.isoformat()
@@ -166,7 +173,8 @@ def test_first_night_runs_every_step_and_publishes(first_night: Any, root: Path)
     ).is_dir()
     assert first_night.details["pending"] == []
     evaluated = json.loads((root / f"_runs/{D1}/evaluate.json").read_text())
-    assert set(evaluated["metrics"]) == {"model", "popularity", "recent_popularity"}  # steps.yaml
+    # steps.yaml's baselines, the two-tower and the ranked lists, which the night published
+    assert set(evaluated["metrics"]) == {"model", "ranked", "popularity", "recent_popularity"}
     html = (root / f"reports/dt={D1}/night.html").read_text()
     assert "Data quality (clean)" in html and "Sample recommendations" in html and "<svg" in html
 
@@ -205,23 +213,9 @@ def test_force_redoes_every_step_and_gives_the_same_tables(
     assert (both["score"] - both["score_after"]).abs().max() < 1e-3
 
 
-@pytest.mark.slow  # rank, score, evaluate and publish again on a copy: 8 minutes here under load (make test-all)
-def test_a_second_stage_night_publishes_the_ranked_lists(
-    spark: SparkSession, first_night: Any, root: Path, tmp_path: Path
+def test_the_first_night_publishes_the_ranked_lists(
+    spark: SparkSession, first_night: Any, root: Path
 ) -> None:
-    root = copy_of(root, tmp_path)
-    generators = ["buy_again", "popularity", "recent_popularity"]
-    (root.parent / "steps.yaml").write_text(
-        STEP_CONFIG
-        + "  gate_min_warm_users: 1\n"
-        + f"rank:\n  generators: {generators}\n  depth: 20\n  fit_days: 1\n"
-        + "  tune_generators: false\n  epochs: 3\n  lists_per_batch: 64\n"
-    )
-    night = nightly.main(spark, night_config(root, D1, second_stage=True, gate_min_ratio=0.01))
-    assert night.succeeded, night.manifest["steps"]
-    ran = statuses(night)
-    assert list(ran) == list(STEP_NAMES) and ran["rank"] == ran["score"] == "succeeded"
-    assert ran["train"] == "skipped"  # the first night's model: rank adds a stage, not a retrain
     ranked = json.loads((root / f"_runs/{D1}/rank.json").read_text())
     version = ranked["model_version"]
     evaluated = json.loads((root / f"_runs/{D1}/evaluate.json").read_text())
@@ -231,15 +225,39 @@ def test_a_second_stage_night_publishes_the_ranked_lists(
     assert evaluated["ranker"] == {
         "name": "cartwheel-ranker", "version": version, "champion": True,
         "uri": f"models:/cartwheel-ranker/{version}",
+        # both baselines are generators of the ranker, untuned on both sides: taken from its lists
+        "baselines_from_its_lists": ["popularity", "recent_popularity"],
     }  # fmt: skip
     published = spark.read.parquet(str(yesterday_recs(root))).toPandas()
     assert set(published.model_name) == {"cartwheel-ranker"}
     assert set(published.model_version) == {version}
-    assert set(published.source) <= set(generators)
-    latest = json.loads((root / "recs/_latest.json").read_text())
+    assert set(published.source) <= set(GENERATORS)
+    latest = first_night.details["latest"]
     assert latest["ranker"] == {"name": "cartwheel-ranker", "version": version}
     scored = json.loads((root / f"_runs/{D1}/score.json").read_text())
     assert scored["rows_out"] == published.user_id.nunique() == latest["users"]
+
+
+@pytest.mark.slow  # score, evaluate and publish again on a copy (20 s here under load; make test-all)
+def test_a_night_without_the_second_stage_publishes_the_two_towers_lists(
+    spark: SparkSession, first_night: Any, root: Path, tmp_path: Path
+) -> None:
+    root = copy_of(root, tmp_path)
+    night = nightly.main(spark, night_config(root, D1, second_stage=False))
+    assert night.succeeded, night.manifest["steps"]
+    ran = statuses(night)
+    assert list(ran) == [s for s in STEP_NAMES if s != "rank"]
+    assert ran["train"] == "skipped" and ran["score"] == ran["publish"] == "succeeded"
+    evaluated = json.loads((root / f"_runs/{D1}/evaluate.json").read_text())
+    gate = evaluated["gate"]
+    assert gate["passed"] and gate["method"] == "model" and gate["baseline"] == "popularity"
+    assert "ranked" not in evaluated["metrics"]
+    trained = json.loads((root / f"_runs/{D1}/train.json").read_text())
+    published = spark.read.parquet(str(yesterday_recs(root))).toPandas()
+    assert set(published.model_name) == {trained["registered_model"]}
+    assert set(published.model_version) == {trained["model_version"]}
+    latest = json.loads((root / "recs/_latest.json").read_text())
+    assert latest.get("ranker") is None and latest["users"] == published.user_id.nunique()
 
 
 def test_a_failed_evaluation_publishes_nothing(second_night: dict[str, Any]) -> None:
@@ -247,9 +265,10 @@ def test_a_failed_evaluation_publishes_nothing(second_night: dict[str, Any]) -> 
     assert not failed.succeeded
     assert statuses(failed) == {
         "clean": "succeeded", "label": "succeeded", "shard": "succeeded", "train": "succeeded",
-        "score": "succeeded", "evaluate": "failed", "publish": "not run",
+        "rank": "succeeded", "score": "succeeded", "evaluate": "failed", "publish": "not run",
     }  # fmt: skip
-    assert "quality gate" in failed.manifest["steps"]["evaluate"]["error"]
+    error = failed.manifest["steps"]["evaluate"]["error"]
+    assert "the lists of ranker cartwheel-ranker" in error and "failed the quality gate" in error
     # incremental: only the new day was read and cleaned; earlier partitions kept their files
     clean = seen["clean"]
     assert clean["days"] == [D2.isoformat()] and len(clean["days_reused"]) == LOOKBACK - 1
@@ -268,7 +287,7 @@ def test_the_next_run_resumes_at_evaluate_and_publishes(
     assert resumed.succeeded
     assert statuses(resumed) == {
         "clean": "skipped", "label": "skipped", "shard": "skipped", "train": "skipped",
-        "score": "skipped", "evaluate": "succeeded", "publish": "succeeded",
+        "rank": "skipped", "score": "skipped", "evaluate": "succeeded", "publish": "succeeded",
     }  # fmt: skip
     assert (root / "recs" / "user_topk" / f"dt={D2}").is_dir()
     assert json.loads((root / "recs/_latest.json").read_text())["run_date"] == D2.isoformat()
@@ -304,7 +323,7 @@ def test_redoing_an_earlier_nights_evaluation_reads_that_nights_own_examples(
     assert redo.succeeded
     assert statuses(redo) == {
         "clean": "skipped", "label": "skipped", "shard": "skipped", "train": "skipped",
-        "score": "skipped", "evaluate": "succeeded", "publish": "succeeded",
+        "rank": "skipped", "score": "skipped", "evaluate": "succeeded", "publish": "succeeded",
     }  # fmt: skip
     evaluated = json.loads((root / f"_runs/{D1}/evaluate.json").read_text())
     assert str(layout.examples(str(root), D1)) in " ".join(evaluated["inputs"])

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.smoke
 NOTEBOOKS = REPO / "notebooks"
 
 
-@pytest.mark.slow  # a whole night in a fresh kernel: about 4 minutes on 2 cores (make test-all)
+@pytest.mark.slow  # a whole night, rank included, in a fresh kernel: 7 minutes here under load (make test-all)
 def test_quickstart_notebook_runs_every_cell(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -89,16 +89,16 @@ def test_every_step_of_the_registry_builds_its_config_before_anything_runs(
     assert built["clean"].incremental and built["evaluate"].model_uri == "models:/check/1"  # type: ignore[union-attr]
 
 
-def test_the_second_stage_adds_rank_and_gates_the_ranked_lists_against_the_best_baseline(
+def test_the_second_stage_is_the_default_and_gates_the_ranked_lists_against_the_best_baseline(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    plain = nightly.Night(spark, nightly.NightlyConfig(data_root=str(tmp_path), run_date=DAY))
+    plain = nightly.Night(
+        spark, nightly.NightlyConfig(data_root=str(tmp_path), run_date=DAY, second_stage=False)
+    )
     assert [s.name for s in plain.steps] == [n for n in STEP_NAMES if n != "rank"]
     assert build_config(BY_NAME["score"], plain, check=True).ranker_uri is None  # type: ignore[union-attr]
     assert build_config(BY_NAME["evaluate"], plain, check=True).gate_baseline == "popularity"  # type: ignore[union-attr]
-    config = nightly.NightlyConfig(
-        data_root=str(tmp_path), run_date=DAY, second_stage=True, num_proc=3
-    )
+    config = nightly.NightlyConfig(data_root=str(tmp_path), run_date=DAY, num_proc=3)
     night = nightly.Night(spark, config)
     names = [s.name for s in night.steps]
     assert names == list(STEP_NAMES) and names.index("rank") == names.index("train") + 1

@@ -83,3 +83,21 @@ def test_the_terminal_summary_uses_the_same_table() -> None:
                                 "map@20", "hit_rate@20", "coverage@20"]  # fmt: skip
     assert lines[2].split()[:4] == ["model", "v3", "0.3100", "0.1550"]
     assert lines[-1] == "promotion: not promoted (no model had the alias 'champion' yet)"
+
+
+def test_a_second_stage_night_shows_what_the_ranker_was_fitted_on_and_published() -> None:
+    ranked = {
+        "config": {"selection_k": 20, "generators": ["item_knn", "buy_again"]},
+        "epochs": [{"epoch": 1, "loss": 3.1, "selection_recall_at_20": 0.41},
+                   {"epoch": 2, "loss": 2.9, "selection_recall_at_20": 0.45}],
+        "lists": {"fit": {"lists": 9305, "rows": 1119976}, "select": {"lists": 486, "rows": 59561}},
+        "cutoffs": ["2026-11-20", "2026-11-19"], "best_epoch": 2,
+        "registered_model": "cartwheel-ranker", "model_version": "4",
+    }  # fmt: skip
+    scored = {"ranker": {"published_per_source": {"item_knn": 700, "buy_again": 1200}}}
+    page = report.render(night(SUCCEEDED), {"rank": ranked, "score": scored}, "", [])
+    assert "Ranker cartwheel-ranker v4 over the candidates of item_knn, buy_again" in page
+    assert "fitted on 9,305 lists (1,119,976 candidates)" in page and "on 486 held-out" in page
+    assert "<tr><td>2</td><td>2.9000</td><td>0.4500</td></tr>" in page
+    assert "by the generator that proposed them: buy_again 1,200, item_knn 700." in page
+    assert "Second stage" not in report.render(night(SUCCEEDED), {"score": scored}, "", [])
