@@ -1,8 +1,9 @@
 """`cartwheel demo` with its defaults, measured, keeping the evaluation table it prints.
 
 Runs the demo (200k generated rows over 7 days: generate, clean, label, shard, train, rank,
-score, evaluate, publish) in a subprocess and writes ``bench/results/eval-demo.json``: wall time, peak memory,
-every step's duration, the training epochs and the evaluate step's metrics for every method.
+score, evaluate, publish) in a subprocess and writes ``bench/results/eval-demo.json``: wall
+time, peak memory, every step's duration, the training epochs and the evaluate step's metrics
+for every method.
 
 usage: python bench/demo_eval.py [--work-dir DIR]
 """

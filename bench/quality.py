@@ -10,13 +10,13 @@ timed, with its peak memory.
 
 Writes ``bench/results/quality-<dataset>.json``: ``dataset``, ``test_users``, ``warm_users``,
 ``published`` (the method a night publishes: ``ranked`` when the run measured the second stage,
-else the two-tower, ``model``), ``best_baseline`` (the baseline with the
-highest test recall@20), ``methods`` (per method ``recall_at_20``, ``ndcg_at_10``,
-``recall_at_20_ci``, ``ndcg_at_10_ci`` and the paired verdict against the model), ``ratios``
-(published / best baseline on both metrics, with whether the paired interval excludes zero;
-``two_tower`` the model's when the ranked lists are published), the tuning each baseline chose
-on val, and the step timings. ``--table``
-rewrites ``docs/quality.md`` from every result file present.
+else the two-tower, ``model``), ``best_baseline`` (the baseline with the highest test
+recall@20), ``methods`` (per method ``recall_at_20``, ``ndcg_at_10``, ``recall_at_20_ci``,
+``ndcg_at_10_ci`` and the paired verdict against the model), ``ratios`` (published / best
+baseline on both metrics, with whether the paired interval excludes zero; ``two_tower`` the
+model's in the same form when the ranked lists are published), the tuning each baseline chose
+on val, and the step timings. ``--table`` rewrites ``docs/quality.md`` from every result file
+present.
 
 With ``--ranker`` it also runs ``cartwheel rank`` before evaluate and measures the ranker's lists
 (``evaluate --ranker-uri``) as the method ``ranked``, every method paired with it on the same
