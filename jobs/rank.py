@@ -214,6 +214,20 @@ def item_events_before(events: DataFrame, cutoff: dt.date) -> bool:
     return bool(before.limit(1).count())
 
 
+def list_cutoffs(
+    events: DataFrame, val_start: dt.date, fit_days: int
+) -> tuple[list[tuple[dt.date, str]], list[str]]:
+    """([(cutoff, split)] to build lists at: the val start, then the ``fit_days`` days before
+    it; [the cutoffs skipped]). A cutoff before the log's first item event has nothing to list
+    from (ALS, for one, refuses an empty input), so it is skipped; too few lists left is
+    ``build_lists``'s error."""
+    wanted = [(val_start, L.VAL)] + [
+        (val_start - dt.timedelta(days=n), L.TRAIN) for n in range(1, fit_days + 1)
+    ]
+    kept = [(cut, split) for cut, split in wanted if item_events_before(events, cut)]
+    return kept, [cut.isoformat() for cut, split in wanted if (cut, split) not in kept]
+
+
 def list_files(rows: int, lists: int, dim: int, workers: int) -> int:
     """Files of a split: a multiple of ``workers``, about ``TARGET_FILE_BYTES`` each, never more
     files than lists."""
@@ -244,13 +258,7 @@ def build_lists(
         spark, storage, tuning_config, events, val_start, items, held
     )
     chosen = {g: chosen.get(g, defaults) for g in config.generators}
-    wanted = [(val_start, L.VAL)] + [
-        (val_start - dt.timedelta(days=n), L.TRAIN) for n in range(1, config.fit_days + 1)
-    ]
-    # A cutoff before the log's first item event has nothing to list from (ALS, for one,
-    # refuses an empty input): skipped, and said so; too few lists left is the error below.
-    cutoffs = [(cut, split) for cut, split in wanted if item_events_before(events, cut)]
-    skipped = [cut.isoformat() for cut, split in wanted if (cut, split) not in cutoffs]
+    cutoffs, skipped = list_cutoffs(events, val_start, config.fit_days)
     if skipped:
         log.warning(
             "[rank] no item events before the cutoff(s) %s: no lists there", ", ".join(skipped)

@@ -337,33 +337,6 @@ def test_too_few_lists_for_the_workers_stop_the_step_before_writing(
     )
 
 
-def test_cutoffs_before_the_logs_first_item_event_are_skipped_and_named(
-    spark: SparkSession, trained_template: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    """--fit-days reaching back past the log's start (a short log, a long default): those
-    cutoffs have nothing to list from, so rank fits on the others and warns."""
-    root = copy_root(trained_template, tmp_path_factory, "rank-short-log")
-    first = min(
-        dt.date.fromisoformat(p.name.removeprefix("dt="))
-        for p in Path(layout.clean_events(str(root))).glob("dt=*")
-    )
-    result = rank.main(
-        spark,
-        rank.RankConfig(
-            data_root=str(root), run_date=END, generators=(B.POPULARITY,), depth=5, fit_days=9,
-            tune_generators=False, epochs=1, lists_per_batch=64,
-        ),
-    )  # fmt: skip
-    assert result.succeeded, result.manifest.get("error")
-    m = result.manifest
-    wanted = [dt.date.fromisoformat(m["cutoffs"][0]) - dt.timedelta(days=n) for n in range(10)]
-    assert m["cutoffs_skipped"] == [d.isoformat() for d in wanted if d <= first]
-    assert m["cutoffs"] == [d.isoformat() for d in wanted if d > first]
-    assert len(m["cutoffs_skipped"]) >= 1 and m["lists"]["fit"]["lists"] > 0
-    (warning,) = m["warnings"]
-    assert f"no item events before the cutoff(s) {', '.join(m['cutoffs_skipped'])}" in warning
-
-
 def test_reuse_lists_before_any_rank_run_is_refused_by_name(
     spark: SparkSession, trained_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
