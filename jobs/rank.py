@@ -258,11 +258,7 @@ def build_lists(
         spark, storage, tuning_config, events, val_start, items, held
     )
     chosen = {g: chosen.get(g, defaults) for g in config.generators}
-    cutoffs, skipped = list_cutoffs(events, val_start, config.fit_days)
-    if skipped:
-        log.warning(
-            "[rank] no item events before the cutoff(s) %s: no lists there", ", ".join(skipped)
-        )
+    cutoffs, skipped = list_cutoffs(events, val_start, config.fit_days)  # main warns of skipped
     frames = [
         cutoff_lists(
             spark, storage, config, events, catalog, items, chosen, defaults, cut, split, held
