@@ -335,8 +335,10 @@ def tune_baselines(
 ) -> tuple[dict[str, B.BaselineSettings], dict[str, Any]]:
     """Each baseline's settings, chosen on the val split: lists built from the events before the
     val start for the val users (same candidates and exclusion rule as on test), scored on the
-    promotion metric; (settings per method, what was tried and chosen). A method in ``done``
-    (``ranker_tuning``: method -> {chosen, tried}) takes that choice without new fits."""
+    promotion metric; (settings per method, what was tried and chosen, and ``chosen_for``: the
+    run date whose val split chose it). A method in ``done`` (method -> {chosen, tried,
+    chosen_for, and optionally ``from``: where the choice was made}) takes that choice without
+    new fits."""
     grids = {name: E.GRIDS[name] for name in config.baselines if name in E.GRIDS}
     if not config.tune_baselines or not grids:
         return {}, {}
@@ -345,10 +347,13 @@ def tune_baselines(
     report: dict[str, Any] = {}
     for name in [n for n in grids if n in done]:
         chosen[name] = E.tuned(defaults, done[name]["chosen"])
-        report[name] = {**done[name], "from": "cartwheel rank"}
+        report[name] = {"from": "cartwheel rank", **done[name]}
         grids.pop(name)
-    if report:
-        log.info("[evaluate] %s: settings chosen on val by rank, reused", ", ".join(report))
+    for source in sorted({r["from"] for r in report.values()}):
+        names = [n for n, r in report.items() if r["from"] == source]
+        log.info(
+            "[%s] %s: settings chosen on val by %s, reused", held.step, ", ".join(names), source
+        )
     if not grids:
         return chosen, {"split": "val", "val_start": val_start.isoformat(),
                         "metric": config.rules.key, "methods": report}  # fmt: skip
@@ -385,7 +390,11 @@ def tune_baselines(
             )
         best = E.best_point(tried)
         chosen[name] = E.tuned(f.settings, best)
-        report[name] = {"chosen": best, "tried": [{**p, config.rules.key: s} for p, s in tried]}
+        report[name] = {
+            "chosen": best,
+            "tried": [{**p, config.rules.key: s} for p, s in tried],
+            "chosen_for": config.run_date.isoformat(),
+        }
     return chosen, {
         "split": "val",
         "val_start": val_start.isoformat(),

@@ -2,11 +2,13 @@
 
 For run date D, after label and train. Every generator of ``--generators`` (item-kNN, ALS,
 buy-again, co-occurrence, popularity, recent popularity; each with the setting chosen on the val
-split exactly as evaluate tunes its baselines) lists its top ``--depth`` items for each user
-with a target after a cutoff, from the events before it, over the same candidate items (the
-two-tower's sellable vocabulary) and exclusion rule as evaluate. The cutoffs are the val start
-(the val targets label its lists) and the ``--fit-days`` days before it (each labelled by that
-day's train targets, every generator refitted on the events before it).
+split exactly as evaluate tunes its baselines, or the one a rank run of the last
+``--retune-days`` nights chose that way, so a run of nights tunes once a week) lists its top
+``--depth`` items for each user with a target after a cutoff, from the events before it, over
+the same candidate items (the two-tower's sellable vocabulary) and exclusion rule as evaluate.
+The cutoffs are the val start (the val targets label its lists) and the ``--fit-days`` days
+before it (each labelled by that day's train targets, every generator refitted on the events
+before it).
 ``pipelines.candidates`` merges each user's lists into one row per (user, item) with its
 feature vector.
 
@@ -23,10 +25,10 @@ at those cutoffs its lists would be in-sample and the ranker would learn to trus
 it deserves.
 
 Why this entry point is over 400 lines: besides its flags it holds the order of the step's
-Spark work (tuning, lists per cutoff, what is kept and released), the layout of the list files
-the workers read, and the MLflow run around the fit, each a function of its own; the logic
-(features, network, fitting loop) lives in ``pipelines/candidates.py`` and
-``pipelines/ranker.py``.
+Spark work (tuning or an earlier night's choice, lists per cutoff, what is kept and released),
+the layout of the list files the workers read, and the MLflow run around the fit, each a
+function of its own; the logic (features, network, fitting loop) lives in
+``pipelines/candidates.py`` and ``pipelines/ranker.py``.
 """
 
 from __future__ import annotations
@@ -107,6 +109,13 @@ class RankConfig(DatedStepConfig, R.RankerSettings, R.FitSettings):
         default=True,
         help="choose each generator's settings on the val split as evaluate tunes its "
         "baselines; --no-tune-generators: the defaults",
+    )
+    retune_days: NonNegative = opt(
+        default=7,
+        help="reuse the generator settings that the latest rank run of the N days before the "
+        "run date used, when they were chosen on a val split at most N days ago (same "
+        "generators, grids, metric, exclusion rule and defaults), instead of tuning again: "
+        "nights tune once every N days; 0 tunes every run",
     )
     launcher: str = opt(default="horovod", help=f"worker launcher: {', '.join(LAUNCHERS)}")
     num_proc: AtLeast1 = opt(default=2, help="fitting workers")
@@ -206,6 +215,50 @@ def cutoff_lists(
     return lists.select(*S.RANKER_LISTS.columns, "role")
 
 
+def reusable_choice(entry: Any, grid: list[dict[str, Any]], metric: str) -> bool:
+    """Whether a tuning record's entry for one generator ({chosen, tried, chosen_for}) chose
+    one of ``grid``'s points after trying exactly ``grid`` on ``metric``."""
+    if not isinstance(entry, dict) or not {"chosen", "tried", "chosen_for"} <= set(entry):
+        return False
+    tried = [{k: v for k, v in point.items() if k != metric} for point in entry["tried"]]
+    return tried == grid and entry["chosen"] in grid
+
+
+def earlier_tuning(
+    storage: Storage, config: RankConfig, defaults: dict[str, Any], metric: str
+) -> tuple[dict[str, Any], dt.date] | None:
+    """(generator -> {chosen, tried, chosen_for, from}, the run date it is taken from): the val
+    tuning of the latest rank run in the ``retune_days`` days before the run date, when it fits
+    this run (it succeeded with the same exclusion rule, tuning ``defaults`` and ``metric``, and
+    every generator with a grid was chosen over today's grid, on the val split of a run date
+    at most ``retune_days`` days back); None when there is no such run, or it does not fit."""
+    grids = {g: E.GRIDS[g] for g in config.generators if g in E.GRIDS}
+    if not config.tune_generators or config.retune_days == 0 or not grids:
+        return None
+    for back in range(1, config.retune_days + 1):
+        day = config.run_date - dt.timedelta(days=back)
+        path = layout.manifest(config.data_root, day, "rank")
+        if not storage.exists(path):
+            continue
+        m = storage.read_json(path)
+        tuning = m.get("tuning") or {}
+        methods = tuning.get("methods", {})
+        fits = (
+            m.get("status") == "succeeded"
+            and m.get("config", {}).get("exclude") == config.exclude
+            and m.get("tuning_defaults") == defaults
+            and tuning.get("metric") == metric
+            and all(reusable_choice(methods.get(g), grid, metric) for g, grid in grids.items())
+        )
+        if not fits:
+            return None  # the latest run decides: an older one is no fresher
+        chosen_for = [dt.date.fromisoformat(methods[g]["chosen_for"]) for g in grids]
+        if not all(0 < (config.run_date - d).days <= config.retune_days for d in chosen_for):
+            return None  # chosen too long ago (or for a later night): time to tune again
+        return {g: {**methods[g], "from": f"cartwheel rank of {day}"} for g in grids}, day
+    return None
+
+
 def item_events_before(events: DataFrame, cutoff: dt.date) -> bool:
     """Whether any item event precedes ``cutoff`` (one row at most reaches the driver)."""
     before = events.where(
@@ -253,10 +306,15 @@ def build_lists(
     )
     tuning_config = config.tuning()
     defaults = tuning_config.settings(spark)
+    recorded_defaults = dataclasses.asdict(tuning_config.settings_without_blocks())
     val_start = boundaries["val_start"]
+    earlier = earlier_tuning(storage, config, recorded_defaults, tuning_config.rules.key)
     chosen, tuning = EV.tune_baselines(
-        spark, storage, tuning_config, events, val_start, items, held
-    )
+        spark, storage, tuning_config, events, val_start, items, held,
+        done=earlier[0] if earlier else None,
+    )  # fmt: skip
+    if earlier:
+        tuning["reused_from"] = earlier[1].isoformat()
     chosen = {g: chosen.get(g, defaults) for g in config.generators}
     cutoffs, skipped = list_cutoffs(events, val_start, config.fit_days)  # main warns of skipped
     frames = [
@@ -293,7 +351,7 @@ def build_lists(
         "generators": list(config.generators),
         "features": C.feature_names(config.generators), "depth": config.depth,
         "exclude": config.exclude,
-        "defaults": dataclasses.asdict(tuning_config.settings_without_blocks()),
+        "defaults": recorded_defaults,
     }  # fmt: skip
 
 
@@ -492,6 +550,8 @@ def main(spark: SparkSession, config: RankConfig) -> RunResult:
             "cutoffs": built["cutoffs"], "cutoffs_skipped": built.get("cutoffs_skipped", []),
             "features": names,
             "generator_settings": built["settings"], "tuning": built["tuning"],
+            # what a later night compares before it reuses this tuning (--retune-days)
+            "tuning_defaults": built.get("defaults"),
             "candidate_items": counts["candidate_items"],
             "mlflow_run_id": fitted["mlflow_run_id"], "ranker_uri": fitted["ranker_uri"],
             "registered_model": config.ranker_name, "model_version": fitted["model_version"],

@@ -317,6 +317,61 @@ def test_reuse_lists_fits_again_on_the_published_lists_without_rebuilding_them(
         rank.main(spark, dataclasses.replace(config, generators=(B.POPULARITY,)))
 
 
+def test_a_recent_nights_generator_tuning_is_reused_instead_of_tuning_again(
+    spark: SparkSession, ranked: tuple[Path, RunResult]
+) -> None:
+    """--retune-days: the night before chose buy-again's setting on its val split two days ago;
+    tonight's lists take that setting and its record, with no tuning lists built (the val
+    scores are the earlier ones, which tuning on this root would not reproduce)."""
+    root, _ = ranked
+    storage, r = Storage(spark), str(root)
+    config = rank.RankConfig(
+        data_root=r, run_date=END, generators=(B.BUY_AGAIN, B.POPULARITY), depth=20,
+        fit_days=0, retune_days=3,
+    )  # fmt: skip
+    config = scoring.with_resolved_exclude(storage, config)
+    tuning = config.tuning()
+    grid, night_before = E.GRIDS[B.BUY_AGAIN], END - dt.timedelta(days=1)
+    choice = {
+        "chosen": grid[2],
+        "tried": [
+            {**p, tuning.rules.key: s} for p, s in zip(grid, (0.1, 0.2, 0.3, 0.05), strict=True)
+        ],
+        "chosen_for": (END - dt.timedelta(days=2)).isoformat(),
+    }
+    path = Path(layout.manifest(r, night_before, "rank"))
+    made = not path.parent.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "status": "succeeded", "config": {"exclude": config.exclude},
+        "tuning_defaults": dataclasses.asdict(tuning.settings_without_blocks()),
+        "tuning": {"metric": tuning.rules.key, "methods": {B.BUY_AGAIN: choice}},
+    }))  # fmt: skip
+    registry.configure_tracking(r)
+    model = registry.resolve(config.model_uri)
+    catalog = read_catalog(spark, storage, r)
+    mask, _ = scoring.sellable_candidates(spark, model, catalog)
+    held = Held("test")
+    try:
+        items = held.keep(scoring.candidate_items(spark, model, mask))
+        b = evaluate.read_boundaries(storage, r, END)
+        built = rank.build_lists(spark, storage, config, b, catalog, items, held)
+        assert built["stats"][rank.FIT]["lists"] >= 2
+    finally:
+        held.release()
+        path.unlink()
+        if made:
+            path.parent.rmdir()
+    assert built["tuning"]["reused_from"] == night_before.isoformat()
+    assert built["tuning"]["methods"] == {
+        B.BUY_AGAIN: {**choice, "from": f"cartwheel rank of {night_before}"}
+    }
+    assert (
+        built["settings"][B.BUY_AGAIN]["buy_again_half_life_days"]
+        == (grid[2]["buy_again_half_life_days"])
+    )
+
+
 def test_too_few_lists_for_the_workers_stop_the_step_before_writing(
     spark: SparkSession, ranked: tuple[Path, RunResult], tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from jobs import evaluate
+from jobs.runtime.lists import Held
 from jobs.runtime.registry import ResolvedRanker
 from pipelines import baselines as B
 
@@ -48,7 +49,7 @@ def test_the_rankers_tuning_is_taken_when_it_is_evaluates_own() -> None:
         None,
         VAL_START,
         None,
-        None,
+        Held(),
         done=done,  # type: ignore[arg-type]
     )
     assert (chosen[B.ALS_METHOD].als_rank, chosen[B.ALS_METHOD].als_alpha) == (128, 40.0)
