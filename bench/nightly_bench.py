@@ -1,13 +1,22 @@
-"""One night end to end at a given raw size: generate, then ``cartwheel nightly``, measured.
+"""Nights end to end at a given raw size: generate, then ``cartwheel nightly`` night after night,
+measured.
 
-For each ``--rows`` size: generates that many raw rows over ``--days`` days (not timed as part of
-the night), runs ``cartwheel nightly`` for the last day with ``--lookback-days`` = ``--days`` in a
-subprocess, sampling the resident memory of its whole process tree (driver JVM, Python, Horovod
-and Spark workers), then runs the same night again (every step skipped). Writes
-``bench/results/nightly-<rows>.json``: wall time, rows/s, peak memory, and per step the wall
-time, rows in/out and the peak memory while it ran (from the step manifests' start and end).
+For each ``--rows`` size: generates that many raw rows over ``--days`` + ``--nights`` - 1 days
+(not timed as part of a night), then runs ``cartwheel nightly`` with ``--lookback-days`` =
+``--days`` for each of the last ``--nights`` days in turn, in a subprocess, sampling the resident
+memory of its whole process tree (driver JVM, Python, Horovod and Spark workers), then runs the
+last night again (every step skipped). The first night starts from nothing (clean reads every
+day of its window, rank tunes its generators on val); a later night is the steady state (clean
+reads the new day, rank takes the generator settings the first night chose: ``--retune-days``).
+Writes ``bench/results/nightly-<rows>.json``: per night the wall time, rows/s (over the raw
+rows clean read that night: the window on the first, the new day after), peak memory,
+and per step the wall time, rows in/out and the peak memory while it ran (from the step
+manifests' start and end), the test recall@20 of every method and the gate; the first
+night's figures also stand at the top level (``night``, ``steps``), as in files written before
+the bench ran more than one night.
 
 usage: python bench/nightly_bench.py [--rows 1000000 10000000] [--days 7] [--epochs 2]
+                                     [--nights 2]
 """
 
 from __future__ import annotations
@@ -50,29 +59,21 @@ def step_figures(runs: Path, samples: list[tuple[float, int]]) -> dict[str, Any]
     return out
 
 
-def bench(rows: int, days: int, epochs: int, work: Path) -> dict[str, Any]:
-    root = work / f"night-{rows}"
-    shutil.rmtree(root, ignore_errors=True)
-    gen = run_measured(
-        ["generate", "--data-root", str(root), "--end-date", RUN_DATE, "--rows", str(rows),
-         "--days", str(days)],
-        work / f"generate-{rows}.log",
-    )  # fmt: skip
-    args = ["nightly", "--data-root", str(root), "--run-date", RUN_DATE,
+def measure_night(
+    root: Path, day: dt.date, days: int, epochs: int, log: Path
+) -> tuple[list[str], dict[str, Any]]:
+    """Run one night for ``day`` and measure it: (its command line, its figures)."""
+    args = ["nightly", "--data-root", str(root), "--run-date", day.isoformat(),
             "--lookback-days", str(days), "--epochs", str(epochs)]  # fmt: skip
-    wall, code, samples = run_sampled(args, work / f"nightly-{rows}.log")
-    runs = root / "_runs" / RUN_DATE
-    steps = step_figures(runs, samples)
+    wall, code, samples = run_sampled(args, log)
+    runs = root / "_runs" / day.isoformat()
     night = json.loads((runs / "nightly.json").read_text())
-    again_wall, again_code, _ = run_sampled(args, work / f"nightly-again-{rows}.log")
-    again = json.loads((runs / "nightly.json").read_text())
+    steps = step_figures(runs, samples)
     evaluation = json.loads((runs / "evaluate.json").read_text())
+    ranked = json.loads((runs / "rank.json").read_text()) if (runs / "rank.json").exists() else {}
     raw = steps["clean"]["rows_in"]
-    return {
-        "raw_rows": raw,
-        "days": days,
-        "epochs": epochs,
-        "generate": gen,
+    return args, {
+        "run_date": day.isoformat(),
         "night": {
             "status": night["status"],
             "exit_code": code,
@@ -81,11 +82,6 @@ def bench(rows: int, days: int, epochs: int, work: Path) -> dict[str, Any]:
             **rates(raw, wall),
         },
         "steps": steps,
-        "rerun_all_skipped": {
-            "exit_code": again_code,
-            "wall_s": round(again_wall, 2),
-            "statuses": sorted({s["status"] for s in again["steps"].values()}),
-        },
         "test_recall_at_20": {
             m: per_k["20"]["recall"] for m, per_k in evaluation["metrics"].items() if "20" in per_k
         },
@@ -94,6 +90,48 @@ def bench(rows: int, days: int, epochs: int, work: Path) -> dict[str, Any]:
             round(e["examples"] / e["seconds"], 1)
             for e in json.loads((runs / "train.json").read_text())["epochs"]
         ],
+        # where rank's generator settings came from: tuned tonight, or an earlier night's
+        "rank_tuning_reused_from": (ranked.get("tuning") or {}).get("reused_from"),
+    }
+
+
+def bench(rows: int, days: int, epochs: int, nights: int, work: Path) -> dict[str, Any]:
+    root = work / f"night-{rows}"
+    shutil.rmtree(root, ignore_errors=True)
+    last = dt.date.fromisoformat(RUN_DATE)
+    gen = run_measured(
+        ["generate", "--data-root", str(root), "--end-date", RUN_DATE, "--rows", str(rows),
+         "--days", str(days + nights - 1)],
+        work / f"generate-{rows}.log",
+    )  # fmt: skip
+    measured = []
+    for n in range(nights):
+        day = last - dt.timedelta(days=nights - 1 - n)
+        args, figures = measure_night(root, day, days, epochs, work / f"nightly-{rows}-{day}.log")
+        measured.append(figures)  # a failed night (a gate, say) does not stop the next
+    again_wall, again_code, _ = run_sampled(args, work / f"nightly-again-{rows}.log")
+    again = json.loads((root / "_runs" / measured[-1]["run_date"] / "nightly.json").read_text())
+    first = measured[0]
+    return {
+        "raw_rows": first["steps"]["clean"]["rows_in"],  # the first night's window
+        "generated_rows": json.loads((root / "_runs" / RUN_DATE / "generate.json").read_text())[
+            "raw_rows"
+        ],
+        "days": days,
+        "epochs": epochs,
+        "generate": gen,
+        "night": first["night"],
+        "steps": first["steps"],
+        "nights": measured,
+        "rerun_all_skipped": {
+            "run_date": measured[-1]["run_date"],
+            "exit_code": again_code,
+            "wall_s": round(again_wall, 2),
+            "statuses": sorted({s["status"] for s in again["steps"].values()}),
+        },
+        "test_recall_at_20": first["test_recall_at_20"],
+        "gate": first["gate"],
+        "train_examples_per_s": first["train_examples_per_s"],
     }
 
 
@@ -102,20 +140,24 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--nights", type=int, default=2, help="consecutive nights to run")
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
     args = parser.parse_args()
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="cartwheel-nightly-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     for rows in args.rows:
-        doc = bench(rows, args.days, args.epochs, work)
+        doc = bench(rows, args.days, args.epochs, args.nights, work)
         path = write_result(f"nightly-{rows}", doc)
-        print(f"[nightly-bench] {rows:,} rows: night {doc['night']['status']} in "
-              f"{doc['night']['wall_s']:.0f}s, peak {doc['night']['peak_rss_mb']:.0f} MB -> {path}")  # fmt: skip
-        for name, s in doc["steps"].items():
-            print(
-                f"  {name:<9}{s['status']:<10}{s['wall_s']:>8.1f}s  peak {s['peak_rss_mb']:>7.0f} MB"
-            )
+        print(f"[nightly-bench] {rows:,} rows -> {path}")
+        for n in doc["nights"]:
+            print(f"  night {n['run_date']}: {n['night']['status']} in {n['night']['wall_s']:.0f}s, "
+                  f"peak {n['night']['peak_rss_mb']:.0f} MB")  # fmt: skip
+            for name, s in n["steps"].items():
+                print(
+                    f"    {name:<9}{s['status']:<10}{s['wall_s']:>8.1f}s  "
+                    f"peak {s['peak_rss_mb']:>7.0f} MB"
+                )
         if not args.keep:
             shutil.rmtree(work / f"night-{rows}", ignore_errors=True)
 
