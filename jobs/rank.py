@@ -8,7 +8,8 @@ split exactly as evaluate tunes its baselines, or the one a rank run of the last
 the same candidate items (the two-tower's sellable vocabulary) and exclusion rule as evaluate.
 The cutoffs are the val start (the val targets label its lists) and the ``--fit-days`` days
 before it (each labelled by that day's train targets, every generator refitted on the events
-before it).
+before it); the fit cutoffs that the night before listed the same way from the same clean
+events are taken from its lists (``--carry-lists``), so a run of nights builds one cutoff's.
 ``pipelines.candidates`` merges each user's lists into one row per (user, item) with its
 feature vector.
 
@@ -47,6 +48,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import evaluate as EV
+from jobs.clean import MARKER as CLEAN_MARKER
 from jobs.runtime import layout, registry, scoring
 from jobs.runtime.config import AtLeast1, DatedStepConfig, NonNegative, opt, step_config
 from jobs.runtime.lists import Held, generator_lists
@@ -122,6 +124,13 @@ class RankConfig(DatedStepConfig, R.RankerSettings, R.FitSettings):
     experiment: str = opt(default="cartwheel", help="MLflow experiment")
     ranker_name: str = opt(default="cartwheel-ranker", help="registered model name of the ranker")
     alias: str = opt(default="candidate", help="registry alias given to the new ranker version")
+    carry_lists: bool = opt(
+        default=True,
+        help="take the lists at the fit cutoffs from the night before's rank run where it built "
+        "them the same way (generators, settings, depth, exclusion, features, selection users) "
+        "from the same clean events, labelled by one day's targets; --no-carry-lists builds "
+        "every cutoff",
+    )
     reuse_lists: bool = opt(
         default=False,
         help="fit again on the lists this date's last rank run published (with their "
@@ -281,6 +290,75 @@ def list_cutoffs(
     return kept, [cut.isoformat() for cut, split in wanted if (cut, split) not in kept]
 
 
+def clean_fingerprints(storage: Storage, root: str, days: Sequence[str]) -> dict[str, Any]:
+    """Day -> what its clean partition was made from (the raw files' fingerprint and the rules,
+    from its ``_cleaned.json``; None for a day without one)."""
+    out: dict[str, Any] = {}
+    for day in days:
+        path = join(layout.clean_events(root), layout.partition(day), CLEAN_MARKER)
+        marker = storage.read_json(path) if storage.exists(path) else {}
+        out[day] = [marker["raw_fingerprint"], marker["rules"]] if marker else None
+    return out
+
+
+def carried_cutoffs(
+    earlier: dict[str, Any],
+    basis: dict[str, Any],
+    wanted: Sequence[dt.date],
+    clean_now: dict[str, Any],
+) -> list[dt.date]:
+    """Of ``wanted`` (tonight's fit cutoffs, labelled by that day's train targets), those whose
+    lists an earlier night's lists document (``earlier``) holds as tonight would build them:
+    on the same ``basis`` (generators, settings, depth, exclusion rule, features, selection
+    users), at a cutoff that was a train cutoff there, or its val start when its val split was
+    that one day, from the same clean events (every clean day it read has the fingerprint
+    ``clean_now`` gives: nothing was cleaned again since)."""
+    if any(earlier.get(k) != v for k, v in basis.items()) or not earlier.get("clean_days"):
+        return []
+    if any(clean_now.get(day) != fp for day, fp in earlier["clean_days"].items()):
+        return []
+    val_start = earlier["val_start"]
+    one_day_val = dt.date.fromisoformat(earlier["test_start"]) - dt.date.fromisoformat(
+        val_start
+    ) == dt.timedelta(days=1)
+    alike = {c for c in earlier["cutoffs"] if c != val_start or one_day_val}
+    return [cut for cut in wanted if cut.isoformat() in alike]
+
+
+def carried_lists(
+    spark: SparkSession,
+    storage: Storage,
+    config: RankConfig,
+    basis: dict[str, Any],
+    wanted: Sequence[dt.date],
+) -> tuple[DataFrame | None, dict[str, Any]]:
+    """(the night before's fit lists at the cutoffs ``carried_cutoffs`` allows, with ``role``
+    fit, or None; {from, cutoffs} for the manifest, empty when nothing is carried)."""
+    if not config.carry_lists or not wanted:
+        return None, {}
+    before = config.run_date - dt.timedelta(days=1)
+    doc_path = join(layout.ranker_lists(config.data_root, before), LISTS_DOC)
+    if not storage.exists(doc_path):
+        return None, {}
+    earlier: dict[str, Any] = storage.read_json(doc_path)
+    clean_now = clean_fingerprints(storage, config.data_root, list(earlier.get("clean_days", {})))
+    cuts = carried_cutoffs(earlier, basis, wanted, clean_now)
+    if not cuts:
+        return None, {}
+    rows = spark.read.parquet(layout.ranker_lists(config.data_root, before, FIT)).where(
+        F.col("cutoff").isin(cuts)
+    )
+    log.info(
+        "[rank] the lists at %s are the night before's (%s): same generators, settings and "
+        "clean events",
+        ", ".join(c.isoformat() for c in cuts), before,
+    )  # fmt: skip
+    return rows.select(*S.RANKER_LISTS.columns, F.lit(FIT).alias("role")), {
+        "from": before.isoformat(),
+        "cutoffs": [c.isoformat() for c in cuts],
+    }
+
+
 def list_files(rows: int, lists: int, dim: int, workers: int) -> int:
     """Files of a split: a multiple of ``workers``, about ``TARGET_FILE_BYTES`` each, never more
     files than lists."""
@@ -317,12 +395,23 @@ def build_lists(
         tuning["reused_from"] = earlier[1].isoformat()
     chosen = {g: chosen.get(g, defaults) for g in config.generators}
     cutoffs, skipped = list_cutoffs(events, val_start, config.fit_days)  # main warns of skipped
+    basis = {
+        "generators": list(config.generators),
+        "settings": {g: dataclasses.asdict(chosen[g]) for g in config.generators},
+        "depth": config.depth, "exclude": config.exclude,
+        "features": C.feature_names(config.generators), "defaults": recorded_defaults,
+        "selection": {"share": config.selection_share, "seed": config.seed},
+    }  # fmt: skip
+    carried, carry = carried_lists(
+        spark, storage, config, basis, [cut for cut, split in cutoffs if split == L.TRAIN]
+    )
     frames = [
         cutoff_lists(
             spark, storage, config, events, catalog, items, chosen, defaults, cut, split, held
         )
         for cut, split in cutoffs
-    ]  # fmt: skip
+        if cut.isoformat() not in carry.get("cutoffs", [])
+    ] + ([carried] if carried is not None else [])  # fmt: skip
     lists = held.keep(functools.reduce(DataFrame.unionByName, frames))
     counted = lists.groupBy("role").agg(
         F.count(F.lit(1)).alias("rows"),
@@ -344,14 +433,17 @@ def build_lists(
     log.info(
         "[rank] lists: %s", "; ".join(f"{r}: {format_counts(s)}" for r, s in sorted(stats.items()))
     )
+    window = [  # every clean day the generators read (the test days' too: late events)
+        (boundaries["window_start"] + dt.timedelta(days=n)).isoformat()
+        for n in range((day - boundaries["window_start"]).days + 1)
+    ]
     return {
-        "lists": lists, "stats": stats, "tuning": tuning,
-        "settings": {g: dataclasses.asdict(chosen[g]) for g in config.generators},
+        "lists": lists, "stats": stats, "tuning": tuning, **basis,
         "cutoffs": [c.isoformat() for c, _ in cutoffs], "cutoffs_skipped": skipped,
-        "generators": list(config.generators),
-        "features": C.feature_names(config.generators), "depth": config.depth,
-        "exclude": config.exclude,
-        "defaults": recorded_defaults,
+        "cutoffs_carried": carry,
+        # what a later night compares before it carries these lists (carried_cutoffs)
+        "val_start": val_start.isoformat(), "test_start": boundaries["test_start"].isoformat(),
+        "clean_days": clean_fingerprints(storage, root, window),
     }  # fmt: skip
 
 
@@ -548,6 +640,7 @@ def main(spark: SparkSession, config: RankConfig) -> RunResult:
         run.extra = {
             "lists": {r: {**stats[r], "files": len(files[r])} for r in (FIT, SELECT)},
             "cutoffs": built["cutoffs"], "cutoffs_skipped": built.get("cutoffs_skipped", []),
+            "cutoffs_carried": built.get("cutoffs_carried", {}),
             "features": names,
             "generator_settings": built["settings"], "tuning": built["tuning"],
             # what a later night compares before it reuses this tuning (--retune-days)
@@ -570,6 +663,9 @@ def summarize(result: RunResult) -> str:
     lines = [
         f"ranked candidates of {', '.join(m['config']['generators'])} at cutoffs {', '.join(m['cutoffs'])}"
     ]
+    if m.get("cutoffs_carried"):
+        c = m["cutoffs_carried"]
+        lines.append(f"  lists at {', '.join(c['cutoffs'])} carried from the night of {c['from']}")
     for role, s in m["lists"].items():
         lines.append(
             f"  {role:<6} {s['lists']:>8,} lists  {s['rows']:>10,} candidates  "

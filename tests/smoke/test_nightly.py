@@ -295,6 +295,28 @@ def test_the_next_run_resumes_at_evaluate_and_publishes(
     assert (checksum(spark, yesterday), mtimes(yesterday)) == second_night["yesterday"]
 
 
+def test_the_second_nights_rank_carries_the_first_nights_lists(
+    spark: SparkSession, second_night: dict[str, Any], root: Path
+) -> None:
+    """D2's fit cutoff (D1's val start, a one-day val split there) was listed by D1's rank with
+    the same generators and settings from clean days not cleaned since: D2 takes those rows as
+    they are and builds only its own val start's lists."""
+    ranked = json.loads((root / f"_runs/{D2}/rank.json").read_text())
+    carried = (D1 - dt.timedelta(days=1)).isoformat()
+    assert ranked["cutoffs"] == [D1.isoformat(), carried]
+    assert ranked["cutoffs_carried"] == {"from": D1.isoformat(), "cutoffs": [carried]}
+    cols = ["group_id", "user_id", "item_id", "label", "relevant", "features"]
+
+    def rows(day: dt.date) -> list[tuple]:
+        fit = spark.read.parquet(layout.ranker_lists(str(root), day, "fit"))
+        picked = fit.where(F.col("cutoff") == carried).select(*cols).collect()
+        return sorted((*r[:5], tuple(r[5])) for r in picked)
+
+    tonight = rows(D2)
+    assert tonight and tonight == rows(D1)
+    assert ranked["lists"]["fit"]["rows"] > len(tonight)  # and its own val start's lists
+
+
 def test_backfill_runs_the_nights_in_order_and_skips_what_is_done(
     spark: SparkSession, second_night: dict[str, Any], root: Path
 ) -> None:
