@@ -294,7 +294,13 @@ def quality_gate(rules: Rules, table: Table, users: int, cold_users: int) -> dic
 
 
 def promotion(rules: Rules, table: Table, version: str, champion: str | None) -> dict[str, Any]:
-    """Whether model ``version`` should take the champion alias from version ``champion``, and why."""
+    """Whether model ``version`` should take the champion alias from version ``champion``, and why.
+
+    When the night publishes the ranked lists (``published`` is ``ranked``), those lists are
+    what the gate judges, and the two-tower only supplies their candidate items and
+    ``item_similar``: the one trained on fresher data takes over, whatever its own lists score
+    beside the champion's (both are reported). Otherwise the two-tower's own lists are what is
+    published, and it must beat the champion (or come within ``champion_tolerance``)."""
     key, ours = rules.key, rules.value(table, MODEL)
     decision: dict[str, Any] = {"metric": key, "model": ours}
     if champion is None:
@@ -311,6 +317,13 @@ def promotion(rules: Rules, table: Table, version: str, champion: str | None) ->
         }
     theirs = rules.value(table, CHAMPION)
     decision["champion"] = theirs
+    if rules.published == RANKED:
+        reason = (
+            "the ranked lists are what is published and the gate judges them; the model "
+            f"trained on fresher data supplies their candidates (its own lists: {key} "
+            f"{ours:.4f}, the champion v{champion}'s {theirs:.4f})"
+        )
+        return {**decision, "promote": True, "reason": reason}
     tolerance = rules.champion_tolerance
     if ours > theirs:
         reason = f"{key} {ours:.4f} beats the champion (v{champion}) at {theirs:.4f}"

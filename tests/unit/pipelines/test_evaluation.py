@@ -3,6 +3,7 @@ tolerance, and the table every report renders."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -117,6 +118,31 @@ def test_promotion_keeps_the_champion_unless_beaten() -> None:
     assert not E.promotion(rules, scores, "3", "3")["promote"]  # already the champion
     first = E.promotion(rules, scores, "3", None)
     assert first["promote"] and "no model had the alias 'champion'" in first["reason"]
+
+
+def test_with_the_ranked_lists_published_the_fresher_model_takes_over() -> None:
+    """The night publishes the ranker's lists over the new model's candidates: the two-tower's
+    own lists losing to the champion's does not keep the night's tables back; a failed gate
+    on the ranked lists still does."""
+    rules = E.Rules(published=E.RANKED, champion_tolerance=0.05, gate_baseline=E.BEST_BASELINE)
+    scores = {
+        "model": {"20": {"recall": 0.25}},  # 19% below the champion's own lists
+        "champion": {"20": {"recall": 0.31}},
+        "ranked": {"20": {"recall": 0.40}},
+        "als": {"20": {"recall": 0.38}},
+    }
+    decision = E.promotion(rules, scores, "3", "2")
+    assert decision["promote"] and (decision["model"], decision["champion"]) == (0.25, 0.31)
+    assert decision["reason"].startswith("the ranked lists are what is published")
+    assert "its own lists: recall@20 0.2500, the champion v2's 0.3100" in decision["reason"]
+    assert not E.promotion(dataclasses.replace(rules, published=E.MODEL), scores, "3", "2")[
+        "promote"
+    ]
+    gate, decided = E.decide(rules, scores, "3", "2", 500, 0)
+    assert gate["passed"] and decided["promote"]
+    scores["als"]["20"]["recall"] = 0.45  # the ranked lists lose to ALS
+    gate, decided = E.decide(rules, scores, "3", "2", 500, 0)
+    assert not gate["passed"] and not decided["promote"]
 
 
 def test_a_failed_gate_promotes_nothing_even_a_winner() -> None:
