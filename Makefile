@@ -66,12 +66,12 @@ lint: install ## ruff over the code
 typecheck: install ## mypy on jobs pipelines udfs
 	$(VENV)/bin/mypy
 
-bench: install ## run the benchmarks in bench/ (results in bench/results/; long: ~3.5 hours on 2 cores)
+bench: install ## run the benchmarks in bench/ (results in bench/results/; long: several hours on 2 cores)
 	$(PY) bench/ingest_bench.py --keep $(BENCH_ARGS)
 	$(PY) bench/label_shard_bench.py $(BENCH_ARGS)
 	$(PY) bench/train_bench.py
 	$(PY) bench/score_bench.py
-	$(PY) bench/nightly_bench.py
+	$(PY) bench/nightly_bench.py --rows 200000 1000000
 	$(PY) bench/quality.py demo
 	$(PY) bench/quality.py movielens
 	$(PY) bench/quality.py taobao

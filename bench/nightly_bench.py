@@ -9,7 +9,7 @@ last night again (every step skipped). The first night starts from nothing (clea
 day of its window, rank tunes its generators on val); a later night is the steady state (clean
 reads the new day, rank takes the generator settings the first night chose: ``--retune-days``).
 Writes ``bench/results/nightly-<rows>.json``: per night the wall time, rows/s (over the raw
-rows clean read that night: the window on the first, the new day after), peak memory,
+rows of the night's window, clean's ``rows_in``, days it reused included), peak memory,
 and per step the wall time, rows in/out and the peak memory while it ran (from the step
 manifests' start and end), the test recall@20 of every method and the gate; the first
 night's figures also stand at the top level (``night``, ``steps``), as in files written before

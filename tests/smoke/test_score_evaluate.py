@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from jobs import evaluate, score
 from jobs.runtime import registry, scoring
 from jobs.runtime.manifest import RunResult
+from jobs.runtime.render import metrics_view, render
 from pipelines import recs as R
 from pipelines import schemas as S
 from pipelines.errors import InputError
@@ -106,10 +107,15 @@ def test_evaluate_tunes_each_baseline_on_val_before_measuring_on_test(
     assert tuning["methods"]["buy_again"]["chosen"] == {
         "buy_again_half_life_days": best["buy_again_half_life_days"]
     }
-    assert (
-        doc["intervals"] == {}
-        and "chosen on the val split" in (root / "reports" / f"dt={END}" / "report.md").read_text()
-    )
+    assert tuning["methods"]["buy_again"]["chosen_for"] == END.isoformat()
+    report = (root / "reports" / f"dt={END}" / "report.md").read_text()
+    assert doc["intervals"] == {} and "chosen on the val split" in report
+    assert "reused" not in report
+    # a setting an earlier night chose (rank --retune-days) is reported as such
+    earlier = (END - dt.timedelta(days=3)).isoformat()
+    doc["tuning"]["methods"]["buy_again"]["chosen_for"] = earlier
+    again = render("evaluation.md.j2", doc=doc, view=metrics_view(doc["metrics"], doc["labels"]))
+    assert f"chosen on the val split of the night of {earlier}, reused" in again
 
 
 def test_first_evaluation_promotes_and_logs_a_linked_mlflow_run(
