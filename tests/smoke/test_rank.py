@@ -127,7 +127,9 @@ def test_the_registered_ranker_is_the_best_epoch_and_scores_raw_features(
     recalls = [e["selection_recall_at_20"] for e in m["epochs"]]
     assert m["best_selection_recall_at_20"] == max(recalls)
     assert m["fitted_on"]["rows"] == m["lists"]["fit"]["rows"]
-    mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow/mlflow.db")
+    # through cartwheel: a bare mlflow.set_tracking_uri reads as the user's own choice and
+    # steered every later test in this process to this store (test_train's tests, say)
+    registry.configure_tracking(str(root))
     model = mlflow.pyfunc.load_model(f"models:/{m['registered_model']}@candidate")
     ranker = model.get_raw_model()
     assert ranker.feature_names == m["features"]
