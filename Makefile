@@ -54,7 +54,7 @@ demo: install ## generate a small log, run one night on it (clean .. rank .. pub
 	$(VENV)/bin/cartwheel demo --data-root $(DEMO_ROOT)
 
 test: install ## run the test suite (unit + smoke, shuffled order; not slow or gpu)
-	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 test-all: install ## run every test tier, slow ones included
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
