@@ -224,6 +224,19 @@ def cutoff_lists(
     return lists.select(*S.RANKER_LISTS.columns, "role")
 
 
+def optional_doc(storage: Storage, path: str) -> dict[str, Any] | None:
+    """An earlier run's JSON document that this run may reuse, or None when it is missing or
+    unreadable (then the run does the work itself, and says why for an unreadable one)."""
+    if not storage.exists(path):
+        return None
+    try:
+        doc = storage.read_json(path)
+    except (OSError, ValueError) as exc:
+        log.warning("[rank] %s is unreadable (%s): not reused", path, exc)
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def reusable_choice(entry: Any, grid: list[dict[str, Any]], metric: str) -> bool:
     """Whether a tuning record's entry for one generator ({chosen, tried, chosen_for}) chose
     one of ``grid``'s points after trying exactly ``grid`` on ``metric``."""
@@ -249,7 +262,7 @@ def earlier_tuning(
         path = layout.manifest(config.data_root, day, "rank")
         if not storage.exists(path):
             continue
-        m = storage.read_json(path)
+        m = optional_doc(storage, path) or {}
         tuning = m.get("tuning") or {}
         methods = tuning.get("methods", {})
         fits = (
@@ -295,9 +308,10 @@ def clean_fingerprints(storage: Storage, root: str, days: Sequence[str]) -> dict
     from its ``_cleaned.json``; None for a day without one)."""
     out: dict[str, Any] = {}
     for day in days:
-        path = join(layout.clean_events(root), layout.partition(day), CLEAN_MARKER)
-        marker = storage.read_json(path) if storage.exists(path) else {}
-        out[day] = [marker["raw_fingerprint"], marker["rules"]] if marker else None
+        marker = optional_doc(
+            storage, join(layout.clean_events(root), layout.partition(day), CLEAN_MARKER)
+        )
+        out[day] = [marker.get("raw_fingerprint"), marker.get("rules")] if marker else None
     return out
 
 
@@ -337,10 +351,9 @@ def carried_lists(
     if not config.carry_lists or not wanted:
         return None, {}
     before = config.run_date - dt.timedelta(days=1)
-    doc_path = join(layout.ranker_lists(config.data_root, before), LISTS_DOC)
-    if not storage.exists(doc_path):
+    earlier = optional_doc(storage, join(layout.ranker_lists(config.data_root, before), LISTS_DOC))
+    if earlier is None:
         return None, {}
-    earlier: dict[str, Any] = storage.read_json(doc_path)
     clean_now = clean_fingerprints(storage, config.data_root, list(earlier.get("clean_days", {})))
     cuts = carried_cutoffs(earlier, basis, wanted, clean_now)
     if not cuts:

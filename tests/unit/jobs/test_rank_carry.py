@@ -4,11 +4,15 @@ night's lists document (hand-written here) and the clean days' fingerprints now.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from jobs.rank import carried_cutoffs
+from jobs.clean import MARKER as CLEAN_MARKER
+from jobs.rank import carried_cutoffs, clean_fingerprints
+from jobs.runtime import layout
+from jobs.runtime.storage import Storage
 
 pytestmark = pytest.mark.unit
 
@@ -80,3 +84,16 @@ def test_a_clean_day_cleaned_again_since_stops_the_carry(day: str) -> None:
     assert carried_cutoffs(earlier(), BASIS, TONIGHT, now) == []
     gone = {d: fp for d, fp in CLEAN.items() if d != day}  # a partition removed since
     assert carried_cutoffs(earlier(), BASIS, TONIGHT, gone) == []
+
+
+def test_clean_fingerprints_come_from_each_days_marker(tmp_path: Path) -> None:
+    root = str(tmp_path)
+    for day, text in (("2026-11-18", '{"raw_fingerprint": "abc", "rules": "r1"}'),
+                      ("2026-11-19", '{"raw_fing')):  # fmt: skip
+        folder = Path(layout.clean_events(root), layout.partition(day))
+        folder.mkdir(parents=True)
+        (folder / CLEAN_MARKER).write_text(text)
+    got = clean_fingerprints(Storage(None), root, ["2026-11-18", "2026-11-19", "2026-11-20"])
+    # an unreadable marker and a missing day both count as changed: nothing is carried
+    assert got == {"2026-11-18": ["abc", "r1"], "2026-11-19": None, "2026-11-20": None}
+    assert carried_cutoffs(earlier(), BASIS, TONIGHT, {**CLEAN, "2026-11-19": None}) == []

@@ -135,3 +135,12 @@ def test_only_the_latest_earlier_run_counts(tmp_path: Path) -> None:
     write_manifest(tmp_path, DAY - dt.timedelta(days=1))
     found = earlier(tmp_path)
     assert found is not None and found[1] == DAY - dt.timedelta(days=1)
+
+
+def test_an_unreadable_earlier_manifest_means_tuning_again(tmp_path: Path) -> None:
+    write_manifest(tmp_path, DAY - dt.timedelta(days=1))
+    path = Path(layout.manifest(str(tmp_path), DAY - dt.timedelta(days=1), "rank"))
+    path.write_text('{"status": "succ')  # cut short by a crash
+    assert earlier(tmp_path) is None
+    assert rank.optional_doc(Storage(None), str(path)) is None
+    assert rank.optional_doc(Storage(None), str(tmp_path / "missing.json")) is None
