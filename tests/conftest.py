@@ -67,16 +67,19 @@ def spark() -> Iterator:
     from jobs.runtime.session import get_spark
 
     # Tiny frames: compiling whole-stage generated code costs more than running the stage
-    # (test_label + test_baselines: 103 s with it, 71 s without). It is an execution strategy
-    # with the same results (Spark's own suites run both ways); the tests that start their own
-    # process (the CLI, spark-submit, the nightly lock, the killed training run) and the demo
-    # run with it on.
+    # (test_label + test_baselines: 103 s with it, 71 s without), and so does adaptive query
+    # execution's re-planning after every shuffle stage (test_clean, test_label, test_baselines
+    # and test_metrics: 213 s with it, 151 s without). Both are execution strategies with the
+    # same results (Spark's own suites run both ways); the tests that start their own process
+    # (the CLI, spark-submit, the nightly lock, the killed training run) and the demo run with
+    # both on, as a night does.
     session = get_spark(
         "cartwheel-tests",
         {
             "spark.sql.shuffle.partitions": "2",
             "spark.default.parallelism": "2",
             "spark.sql.codegen.wholeStage": "false",
+            "spark.sql.adaptive.enabled": "false",
         },
     )
     yield session
