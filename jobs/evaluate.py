@@ -11,6 +11,8 @@ model's vocabulary items that are sellable) and the same exclusions (``--exclude
   ranked              with ``--ranker-uri``: a ranker ``cartwheel rank`` registered, ordering the
                       candidates its generators (with the settings it was fitted with) propose
                       from the same events, candidates and exclusions (``jobs/runtime/lists.py``)
+  champion_ranked     with ``--ranker-uri``: the lists of the ranker the ``--champion-alias``
+                      points at, when it is another version (the ranker that serves now)
   popularity, recent_popularity, cooccurrence, item_knn, buy_again, als
                       (see ``pipelines/baselines.py``), each first tuned on the val split
                       (``--tune-baselines``: lists built before the val start for the val users,
@@ -21,7 +23,10 @@ Metrics (Recall, NDCG, MAP, HitRate at each ``--ks``, and coverage) are computed
 (each method also paired with the model), and written to ``reports/dt=D/metrics.json``, ``reports/dt=D/report.md`` and
 ``reports/dt=D/recall_at_k.svg``, and logged to MLflow as an evaluation run under the model's
 training run. Then the champion alias moves to the evaluated version only if it beats the
-current champion on ``--promotion-metric`` at ``--promotion-k``.
+current champion on ``--promotion-metric`` at ``--promotion-k``. With the ranked lists judged,
+the gate also fails when they lose to the champion ranker's lists by more than
+``--champion-tolerance`` with a paired interval that excludes a tie
+(``pipelines/evaluation.py: against_champion_ranker``).
 
 Why this entry point is longer than the others: besides reading and writing it holds the order
 of an evaluation's Spark work (what is persisted and released, tuning before test lists, the
@@ -54,7 +59,7 @@ from jobs.runtime.config import (
     opt,
     step_config,
 )
-from jobs.runtime.lists import Held, ranked_lists
+from jobs.runtime.lists import Held, ranked_lists, ranked_top
 from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import date_window, read_catalog, read_clean_events
 from jobs.runtime.registry import ModelUri
@@ -132,7 +137,9 @@ class EvaluateConfig(DatedStepConfig):
     champion_tolerance: Tolerance = opt(
         default=0.0,
         help="promote when the model's promotion metric is at least (1 - this) x the champion's "
-        "(a model trained on fresher data may win a near tie); 0: it must beat the champion",
+        "(a model trained on fresher data may win a near tie); 0: it must beat the champion. "
+        "With --ranker-uri: the gate fails when the ranked lists are below (1 - this) x the "
+        "champion ranker's, with a paired interval that excludes a tie",
     )
     gate_baseline: str = opt(
         default=B.POPULARITY,
@@ -265,11 +272,13 @@ def all_lists(
     settings: dict[str, B.BaselineSettings],
     held: Held,
     ranker: registry.ResolvedRanker | None = None,
+    champion_ranker: registry.ResolvedRanker | None = None,
 ) -> tuple[list[DataFrame], dict[str, str], list[str]]:
     """Every method's lists: the model (``mask``: its candidates), the ranker's, the champion
-    (when another version holds the alias) and each baseline of ``config.baselines`` with its
-    ``settings`` (tuned on val; the defaults where absent); (lists, labels, the baselines taken
-    from the ranker's generator lists instead of built again)."""
+    (when another version holds the alias), the champion ranker's (likewise) and each baseline
+    of ``config.baselines`` with its ``settings`` (tuned on val; the defaults where absent);
+    (lists, labels, the baselines taken from the ranker's generator lists instead of built
+    again). A champion ranker this code cannot score (other features) is left out, logged."""
     parts = [model_lists(spark, model, mask, f, config.exclude, E.MODEL, held)]
     labels = {E.MODEL: f"model v{model.version}"}
     reused: dict[str, DataFrame] = {}
@@ -284,6 +293,15 @@ def all_lists(
                 "[evaluate] %s: the first %d rows of the ranker's generator lists",
                 ", ".join(taken), f.k,
             )  # fmt: skip
+    if champion_ranker is not None:
+        try:
+            top, _ = ranked_top(champion_ranker.model, f, catalog, held)
+        except InputError as exc:
+            log.warning("[evaluate] the champion ranker's lists are left out: %s", exc)
+        else:
+            lists = S.RANKED_LISTS.select(top.withColumn("method", F.lit(E.CHAMPION_RANKED)))
+            parts.append(held.lists(E.CHAMPION_RANKED, lists))
+            labels[E.CHAMPION_RANKED] = f"champion ranker v{champion_ranker.version}"
     if champion_version is not None and champion_version != model.version:
         champion = registry.resolve(f"models:/{model.name}/{champion_version}")
         own, _ = scoring.sellable_candidates(spark, champion, catalog)
@@ -490,6 +508,11 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
         model = registry.resolve(config.model_uri)
         champion_version = registry.alias_version(model.name, config.champion_alias)
         ranker = registry.resolve_ranker(config.ranker_uri) if config.ranker_uri else None
+        champion_ranker = None
+        if ranker is not None:
+            serving = registry.alias_version(ranker.name, config.champion_alias)
+            if serving is not None and serving != ranker.version:
+                champion_ranker = registry.resolve_ranker(f"models:/{ranker.name}/{serving}")
         held = Held()
         try:
             users = held.keep(test.select("user_id").distinct())
@@ -509,8 +532,15 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
                 done=ranker_tuning(ranker, config, b["val_start"]),
             )  # fmt: skip
             parts, labels, taken = all_lists(
-                spark, config, model, mask, champion_version, f, catalog, settings, held, ranker
-            )
+                spark, config, model, mask, champion_version, f, catalog, settings, held, ranker,
+                champion_ranker,
+            )  # fmt: skip
+            if champion_ranker is not None and E.CHAMPION_RANKED not in labels:
+                run.warn(
+                    f"the champion ranker v{champion_ranker.version} was fitted on other features "
+                    "than this cartwheel computes: tonight's ranked lists were not compared with "
+                    "its lists"
+                )
             table, stats = measure(
                 parts, held.keep(test.distinct()), f, config, counts["candidate_items"], held,
                 ranked=ranker is not None,
@@ -518,8 +548,9 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
         finally:
             held.release()
         gate, decision = E.decide(
-            config.rules, table, model.version, champion_version, n_users, stats["cold_users"]
-        )
+            config.rules, table, model.version, champion_version, n_users, stats["cold_users"],
+            stats.get("intervals_vs_ranked"),
+        )  # fmt: skip
         applied = bool(decision["promote"] and config.promote)
         doc: dict[str, Any] = {
             "run_date": day.isoformat(), "test_start": b["test_start"].isoformat(),

@@ -24,12 +24,14 @@ from pipelines import recs as R
 from pipelines import schemas as S
 
 MODEL, CHAMPION, RANKED = "model", "champion", "ranked"
-OURS = (MODEL, CHAMPION, RANKED)  # the methods that are not baselines
+CHAMPION_RANKED = "champion_ranked"  # the lists of the ranker that holds the champion alias
+OURS = (MODEL, CHAMPION, RANKED, CHAMPION_RANKED)  # the methods that are not baselines
 HANDLING = {
     MODEL: "cold users (no item event before the test start) get the popularity list",
     CHAMPION: "as model",
     RANKED: "the ranker orders its generators' candidates; every generator falls back to the "
     "popularity list, so cold users get it too",
+    CHAMPION_RANKED: "as ranked, with the champion ranker's own generators and settings",
     B.POPULARITY: "the same list for every user (cold users included)",
     B.RECENT_POPULARITY: "the same list for every user (cold users included), filled from the "
     "all-time popularity list when the recent days hold fewer than K items",
@@ -212,7 +214,8 @@ def metrics_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def method_order(table: dict[str, Any]) -> list[str]:
-    """The model, the champion, then the baselines by name."""
+    """Ours (the model, the champion, the ranked lists, the champion ranker's), then the
+    baselines by name."""
     first = [m for m in OURS if m in table]
     return first + sorted(m for m in table if m not in first)
 
@@ -342,11 +345,64 @@ def promotion(rules: Rules, table: Table, version: str, champion: str | None) ->
     return {**decision, "promote": False, "reason": reason}
 
 
+def against_champion_ranker(
+    rules: Rules, table: Table, paired: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Whether tonight's ranked lists hold their own against the lists of the ranker that serves
+    now (``champion_ranked``, measured beside them on the same test users), or None when the
+    ranked lists are not published or there is no other champion ranker. They lose when they are
+    below (1 - ``champion_tolerance``) x the champion ranker's on the promotion metric and, where
+    ``paired`` holds the bootstrap interval of (champion_ranked - ranked), that interval lies
+    above zero: a loss the test users bear out, not the noise of one test day. Without
+    intervals (``bootstrap_replicates`` 0) the values alone decide."""
+    if rules.published != RANKED or CHAMPION_RANKED not in table:
+        return None
+    key, tolerance = rules.key, rules.champion_tolerance
+    ours, theirs = rules.value(table, RANKED), rules.value(table, CHAMPION_RANKED)
+    check: dict[str, Any] = {
+        "metric": key, "ranked": ours, "champion_ranked": theirs, "tolerance": tolerance,
+    }  # fmt: skip
+    below = ours < (1 - tolerance) * theirs
+    interval = (paired or {}).get(CHAMPION_RANKED, {}).get(key)
+    if interval is not None:
+        lo, hi = interval["diff_lo"], interval["diff_hi"]
+        check.update(diff_lo=lo, diff_hi=hi)
+        held = not (below and lo is not None and lo > 0)
+        basis = f"champion - ranked [{lo:+.4f}, {hi:+.4f}]" if lo is not None else "no interval"
+    else:
+        held, basis = not below, "no bootstrap intervals"
+    within = f" x (1 - {tolerance:g})" if tolerance else ""
+    if held:
+        reason = (
+            f"ranked {key} {ours:.4f} holds against the champion ranker's lists at "
+            f"{theirs:.4f}{within} ({basis})"
+        )
+    else:
+        reason = (
+            f"ranked {key} {ours:.4f} loses to the champion ranker's lists at {theirs:.4f}"
+            f"{within} ({basis}): the tables the champion ranker published keep serving"
+        )
+    return {**check, "held": held, "reason": reason}
+
+
 def decide(
-    rules: Rules, table: Table, version: str, champion: str | None, users: int, cold_users: int
+    rules: Rules,
+    table: Table,
+    version: str,
+    champion: str | None,
+    users: int,
+    cold_users: int,
+    paired: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(quality gate, promotion decision): a failed gate promotes nothing."""
+    """(quality gate, promotion decision): a failed gate promotes nothing. With the ranked lists
+    published and a champion ranker's lists beside them, the gate also needs
+    ``against_champion_ranker`` to hold (``paired``: the intervals against the ranked lists)."""
     gate = quality_gate(rules, table, users, cold_users)
+    check = against_champion_ranker(rules, table, paired) if rules.gate_min_ratio else None
+    if check is not None:
+        gate = {**gate, "champion_ranker": check}
+        if gate["passed"] and not check["held"]:
+            gate = {**gate, "passed": False, "reason": check["reason"]}
     decision = promotion(rules, table, version, champion)
     if not gate["passed"]:
         decision = {

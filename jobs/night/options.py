@@ -46,8 +46,10 @@ class NightOptions:
     )
     champion_tolerance: Tolerance = opt(
         default=0.05,
-        help="the night's model replaces the champion when within this fraction of it; "
-        "otherwise the night fails and publishes nothing",
+        help="with --no-second-stage the night's model replaces the champion when within this "
+        "fraction of it; with the second stage the ranked lists must not fall below the serving "
+        "ranker's by more than this (with a paired interval that excludes a tie); otherwise the "
+        "night publishes nothing",
     )
     second_stage: bool = opt(
         default=True,

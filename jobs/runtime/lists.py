@@ -33,6 +33,7 @@ class Held:
         self.step = step
         self.frames: list[DataFrame] = []
         self.broadcasts: list[Any] = []
+        self.built: dict[tuple[Any, ...], tuple[Any, DataFrame]] = {}
 
     def keep(self, frame: DataFrame) -> DataFrame:
         self.frames.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
@@ -50,6 +51,18 @@ class Held:
         )  # fmt: skip
         return frame
 
+    def lists_once(
+        self, name: str, f: E.EvalFrames, settings: B.BaselineSettings | None, build: Any
+    ) -> DataFrame:
+        """``lists(name, build())``, built once per method, settings and frames ``f`` (by
+        identity; ``f`` is kept so that no later frame takes its id) while this computation
+        runs: two rankers over a generator with the same settings share its lists."""
+        frames = (f.before, f.users, f.candidates, f.exclusions)
+        key = (name, settings, f.k, f.test_start, *map(id, frames))
+        if key not in self.built:
+            self.built[key] = (f, self.lists(name, build()))
+        return self.built[key][1]
+
     def release(self) -> None:
         for frame in self.frames:
             frame.unpersist()
@@ -61,14 +74,15 @@ def generator_lists(
     f: E.EvalFrames, generators: Sequence[str], chosen: dict[str, B.BaselineSettings], held: Held
 ) -> DataFrame:
     """Every generator's ``RANKED_LISTS`` for ``f``'s users, each with its ``chosen`` settings
-    (popularity, the fallback of every list, with ``f``'s)."""
-    popular = held.lists(B.POPULARITY, E.popularity_lists(f))
-    parts = [
-        popular
-        if g == B.POPULARITY
-        else held.lists(g, E.BASELINES[g](dataclasses.replace(f, settings=chosen[g]), popular))
-        for g in generators
-    ]
+    (popularity, the fallback of every list, with ``f``'s); lists ``held`` already built for
+    the same frames, depth and settings are not built again."""
+    popular = held.lists_once(B.POPULARITY, f, None, lambda: E.popularity_lists(f))  # no settings
+
+    def built(g: str) -> DataFrame:
+        mine = dataclasses.replace(f, settings=chosen[g])
+        return held.lists_once(g, mine, chosen[g], lambda: E.BASELINES[g](mine, popular))
+
+    parts = [popular if g == B.POPULARITY else built(g) for g in generators]
     return functools.reduce(DataFrame.unionByName, parts)
 
 

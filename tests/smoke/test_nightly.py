@@ -291,6 +291,16 @@ def test_the_next_run_resumes_at_evaluate_and_publishes(
     }  # fmt: skip
     assert (root / "recs" / "user_topk" / f"dt={D2}").is_dir()
     assert json.loads((root / "recs/_latest.json").read_text())["run_date"] == D2.isoformat()
+    # tonight's ranked lists were measured beside those of the ranker that served until now
+    evaluated = json.loads((root / f"_runs/{D2}/evaluate.json").read_text())
+    ranker = evaluated["ranker"]
+    assert evaluated["labels"]["champion_ranked"] == "champion ranker v1"
+    assert ranker["version"] == "2"
+    check = evaluated["gate"]["champion_ranker"]
+    assert check["champion_ranked"] == evaluated["metrics"]["champion_ranked"]["20"]["recall"]
+    assert check["held"] and ranker["champion"]  # within steps' champion tolerance: it serves
+    report = (root / f"reports/dt={D2}/report.md").read_text()
+    assert f"Against the champion ranker: {check['reason']}." in report
     yesterday = yesterday_recs(root)
     assert (checksum(spark, yesterday), mtimes(yesterday)) == second_night["yesterday"]
 

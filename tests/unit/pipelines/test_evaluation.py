@@ -145,6 +145,45 @@ def test_with_the_ranked_lists_published_the_fresher_model_takes_over() -> None:
     assert not gate["passed"] and not decided["promote"]
 
 
+def test_ranked_lists_that_lose_to_the_champion_rankers_fail_the_gate() -> None:
+    """Tonight's ranked lists beat the best baseline but are measured beside the lists of the
+    ranker that serves now: a loss the paired interval bears out fails the gate (nothing is
+    published); a loss within the noise, or within the tolerance, does not."""
+    rules = E.Rules(published=E.RANKED, gate_baseline=E.BEST_BASELINE)
+    scores = {
+        "model": {"20": {"recall": 0.25}},
+        "ranked": {"20": {"recall": 0.40}},
+        "champion_ranked": {"20": {"recall": 0.44}},  # ours: never the best baseline
+        "als": {"20": {"recall": 0.38}},
+    }
+    loss = {"champion_ranked": {"recall@20": {"diff_lo": 0.01, "diff_hi": 0.07}}}
+    gate, decided = E.decide(rules, scores, "3", None, 500, 0, loss)
+    assert not gate["passed"] and not decided["promote"]
+    assert gate["baseline"] == "als"  # the champion ranker's lists are not a baseline
+    check = gate["champion_ranker"]
+    assert (check["ranked"], check["champion_ranked"], check["held"]) == (0.40, 0.44, False)
+    assert gate["reason"].startswith(
+        "ranked recall@20 0.4000 loses to the champion ranker's lists at 0.4400 "
+        "(champion - ranked [+0.0100, +0.0700])"
+    )
+    assert decided["reason"].startswith("quality gate failed: ranked recall@20 0.4000 loses")
+    tie = {"champion_ranked": {"recall@20": {"diff_lo": -0.01, "diff_hi": 0.07}}}
+    gate, decided = E.decide(rules, scores, "3", None, 500, 0, tie)
+    assert gate["passed"] and decided["promote"] and gate["champion_ranker"]["held"]
+    assert "holds against the champion ranker's lists" in gate["champion_ranker"]["reason"]
+    tolerant = dataclasses.replace(rules, champion_tolerance=0.1)  # 0.40 >= 0.9 x 0.44
+    assert E.decide(tolerant, scores, "3", None, 500, 0, loss)[0]["passed"]
+    # no intervals (bootstrap_replicates 0): the values decide
+    assert not E.decide(rules, scores, "3", None, 500, 0)[0]["passed"]
+    scores["champion_ranked"]["20"]["recall"] = 0.39
+    assert E.decide(rules, scores, "3", None, 500, 0)[0]["passed"]
+    # the two-tower's lists published, or no gate: no comparison with the champion ranker
+    model_rules = dataclasses.replace(rules, published=E.MODEL)
+    assert E.against_champion_ranker(model_rules, scores, loss) is None
+    no_gate = dataclasses.replace(rules, gate_min_ratio=0)
+    assert "champion_ranker" not in E.decide(no_gate, scores, "3", None, 500, 0, loss)[0]
+
+
 def test_a_failed_gate_promotes_nothing_even_a_winner() -> None:
     gate, decision = E.decide(
         E.Rules(gate_min_ratio=2.0), table(0.30, 0.25, 0.10), "3", "2", 500, 0
