@@ -26,7 +26,9 @@ from jobs.night.steps import STEP_NAMES
 from jobs.runtime import layout
 from jobs.runtime.lock import LockHeldError, data_root_lock, lock_path
 from jobs.runtime.manifest import RunResult
+from jobs.runtime.readers import date_window, read_clean_events
 from jobs.runtime.storage import Storage
+from pipelines import evaluation as E
 from pipelines.errors import ConfigError, InputError
 from tests.conftest import REPO
 
@@ -34,13 +36,13 @@ pytestmark = pytest.mark.smoke
 
 D1, D2 = dt.date(2026, 11, 20), dt.date(2026, 11, 21)
 LOOKBACK = 4
-# Cheap baselines, untuned, and no bootstrap intervals keep each evaluation short; a ranker over
+# Cheap baselines, untuned, and few bootstrap resamples keep each evaluation short; a ranker over
 # three cheap generators, untuned, keeps rank short (tuning, the intervals and the other
 # generators have their own tests); the sections also exercise --step-config.
 GENERATORS = ["buy_again", "popularity", "recent_popularity"]
 STEP_CONFIG = (
     "evaluate:\n  baselines: [popularity, recent_popularity]\n  ks: [10, 20]\n"
-    "  tune_baselines: false\n  bootstrap_replicates: 0\n  gate_min_warm_users: 1\n"
+    "  tune_baselines: false\n  bootstrap_replicates: 20\n  gate_min_warm_users: 1\n"
     f"rank:\n  generators: {GENERATORS}\n  depth: 20\n  fit_days: 1\n"
     "  tune_generators: false\n  epochs: 3\n  lists_per_batch: 64\n"
 )
@@ -228,6 +230,25 @@ def test_the_first_night_publishes_the_ranked_lists(
         # both baselines are generators of the ranker, untuned on both sides: taken from its lists
         "baselines_from_its_lists": ["popularity", "recent_popularity"],
     }  # fmt: skip
+    assert gate["model"] == evaluated["metrics"]["ranked"]["20"]["recall"]
+    assert evaluated["labels"]["ranked"] == f"ranker v{version}"
+    table = evaluated["metrics"]
+    for k in ("10", "20"):
+        assert table["ranked"][k]["users"] == table["model"][k]["users"] > 0  # the same users
+        assert 0.0 <= table["ranked"][k]["recall"] <= table["ranked"][k]["hit_rate"] <= 1.0
+    # every other method is paired with the ranked lists on the same resamples
+    paired = json.loads((root / f"reports/dt={D1}/metrics.json").read_text())
+    vs_ranked = paired["intervals_vs_ranked"]
+    assert set(vs_ranked) == {"model", "popularity", "recent_popularity"}
+    for method, per_metric in vs_ranked.items():
+        assert set(per_metric) == {"recall@20", "ndcg@10"}
+        for key, i in per_metric.items():
+            metric, k = key.split("@")
+            mean_diff = table[method][k][metric] - table["ranked"][k][metric]
+            assert i["diff_lo"] <= i["diff_hi"] and i["verdict"] == E.verdict(
+                i["diff_lo"], i["diff_hi"]
+            )
+            assert i["diff_lo"] - 0.05 <= mean_diff <= i["diff_hi"] + 0.05  # around the observed
     published = spark.read.parquet(str(yesterday_recs(root))).toPandas()
     assert set(published.model_name) == {"cartwheel-ranker"}
     assert set(published.model_version) == {version}
@@ -236,6 +257,21 @@ def test_the_first_night_publishes_the_ranked_lists(
     assert latest["ranker"] == {"name": "cartwheel-ranker", "version": version}
     scored = json.loads((root / f"_runs/{D1}/score.json").read_text())
     assert scored["rows_out"] == published.user_id.nunique() == latest["users"]
+    # score counted the candidates of every generator and the source of every published row
+    assert set(scored["ranker"]["candidates_per_generator"]) == set(GENERATORS)
+    assert all(n > 0 for n in scored["ranker"]["candidates_per_generator"].values())
+    assert published.source.value_counts().to_dict() == scored["ranker"]["published_per_source"]
+    assert len(published) == scored["user_topk_rows"]
+    for _, rows in published.sort_values("rank").groupby("user_id"):  # ranks 1..n by score
+        assert rows["rank"].tolist() == list(range(1, len(rows) + 1)) and len(rows) <= scored["k"]
+        assert rows.score.is_monotonic_decreasing
+    # nothing the exclusion rule hides is recommended
+    storage = Storage(spark)
+    events = read_clean_events(spark, storage, str(root), date_window(D1, LOOKBACK))
+    users = spark.createDataFrame(published[["user_id"]].drop_duplicates())
+    hidden = E.exclusions_of(events, users, scored["config"]["exclude"])
+    pairs = spark.createDataFrame(published[["user_id", "item_id"]])
+    assert pairs.join(hidden, ["user_id", "item_id"], "left_semi").count() == 0
 
 
 @pytest.mark.slow  # score, evaluate and publish again on a copy (20 s here under load; make test-all)

@@ -1,6 +1,8 @@
 """cartwheel rank end to end on the session's trained data root: candidate lists from several
 generators at two cutoffs, written as files of whole lists, and a ranker fitted on them by two
-Horovod workers (Gloo) over Petastorm readers, logged and registered in MLflow."""
+Horovod workers (Gloo) over Petastorm readers, logged and registered in MLflow. Scoring and
+evaluating with the ranker (what score publishes, the pairing with the ranked lists) are checked
+on the nightly smoke's first night (``test_nightly.py``), which runs both."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import evaluate, rank, score
+from jobs import evaluate, rank
 from jobs.runtime import layout, registry, scoring
 from jobs.runtime.lists import Held, ranked_lists
 from jobs.runtime.manifest import RunResult
@@ -213,83 +215,6 @@ def test_a_ranker_fitted_on_other_features_is_refused(
         InputError, match=r"models:/no-such-ranker@candidate does not exist .*rank` first"
     ):
         registry.resolve_ranker("models:/no-such-ranker@candidate")
-
-
-def test_evaluate_measures_the_ranked_lists_beside_the_model(
-    spark: SparkSession, ranked: tuple[Path, RunResult]
-) -> None:
-    root, _ = ranked
-    result = evaluate.main(
-        spark,
-        evaluate.EvaluateConfig(
-            data_root=str(root), run_date=END, ranker_uri="models:/cartwheel-ranker@candidate",
-            baselines=(B.POPULARITY,), tune_baselines=False, bootstrap_replicates=20,
-            ks=(10, 20), gate_min_ratio=0.01, gate_baseline=E.BEST_BASELINE,
-            gate_min_warm_users=1, promote=False,
-        ),
-    )  # fmt: skip
-    assert result.succeeded, result.manifest.get("error")
-    gate = result.manifest["gate"]  # the ranked lists are what the gate judges
-    assert (gate["method"], gate["baseline"]) == (E.RANKED, B.POPULARITY)
-    assert gate["model"] == result.manifest["metrics"][E.RANKED]["20"]["recall"]
-    table, labels = result.manifest["metrics"], result.manifest["labels"]
-    assert set(table) == {E.MODEL, E.RANKED, B.POPULARITY}
-    assert labels[E.RANKED] == "ranker v1"
-    # popularity, one of the ranker's generators, is the first K rows of its lists, not rebuilt
-    assert result.manifest["ranker"]["baselines_from_its_lists"] == [B.POPULARITY]
-    for k in ("10", "20"):
-        row = table[E.RANKED][k]
-        assert row["users"] == table[E.MODEL][k]["users"] > 0  # the same test users
-        assert 0.0 <= row["recall"] <= row["hit_rate"] <= 1.0
-    # every other method is also paired with the ranked lists on the same resamples
-    paired = json.loads(Path(result.manifest["report"], "metrics.json").read_text())
-    vs_ranked = paired["intervals_vs_ranked"]
-    assert set(vs_ranked) == {E.MODEL, B.POPULARITY}
-    for method, per_metric in vs_ranked.items():
-        assert set(per_metric) == {"recall@20", "ndcg@10"}
-        for key, i in per_metric.items():
-            metric, k = key.split("@")
-            mean_diff = table[method][k][metric] - table[E.RANKED][k][metric]
-            assert i["diff_lo"] <= i["diff_hi"]
-            assert i["verdict"] == E.verdict(i["diff_lo"], i["diff_hi"])
-            # the resampled differences lie around the observed one
-            assert i["diff_lo"] - 0.05 <= mean_diff <= i["diff_hi"] + 0.05
-
-
-def test_score_publishes_the_ranked_lists_with_the_generator_of_each_item(
-    spark: SparkSession, ranked: tuple[Path, RunResult], tmp_path: Path
-) -> None:
-    root, _ = ranked
-    result = score.main(
-        spark,
-        score.ScoreConfig(
-            data_root=str(root), run_date=END, model_uri="models:/cartwheel-two-tower@candidate",
-            ranker_uri="models:/cartwheel-ranker@candidate", k=10, lookback_days=10,
-            similar_items=False, output_root=str(tmp_path),
-        ),
-    )  # fmt: skip
-    assert result.succeeded, result.manifest.get("error")
-    m = result.manifest
-    assert (m["ranker"]["name"], m["ranker"]["version"]) == ("cartwheel-ranker", "1")
-    assert set(m["ranker"]["candidates_per_generator"]) == set(GENERATORS)
-    assert all(n > 0 for n in m["ranker"]["candidates_per_generator"].values())
-    topk = spark.read.parquet(f"{tmp_path}/recs/user_topk").toPandas()
-    assert len(topk) == m["user_topk_rows"] == sum(m["ranker"]["published_per_source"].values())
-    assert set(topk.source) <= set(GENERATORS)
-    assert topk.source.value_counts().to_dict() == m["ranker"]["published_per_source"]
-    assert set(topk.model_name) == {"cartwheel-ranker"} and set(topk.model_version) == {"1"}
-    # every active user has a list; ranks 1..n, in falling score order
-    assert topk.user_id.nunique() == m["rows_out"] == m["active_users"]
-    for _, rows in topk.sort_values("rank").groupby("user_id"):
-        assert rows["rank"].tolist() == list(range(1, len(rows) + 1)) and len(rows) <= 10
-        assert rows.score.is_monotonic_decreasing
-    # nothing the exclusion rule hides is recommended
-    events = read_clean_events(spark, Storage(spark), str(root), date_window(END, 10))
-    users = spark.createDataFrame(topk[["user_id"]].drop_duplicates())
-    hidden = E.exclusions_of(events, users, m["config"]["exclude"])
-    published = spark.createDataFrame(topk[["user_id", "item_id"]])
-    assert published.join(hidden, ["user_id", "item_id"], "left_semi").count() == 0
-    assert "user_topk: ranker cartwheel-ranker v1 over" in score.summarize(result)
 
 
 def test_reuse_lists_fits_again_on_the_published_lists_without_rebuilding_them(
