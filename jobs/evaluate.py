@@ -278,7 +278,7 @@ def all_lists(
     (when another version holds the alias), the champion ranker's (likewise) and each baseline
     of ``config.baselines`` with its ``settings`` (tuned on val; the defaults where absent);
     (lists, labels, the baselines taken from the ranker's generator lists instead of built
-    again). A champion ranker this code cannot score (other features) is left out, logged."""
+    again). A champion ranker this code cannot score (other features) is left out."""
     parts = [model_lists(spark, model, mask, f, config.exclude, E.MODEL, held)]
     labels = {E.MODEL: f"model v{model.version}"}
     reused: dict[str, DataFrame] = {}
@@ -294,13 +294,9 @@ def all_lists(
                 ", ".join(taken), f.k,
             )  # fmt: skip
     if champion_ranker is not None:
-        try:
-            top, _ = ranked_top(champion_ranker.model, f, catalog, held)
-        except InputError as exc:
-            log.warning("[evaluate] the champion ranker's lists are left out: %s", exc)
-        else:
-            lists = S.RANKED_LISTS.select(top.withColumn("method", F.lit(E.CHAMPION_RANKED)))
-            parts.append(held.lists(E.CHAMPION_RANKED, lists))
+        serving = champion_ranker_lists(champion_ranker, f, catalog, held)
+        if serving is not None:
+            parts.append(serving)
             labels[E.CHAMPION_RANKED] = f"champion ranker v{champion_ranker.version}"
     if champion_version is not None and champion_version != model.version:
         champion = registry.resolve(f"models:/{model.name}/{champion_version}")
@@ -321,6 +317,20 @@ def all_lists(
             chosen = dataclasses.replace(f, settings=settings.get(name, f.settings))
             parts.append(held.lists(name, E.BASELINES[name](chosen, popular)))
     return parts, labels, taken
+
+
+def champion_ranker_lists(
+    champion_ranker: registry.ResolvedRanker, f: E.EvalFrames, catalog: DataFrame, held: Held
+) -> DataFrame | None:
+    """The champion ranker's top ``f.k`` as ``RANKED_LISTS`` rows of ``champion_ranked``, or
+    None when this code cannot score it (it was fitted on other features; the caller warns)."""
+    try:
+        top, _ = ranked_top(champion_ranker.model, f, catalog, held)
+    except InputError as exc:
+        log.info("[evaluate] the champion ranker's lists are left out: %s", exc)
+        return None
+    lists = S.RANKED_LISTS.select(top.withColumn("method", F.lit(E.CHAMPION_RANKED)))
+    return held.lists(E.CHAMPION_RANKED, lists)
 
 
 def ranker_tuning(
