@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import os
 import shutil
@@ -16,7 +17,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Hardened for CI (as in horovod's test/utils/spark_common.py): 2 local cores, no UI, temp dirs.
 os.environ.setdefault("CARTWHEEL_SPARK_MASTER", "local[2]")
-os.environ.setdefault("CARTWHEEL_LOCAL_DIR", tempfile.mkdtemp(prefix="cartwheel-test-spark-"))
+# One Spark scratch folder per run (xdist workers inherit it), removed when the run ends.
+if "CARTWHEEL_LOCAL_DIR" not in os.environ:
+    os.environ["CARTWHEEL_LOCAL_DIR"] = tempfile.mkdtemp(prefix="cartwheel-test-spark-")
+    atexit.register(shutil.rmtree, os.environ["CARTWHEEL_LOCAL_DIR"], ignore_errors=True)
 os.environ.setdefault("CARTWHEEL_DRIVER_MEMORY", "4g")
 os.environ.setdefault("CARTWHEEL_SPARK_LOG_LEVEL", "ERROR")
 os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
