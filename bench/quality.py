@@ -26,7 +26,7 @@ selection recall on val). ``published`` is then ``ranked``: what a night with th
 publishes.
 
 usage: python bench/quality.py DATASET [--work-dir DIR [--from-step STEP]] [--epochs N]
-                               [--ranker [--rank-args="ARGS"]]
+                               [--ranker [--rank-args="ARGS"]] [--next-click]
        python bench/quality.py --table
 DATASET: demo, generated-1m, online-retail, movielens, taobao
 """
@@ -109,10 +109,16 @@ RANKER_URI = "models:/cartwheel-ranker@candidate"
 
 
 def commands(
-    ds: Dataset, root: str, epochs: int, ranker: bool, rank_args: Sequence[str] = ()
+    ds: Dataset,
+    root: str,
+    epochs: int,
+    ranker: bool,
+    rank_args: Sequence[str] = (),
+    next_click: bool = False,
 ) -> dict[str, list[str]]:
     """The cartwheel commands, by step, that take ``ds`` from nothing to an evaluation (with
-    ``ranker``: ``cartwheel rank [rank_args]`` too, and its lists measured as ``ranked``)."""
+    ``ranker``: ``cartwheel rank [rank_args]`` too, and its lists measured as ``ranked``; with
+    ``next_click``: evaluate's next-click section too)."""
     d, on = ["--data-root", root], ["--run-date", ds.run_date]
     (raw,) = ds.raw(d)
     steps = {
@@ -127,6 +133,8 @@ def commands(
         "evaluate": ["evaluate", *d, *on, "--tune-baselines", "--bootstrap-replicates", "200",
                      "--gate-min-ratio", "0", "--no-promote"],
     }  # fmt: skip
+    if next_click:
+        steps["evaluate"].append("--next-click")
     if ranker:
         evaluate = steps.pop("evaluate")
         steps["rank"] = ["rank", *d, *on, *rank_args]
@@ -198,14 +206,16 @@ def measure(
     ranker: bool = False,
     rank_args: Sequence[str] = (),
     from_step: str | None = None,
+    next_click: bool = False,
 ) -> Path:
     doc: dict[str, Any] = {"dataset": ds.name, "title": ds.title}
+    result = f"next-click-{ds.name}" if next_click else f"quality-{ds.name}"
     if ds.not_measurable:
         doc.update(measured=False, reason=ds.not_measurable)
-        return write_result(f"quality-{ds.name}", doc)
+        return write_result(result, doc)
     root = str(work / ds.name)
     steps = {}
-    todo = commands(ds, root, epochs, ranker, rank_args)
+    todo = commands(ds, root, epochs, ranker, rank_args, next_click)
     if from_step is not None:  # the earlier steps' outputs are in the work dir already
         if from_step not in todo or not Path(root).is_dir():
             raise SystemExit(f"--from-step {from_step}: not a step of {list(todo)} or no {root}")
@@ -230,7 +240,36 @@ def measure(
             f"best_selection_recall_at_{k}": m[f"best_selection_recall_at_{k}"],
             "epochs_run": len(m["epochs"]),
         }  # fmt: skip
-    return write_result(f"quality-{ds.name}", doc)
+    if next_click:
+        doc["next_click"] = next_click_summary(metrics["next_click"])
+    return write_result(result, doc)
+
+
+def next_click_summary(section: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate's next-click section as the result file keeps it: per method HR@20 and MRR@20
+    with their intervals over sessions, the best baseline and the model's ratio to it."""
+    methods: dict[str, Any] = {}
+    for method, by_k in section["metrics"].items():
+        found = section["intervals"].get(method, {})
+        methods[method] = {
+            "hr_at_20": by_k["20"]["hr"], "mrr_at_20": by_k["20"]["mrr"],
+            "hr_at_20_ci": [found["hr@20"]["lo"], found["hr@20"]["hi"]] if "hr@20" in found else None,
+            "mrr_at_20_ci": [found["mrr@20"]["lo"], found["mrr@20"]["hi"]] if "mrr@20" in found else None,
+            "model_minus_this_hr_at_20": (
+                [-found["hr@20"]["diff_hi"], -found["hr@20"]["diff_lo"]]
+                if method != "model" and "hr@20" in found else None
+            ),
+            "vs_model": found.get("hr@20", {}).get("vs_model"),
+        }  # fmt: skip
+    baselines = [m for m in methods if m not in OURS]
+    best = max(baselines, key=lambda m: (methods[m]["hr_at_20"], m))
+    return {
+        "queries": section["queries"], "cold_queries": section["cold_queries"],
+        "sessions": section["sessions"], "best_baseline": best,
+        "ratio_hr_at_20": methods["model"]["hr_at_20"] / methods[best]["hr_at_20"],
+        "ratio_mrr_at_20": methods["model"]["mrr_at_20"] / methods[best]["mrr_at_20"],
+        "methods": methods, "tuning": section["tuning"],
+    }  # fmt: skip
 
 
 def table() -> str:
@@ -309,6 +348,11 @@ def main() -> None:
         help="more flags for `cartwheel rank`, as one string after = (--rank-args=\"--fit-days 4\"); recorded",
     )  # fmt: skip
     parser.add_argument(
+        "--next-click", action="store_true",
+        help="also judge item_similar on next clicks (evaluate --next-click); writes "
+        "next-click-DATASET.json instead of quality-DATASET.json",
+    )  # fmt: skip
+    parser.add_argument(
         "--from-step",
         help="start at this step on the data root an earlier run left in --work-dir (the file "
         "then times only the steps run)",
@@ -317,7 +361,9 @@ def main() -> None:
     if args.dataset:
         work = Path(args.work_dir or tempfile.mkdtemp(prefix="cartwheel-quality-"))
         ds, rank_args = DATASETS[args.dataset], shlex.split(args.rank_args)
-        path = measure(ds, work, args.epochs, args.ranker, rank_args, args.from_step)
+        path = measure(
+            ds, work, args.epochs, args.ranker, rank_args, args.from_step, args.next_click
+        )
         print(f"[quality] -> {path}")
     if args.table or not args.dataset:
         text = DOCS.read_text()

@@ -49,7 +49,7 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.runtime import layout, registry, scoring
+from jobs.runtime import layout, next_click, registry, scoring
 from jobs.runtime.config import (
     AtLeast1,
     DatedStepConfig,
@@ -77,6 +77,7 @@ from pipelines import schemas as S
 from pipelines.errors import ConfigError, InputError, QualityGateError
 
 log = logging.getLogger("cartwheel")
+USER_LISTS, NEXT_CLICK = "user-lists", "next-click"
 
 
 @step_config
@@ -157,8 +158,28 @@ class EvaluateConfig(DatedStepConfig):
         "start (on cold users every method falls back to popularity: nothing is measured)",
     )
 
+    next_click: bool = opt(
+        default=False,
+        help="also judge item -> item lists on next clicks: the model's item_similar against "
+        "item-kNN, co-occurrence, ALS and popularity neighbours (each tuned on the val days), "
+        "on every step of the test days' sessions (HR@K, MRR@K; the report's next-click section)",
+    )
+    gate_on: str = opt(
+        default=USER_LISTS,
+        help=f"what the quality gate and the promotion judge: {USER_LISTS} (each test user's "
+        f"list) or {NEXT_CLICK} (needs --next-click: the model's item_similar on next clicks, "
+        "with gate-min-warm-users counting test queries whose item was seen before the test "
+        "days); the sessions profile's choice, where every test user is a new session",
+    )
+
     def validate(self) -> None:
         super().validate()
+        if self.gate_on not in (USER_LISTS, NEXT_CLICK):
+            raise ConfigError(
+                f"invalid config value gate_on={self.gate_on!r}: {USER_LISTS} or {NEXT_CLICK}"
+            )
+        if self.gate_on == NEXT_CLICK and not self.next_click:
+            raise ConfigError("invalid config: gate_on=next-click needs --next-click")
         if self.gate_min_ratio > 0 and self.gate_baseline not in (*self.baselines, E.BEST_BASELINE):
             raise ConfigError(
                 f"invalid config value gate_baseline={self.gate_baseline!r}: must be one of the "
@@ -555,12 +576,31 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
                 parts, held.keep(test.distinct()), f, config, counts["candidate_items"], held,
                 ranked=ranker is not None,
             )  # fmt: skip
+            clicks: dict[str, Any] | None = None
+            if config.next_click:
+                models = {E.MODEL: (model, mask)}
+                if champion_version is not None and champion_version != model.version:
+                    champion = registry.resolve(f"models:/{model.name}/{champion_version}")
+                    own, _ = scoring.sellable_candidates(spark, champion, catalog)
+                    models[E.CHAMPION] = (champion, own)
+                click_table, clicks = next_click.measure(
+                    spark, config, models, events, b, f.candidates, held
+                )
         finally:
             held.release()
-        gate, decision = E.decide(
-            config.rules, table, model.version, champion_version, n_users, stats["cold_users"],
-            stats.get("intervals_vs_ranked"),
-        )  # fmt: skip
+        if config.gate_on == NEXT_CLICK and clicks is not None:
+            # item_similar is the two-tower's: the gate judges the model's neighbours
+            rules = dataclasses.replace(config.rules, published=E.MODEL)
+            gate, decision = E.decide(
+                rules, click_table, model.version, champion_version, clicks["queries"],
+                clicks["cold_queries"], unit="test queries (session steps)",
+            )  # fmt: skip
+            gate = {**gate, "on": NEXT_CLICK}
+        else:
+            gate, decision = E.decide(
+                config.rules, table, model.version, champion_version, n_users,
+                stats["cold_users"], stats.get("intervals_vs_ranked"),
+            )  # fmt: skip
         applied = bool(decision["promote"] and config.promote)
         doc: dict[str, Any] = {
             "run_date": day.isoformat(), "test_start": b["test_start"].isoformat(),
@@ -571,6 +611,7 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             "candidate_items": counts["candidate_items"], "labels": labels,
             "handling": {m: E.HANDLING[m] for m in table}, "metrics": table, "gate": gate,
             "promotion": decision, "tuning": tuning,
+            **({"next_click": clicks} if clicks is not None else {}),
         }  # fmt: skip
         report_dir = layout.reports(root, day)
         write_reports(storage, report_dir, doc, model)
@@ -591,6 +632,9 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             "champion_version": model.version if applied else champion_version,
             "cold_users": stats["cold_users"], "unreachable_pairs": stats["unreachable_pairs"],
             "labels": labels, "mlflow_run_id": doc["mlflow_run_id"],
+            "next_click": None if clicks is None else {
+                k: clicks[k] for k in ("queries", "cold_queries", "sessions", "metrics")
+            },
             "ranker": None if ranker is None else {
                 "name": ranker.name, "version": ranker.version, "uri": ranker.uri,
                 "champion": ranker_serves, "baselines_from_its_lists": taken,

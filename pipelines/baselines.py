@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from pyspark.ml.recommendation import ALS
+from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -184,13 +184,7 @@ def cooccurrence_lists(
     """Item-to-item co-occurrence over users' last N items -> (method, user_id, item_id, rank)
     before fill-up (users without recent items get no rows)."""
     recent = recent_items(events, settings.cooccurrence_items)
-    pairs = pair_sums(recent, F.lit(1.0)).withColumnRenamed("total", "together")
-    nearest = Window.partitionBy("seed").orderBy(F.col("together").desc(), F.col("item_id"))
-    neighbours = (
-        pairs.withColumn("n", F.row_number().over(nearest))
-        .where(F.col("n") <= settings.cooccurrence_neighbours)
-        .drop("n")
-    )
+    neighbours = cooccurrence_neighbours(recent, settings)
     seeds = recent.join(users.select("user_id"), on="user_id", how="left_semi").select(
         "user_id", F.col("item_id").alias("seed")
     )
@@ -202,17 +196,36 @@ def cooccurrence_lists(
     return ranked(scored, candidates, exclusions, COOCCURRENCE, k)
 
 
-def als_lists(
-    events: DataFrame,
-    users: DataFrame,
-    candidates: DataFrame,
-    exclusions: DataFrame,
-    weights: dict[str, float],
-    k: int,
-    settings: BaselineSettings,
-) -> DataFrame:
-    """Implicit ALS on label-weighted event counts -> (method, user_id, item_id, rank) before
-    fill-up (users absent from the train window get no rows)."""
+def cooccurrence_neighbours(recent: DataFrame, settings: BaselineSettings) -> DataFrame:
+    """``recent_items`` rows -> (seed, item_id, together): each item's ``cooccurrence_neighbours``
+    items most often among the same users' last N items."""
+    pairs = pair_sums(recent, F.lit(1.0)).withColumnRenamed("total", "together")
+    nearest = Window.partitionBy("seed").orderBy(F.col("together").desc(), F.col("item_id"))
+    return (
+        pairs.withColumn("n", F.row_number().over(nearest))
+        .where(F.col("n") <= settings.cooccurrence_neighbours)
+        .drop("n")
+    )
+
+
+@dataclass(frozen=True)
+class FittedAls:
+    """An implicit ALS model and the dense indices it was fitted on (``u``, ``i``)."""
+
+    model: ALSModel
+    user_ids: DataFrame  # (user_id, u)
+    item_ids: DataFrame  # (item_id, i)
+
+    def item_vectors(self) -> DataFrame:
+        """(item_id, vector): the fitted item factors, one array of floats per item."""
+        factors = self.model.itemFactors.select(
+            F.col("id").alias("i"), F.col("features").alias("vector")
+        )
+        return factors.join(self.item_ids, "i").select("item_id", "vector")
+
+
+def fit_als(events: DataFrame, weights: dict[str, float], settings: BaselineSettings) -> FittedAls:
+    """Implicit ALS on label-weighted (user, item) event counts of ``events``."""
     weight = F.create_map(
         *[F.lit(x) for kv in sorted(weights.items()) for x in (kv[0], float(kv[1]))]
     )
@@ -232,10 +245,26 @@ def als_lists(
         coldStartStrategy="drop", seed=settings.seed, nonnegative=False,
         numUserBlocks=settings.als_blocks, numItemBlocks=settings.als_blocks,
     ).fit(ratings)  # fmt: skip
+    return FittedAls(model, user_ids, item_ids)
+
+
+def als_lists(
+    events: DataFrame,
+    users: DataFrame,
+    candidates: DataFrame,
+    exclusions: DataFrame,
+    weights: dict[str, float],
+    k: int,
+    settings: BaselineSettings,
+) -> DataFrame:
+    """Implicit ALS on label-weighted event counts -> (method, user_id, item_id, rank) before
+    fill-up (users absent from the train window get no rows)."""
+    fitted = fit_als(events, weights, settings)
+    user_ids, item_ids = fitted.user_ids, fitted.item_ids
     extra = most_excluded(exclusions)
     wanted = users.select("user_id").join(user_ids, "user_id").select("u")
     recs = (
-        model.recommendForUserSubset(wanted, k + extra)
+        fitted.model.recommendForUserSubset(wanted, k + extra)
         .select("u", F.explode("recommendations").alias("r"))
         .select("u", F.col("r.i").alias("i"), F.col("r.rating").cast("double").alias("score"))
         .join(user_ids, "u")
@@ -314,15 +343,22 @@ def item_neighbours(strength: DataFrame, n: int) -> DataFrame:
     return similar.withColumn("_n", F.row_number().over(nearest)).where(F.col("_n") <= n).drop("_n")
 
 
+def knn_neighbours(
+    events: DataFrame, weights: dict[str, float], as_of: dt.date, settings: BaselineSettings
+) -> tuple[DataFrame, DataFrame]:
+    """Item-kNN's fit: (the users' strengths of their last ``knn_items`` items, each item's
+    ``knn_neighbours`` most similar items as ``item_neighbours`` rows)."""
+    strength = most_recent(
+        strengths(events, weights, as_of, settings.knn_half_life_days), settings.knn_items
+    )
+    return strength, item_neighbours(strength, settings.knn_neighbours)
+
+
 def item_knn_lists(fit: Decayed) -> DataFrame:
     """Item-kNN -> (method, user_id, item_id, rank) before fill-up: a user's score for an item is
     the sum over their last ``knn_items`` items of strength x similarity (users without item
     events get no rows)."""
-    s = fit.settings
-    strength = most_recent(
-        strengths(fit.events, fit.weights, fit.as_of, s.knn_half_life_days), s.knn_items
-    )
-    neighbours = item_neighbours(strength, s.knn_neighbours)
+    strength, neighbours = knn_neighbours(fit.events, fit.weights, fit.as_of, fit.settings)
     seeds = strength.join(fit.users.select("user_id"), "user_id", "left_semi").select(
         "user_id", F.col("item_id").alias("seed"), "strength"
     )

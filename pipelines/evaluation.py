@@ -257,7 +257,9 @@ def gate_baseline(rules: Rules, table: Table) -> str:
     return max(baselines, key=lambda m: rules.value(table, m))
 
 
-def quality_gate(rules: Rules, table: Table, users: int, cold_users: int) -> dict[str, Any]:
+def quality_gate(
+    rules: Rules, table: Table, users: int, cold_users: int, unit: str = "test users"
+) -> dict[str, Any]:
     """Whether the published method reached ``gate_min_ratio`` x the gate baseline on the promotion metric,
     measured on enough warm test users (``users - cold_users``) for the comparison to mean
     something: on too few, or on a test set of cold users only, where every method falls back
@@ -268,7 +270,7 @@ def quality_gate(rules: Rules, table: Table, users: int, cold_users: int) -> dic
     if warm < rules.gate_min_warm_users:
         return {
             "passed": False,
-            "reason": f"too few warm test users to judge the model: {warm:,} of {users:,} had "
+            "reason": f"too few warm {unit} to judge the model: {warm:,} of {users:,} had "
             f"item events before the test start ({cold_users:,} cold), fewer than "
             f"gate_min_warm_users {rules.gate_min_warm_users:,}; widen the test window "
             "(--test-days) or lower the minimum",
@@ -284,7 +286,7 @@ def quality_gate(rules: Rules, table: Table, users: int, cold_users: int) -> dic
     return {
         "passed": passed,
         "reason": f"{judged}{rules.key} {ours:.4f} {'>=' if passed else '<'} "
-        f"{rules.gate_min_ratio:g} x {baseline}{chosen} {theirs:.4f} on {warm:,} warm test users",
+        f"{rules.gate_min_ratio:g} x {baseline}{chosen} {theirs:.4f} on {warm:,} warm {unit}",
         "metric": rules.key,
         "method": rules.published,
         "model": ours,
@@ -393,11 +395,12 @@ def decide(
     users: int,
     cold_users: int,
     paired: dict[str, Any] | None = None,
+    unit: str = "test users",
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(quality gate, promotion decision): a failed gate promotes nothing. With the ranked lists
     published and a champion ranker's lists beside them, the gate also needs
     ``against_champion_ranker`` to hold (``paired``: the intervals against the ranked lists)."""
-    gate = quality_gate(rules, table, users, cold_users)
+    gate = quality_gate(rules, table, users, cold_users, unit)
     check = against_champion_ranker(rules, table, paired) if rules.gate_min_ratio else None
     if check is not None:
         gate = {**gate, "champion_ranker": check}

@@ -152,11 +152,14 @@ def bootstrap(
     replicates: int = 200,
     seed: int = 0,
     level: float = 0.95,
+    unit: Column | None = None,
 ) -> DataFrame:
     """``per_user_metrics`` rows -> per (method, metric, k) in ``wanted``: the mean, its
     ``level`` percentile interval over ``replicates`` Poisson-bootstrap resamples of the users
     (``lo``, ``hi``), and the interval of the paired difference method - ``reference`` on the
-    same resamples (``diff_lo``, ``diff_hi``; zero for the reference itself)."""
+    same resamples (``diff_lo``, ``diff_hi``; zero for the reference itself). ``unit``: what is
+    resampled, an expression over ``user_id`` (default the user itself; rows with the same unit
+    get the same weight)."""
     long = per_user.select(
         "method",
         "user_id",
@@ -178,7 +181,7 @@ def bootstrap(
     b = F.col("b")
     resampled = (
         values.withColumn("b", F.explode(F.sequence(F.lit(0), F.lit(replicates - 1))))
-        .withColumn("w", poisson_weight(F.col("user_id"), b, seed))
+        .withColumn("w", poisson_weight(F.col("user_id") if unit is None else unit, b, seed))
         .groupBy("method", "metric", "k", "b")
         .agg((F.sum(F.col("w") * F.col("v")) / F.sum("w")).alias("m"))
     )

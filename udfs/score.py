@@ -142,18 +142,52 @@ def similar_frame(loaded: _Loaded, frame: pd.DataFrame, k: int) -> pd.DataFrame:
     """Rows with ``item_idx`` -> ``S.SIMILAR_SCORED``: each item's k nearest candidate
     items by cosine similarity of item vectors (never the item itself)."""
     p = loaded.payload
+    return nearest_frame(loaded.scorer, p.item_vectors, p.item_ids, frame, k)
+
+
+def nearest_frame(
+    scorer: R.TopKScorer, vectors: np.ndarray, item_ids: np.ndarray, frame: pd.DataFrame, k: int
+) -> pd.DataFrame:
+    """Rows with ``item_idx`` (indices into ``vectors``) -> ``S.SIMILAR_SCORED``: each item's k
+    nearest of the scorer's candidates by dot product (never the item itself)."""
     idx = frame["item_idx"].to_numpy().astype(np.int64)
-    top = loaded.scorer.top_k(p.item_vectors[idx], k, self_items=idx)
+    top = scorer.top_k(vectors[idx], k, self_items=idx)
     items = top.items.reshape(-1)
     keep = items >= 0
     return pd.DataFrame(
         {
-            "item_id": np.repeat(p.item_ids[idx], k)[keep],
+            "item_id": np.repeat(item_ids[idx], k)[keep],
             "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(idx))[keep],
-            "similar_item_id": p.item_ids[items[keep]],
+            "similar_item_id": item_ids[items[keep]],
             "score": top.scores.reshape(-1)[keep].astype(np.float32),
         }
     )
+
+
+@dataclass(frozen=True)
+class VectorTable:
+    """Item vectors without a tower (a baseline's item factors), broadcast once: ``vectors``
+    (num_items, dim) float32 of unit length (or zero), ``candidates`` (num_items,) bool, and
+    ``item_ids`` (num_items,) index -> item id."""
+
+    vectors: np.ndarray
+    candidates: np.ndarray
+    item_ids: np.ndarray
+
+
+def nearest_items(
+    broadcast: Any, k: int
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """``mapInPandas`` function: ``item_idx`` rows -> ``S.SIMILAR_SCORED`` against a broadcast
+    ``VectorTable`` (its scorer built once per task)."""
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        table: VectorTable = broadcast.value
+        scorer = R.TopKScorer(table.vectors, table.candidates)
+        for frame in batches:
+            yield nearest_frame(scorer, table.vectors, table.item_ids, frame, k)
+
+    return run
 
 
 def similar_items(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from jobs.night.steps import STEP_NAMES, STEPS
+from jobs.night.steps import PROFILES, SESSIONS, SHOP, STEP_NAMES, STEPS
 from jobs.runtime.config import (
     AtLeast1,
     DatedStepConfig,
@@ -63,6 +63,13 @@ class NightOptions:
         "(several fits per baseline: the longest part of a small night; --no-tune-baselines: "
         "the defaults)",
     )
+    profile: str = opt(
+        default=SHOP,
+        help=f"the kind of log: {SHOP} (users with histories across days) or {SESSIONS} (a user "
+        "is a session, as in click streams: in-session histories (label --history-cutoff "
+        "event), and evaluate judges item_similar on next clicks and gates on them "
+        "(--next-click --gate-on next-click)); a --step-config section overrides either",
+    )
     step_config: str | None = opt(
         default=None,
         help="YAML file with a section per step (clean, label, shard, train, rank, score, evaluate) "
@@ -80,6 +87,10 @@ class NightOptions:
     )
 
     def validate_night(self) -> None:
+        if self.profile not in PROFILES:
+            raise ConfigError(
+                f"invalid config value profile={self.profile!r}: one of {', '.join(PROFILES)}"
+            )
         if self.from_step is not None and self.from_step not in STEP_NAMES:
             raise ConfigError(
                 f"invalid config value from_step={self.from_step!r}: one of {', '.join(STEP_NAMES)}"

@@ -190,8 +190,22 @@ def night_steps(options: NightOptions) -> tuple[NightStep, ...]:
     return tuple(s for s in STEPS if s.enabled(options))
 
 
+# --profile: step flags for a kind of log, under what a --step-config section sets
+SHOP, SESSIONS = "shop", "sessions"
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    SHOP: {},
+    # a user is a session (click streams): histories end at the event before the target, and
+    # the gate judges item_similar on next clicks, since every test user is a new session
+    SESSIONS: {
+        "label": {"history_cutoff": "event"},
+        "evaluate": {"next_click": True, "gate_on": evaluate.NEXT_CLICK},
+    },
+}
+
+
 def build_config(step: NightStep, night: Night, *, check: bool = False) -> DatedStepConfig | None:
-    """The step's config: the night's values (``derive``), then its --step-config section."""
+    """The step's config: the night's values (``derive``), then its ``--profile``'s flags, then
+    its --step-config section."""
     if step.config is None:
         return None
     section = night.sections.get(step.name, {})
@@ -200,6 +214,7 @@ def build_config(step: NightStep, night: Night, *, check: bool = False) -> Dated
         "run_date": night.day,
         "filter_warn_share": night.config.filter_warn_share,
         **step.derive(night, check),
+        **PROFILES[night.config.profile].get(step.name, {}),
         **section,
     }
     source = f"{night.config.step_config} [{step.name}]" if section else step.name

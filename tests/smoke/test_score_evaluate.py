@@ -20,7 +20,7 @@ from jobs.runtime.manifest import RunResult
 from jobs.runtime.render import metrics_view, render
 from pipelines import recs as R
 from pipelines import schemas as S
-from pipelines.errors import InputError
+from pipelines.errors import ConfigError, InputError
 from tests.conftest import copy_root
 
 pytestmark = pytest.mark.smoke
@@ -38,10 +38,11 @@ def trained_root(trained_template: Path, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def evaluated(spark: SparkSession, trained_root: Path) -> RunResult:
-    # every baseline at its defaults (tuning has its own test below), 20 bootstrap resamples
+    # every baseline at its defaults (tuning has its own test below), 20 bootstrap resamples,
+    # item_similar judged on next clicks too (the gate stays on the user lists)
     config = evaluate.EvaluateConfig(
         data_root=str(trained_root), run_date=END, als_iterations=3, tune_baselines=False,
-        bootstrap_replicates=20,
+        bootstrap_replicates=20, next_click=True,
     )  # fmt: skip
     return evaluate.main(spark, config)
 
@@ -87,20 +88,60 @@ def test_evaluate_compares_every_method_at_every_k_and_the_model_beats_popularit
     assert "95 % intervals" in text and "not tuned" in text and doc["tuning"] == {}
 
 
+def test_next_click_judges_item_similar_against_item_to_item_baselines(
+    evaluated: RunResult, trained_root: Path
+) -> None:
+    doc = json.loads((trained_root / "reports" / f"dt={END}" / "metrics.json").read_text())
+    nc = doc["next_click"]
+    assert list(nc["metrics"]) == [
+        "model", "als", "cooccurrence", "item_knn", "popularity", "recent_popularity"
+    ]  # fmt: skip
+    assert nc["queries"] > 100 and 0 < nc["sessions"] <= nc["queries"]
+    assert 0 <= nc["cold_queries"] < nc["queries"] and nc["tuning"] == {}
+    for method, by_k in nc["metrics"].items():
+        assert {v["queries"] for v in by_k.values()} == {nc["queries"]}, method
+        hr = [by_k[k]["hr"] for k in ("10", "20", "50")]
+        assert hr == sorted(hr) and all(by_k[k]["mrr"] <= by_k[k]["hr"] for k in by_k), method
+        i = nc["intervals"][method]["hr@20"]
+        assert i["lo"] <= i["mean"] <= i["hi"] and i["mean"] == pytest.approx(by_k["20"]["hr"])
+    # neighbour lists beat one global list for everyone on this generator's sessions
+    assert nc["metrics"]["item_knn"]["20"]["hr"] > nc["metrics"]["popularity"]["20"]["hr"]
+    assert "on" not in doc["gate"] and evaluated.manifest["next_click"]["queries"] == nc["queries"]
+    report = (trained_root / "reports" / f"dt={END}" / "report.md").read_text()
+    assert "## Next click" in report and "| item_knn |" in report
+    with pytest.raises(ConfigError, match="gate_on=next-click needs --next-click"):
+        evaluate.EvaluateConfig(data_root=str(trained_root), run_date=END, gate_on="next-click")
+
+
 def test_evaluate_tunes_each_baseline_on_val_before_measuring_on_test(
     spark: SparkSession, trained_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     root = copy_root(trained_template, tmp_path_factory, "tuning")
+    # next clicks judged and gated on too: their baselines are tuned on the val days' queries
     config = evaluate.EvaluateConfig(
-        data_root=str(root), run_date=END, baselines=("popularity", "buy_again"),
-        bootstrap_replicates=0, promote=False,
+        data_root=str(root), run_date=END, bootstrap_replicates=0, promote=False,
+        baselines=("popularity", "buy_again", "recent_popularity"), next_click=True,
+        gate_on="next-click", gate_min_warm_users=10,
     )  # fmt: skip
     result = evaluate.main(spark, config)
     assert result.succeeded
     doc = json.loads((root / "reports" / f"dt={END}" / "metrics.json").read_text())
     tuning = doc["tuning"]
     assert tuning["split"] == "val" and tuning["metric"] == "recall@20"
-    assert set(tuning["methods"]) == {"buy_again"}  # popularity has nothing to tune
+    # popularity has nothing to tune
+    assert set(tuning["methods"]) == {"buy_again", "recent_popularity"}
+    # buy-again lists a user's own items: no item -> item lists, so not judged on next clicks
+    clicks = doc["next_click"]
+    assert list(clicks["metrics"]) == ["model", "popularity", "recent_popularity"]
+    [(name, chosen)] = clicks["tuning"]["methods"].items()
+    assert name == "recent_popularity" and len(chosen["tried"]) == 4
+    best = max(chosen["tried"], key=lambda t: t["recall@20"])
+    assert chosen["chosen"] == {"recent_days": best["recent_days"]}
+    # the gate judged the model's next clicks, not its user lists
+    gate = doc["gate"]
+    assert gate["on"] == "next-click" and "test queries (session steps)" in gate["reason"]
+    assert gate["model"] == pytest.approx(clicks["metrics"]["model"]["20"]["hr"])
+    assert gate["passed"] == (gate["model"] >= gate["baseline_value"] and gate["model"] > 0)
     tried = tuning["methods"]["buy_again"]["tried"]
     assert len(tried) == 4 and all(0 <= t["recall@20"] <= 1 for t in tried)
     best = max(tried, key=lambda t: t["recall@20"])

@@ -127,3 +127,23 @@ def test_a_step_config_section_overrides_what_the_night_derives(
     sections.write_text("scoring:\n  k: 3\n")
     with pytest.raises(ConfigError, match=r"unknown section\(s\) scoring"):
         step_sections(str(sections))
+
+
+def test_the_sessions_profile_labels_in_session_histories_and_gates_on_next_clicks(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    shop = nightly.Night(spark, nightly.NightlyConfig(data_root=str(tmp_path), run_date=DAY))
+    assert build_config(BY_NAME["label"], shop, check=True).history_cutoff == "day"  # type: ignore[union-attr]
+    assert not build_config(BY_NAME["evaluate"], shop, check=True).next_click  # type: ignore[union-attr]
+    sections = tmp_path / "steps.yaml"
+    sections.write_text("evaluate:\n  gate-min-warm-users: 50\n")
+    config = nightly.NightlyConfig(
+        data_root=str(tmp_path), run_date=DAY, profile="sessions", step_config=str(sections)
+    )
+    night = nightly.Night(spark, config)
+    assert build_config(BY_NAME["label"], night, check=True).history_cutoff == "event"  # type: ignore[union-attr]
+    evaluated = build_config(BY_NAME["evaluate"], night, check=True)
+    assert evaluated.next_click and evaluated.gate_on == "next-click"  # type: ignore[union-attr]
+    assert evaluated.gate_min_warm_users == 50  # type: ignore[union-attr]  # the section still wins
+    with pytest.raises(ConfigError, match=r"profile='clicks': one of shop, sessions"):
+        nightly.NightlyConfig(data_root=str(tmp_path), run_date=DAY, profile="clicks")
