@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bench.quality import summary
+from bench.quality import next_click_summary, summary
 
 pytestmark = pytest.mark.unit
 
@@ -53,3 +53,30 @@ def test_a_run_without_the_ranker_publishes_the_two_tower() -> None:
     assert got["published"] == "model" and "two_tower" not in got and "second_stage" not in got
     assert got["ratios"]["recall_at_20"]["published_over_best"] == pytest.approx(1.2)
     assert got["ratios"]["recall_at_20"]["verdict"] == "published wins"
+
+
+def test_the_next_click_summary_names_the_best_baseline_and_the_models_ratio() -> None:
+    def row(hr: float, mrr: float) -> dict[str, Any]:
+        return {"20": {"hr": hr, "mrr": mrr, "ndcg": 0.0, "queries": 50}}
+
+    def interval(mean: float, model: float) -> dict[str, Any]:
+        return {"mean": mean, "lo": mean - 0.01, "hi": mean + 0.01,
+                "diff_lo": mean - model - 0.01, "diff_hi": mean - model + 0.01,
+                "vs_model": "-" if mean == model else ("better" if mean > model else "worse")}  # fmt: skip
+
+    hr = {"model": 0.5, "cooccurrence": 0.8, "popularity": 0.1}
+    section = {
+        "queries": 50, "cold_queries": 2, "sessions": 20, "tuning": {},
+        "metrics": {"model": row(0.5, 0.2), "cooccurrence": row(0.8, 0.25), "popularity": row(0.1, 0.02)},
+        "intervals": {m: {"hr@20": interval(v, hr["model"])} for m, v in hr.items()},
+    }  # fmt: skip
+    got = next_click_summary(section)
+    assert got["best_baseline"] == "cooccurrence" and got["queries"] == 50
+    assert got["ratio_hr_at_20"] == pytest.approx(0.625) and got[
+        "ratio_mrr_at_20"
+    ] == pytest.approx(0.8)
+    co = got["methods"]["cooccurrence"]
+    assert co["hr_at_20_ci"] == pytest.approx([0.79, 0.81]) and co["vs_model"] == "better"
+    assert co["model_minus_this_hr_at_20"] == pytest.approx([-0.31, -0.29])
+    assert got["methods"]["model"]["model_minus_this_hr_at_20"] is None
+    assert got["methods"]["model"]["mrr_at_20_ci"] is None  # no interval was computed for it
