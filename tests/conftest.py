@@ -29,12 +29,16 @@ os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
 # The longest modules first (measured with --durations=0 on 2 workers; xdist's loadfile hands out
 # whole modules in collection order, once `make test` passes --no-loadscope-reorder: by default
 # xdist re-sorts them by their number of tests), so that no long module starts last while the
-# other worker idles. The first two differ in whether they need the trained template: one worker
-# builds it while the other runs a module that does not wait for it. The test order inside a
+# other worker idles. The first modules differ in whether they need the trained template: one
+# worker builds it (for test_nightly) while the other runs unit modules that do not wait for it
+# (test_clean, test_baselines, test_label: together about as long as the build), so that
+# test_rank does not sit waiting on the template's lock. The test order inside a
 # module, and the order of every other module, stay as pytest-randomly shuffled them.
 LONGEST_FIRST: tuple[str, ...] = (
     "tests/smoke/test_nightly.py",
     "tests/unit/pipelines/test_clean.py",
+    "tests/unit/pipelines/test_baselines.py",
+    "tests/unit/pipelines/test_label.py",
     "tests/smoke/test_rank.py",
     "tests/smoke/test_train.py",
     "tests/smoke/test_score_evaluate.py",
