@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,10 @@ from pipelines import metrics as Mx
 from pipelines import recs as R
 from pipelines import schemas as S
 from pipelines import sessions as N
+from pipelines.errors import InputError
+
+if TYPE_CHECKING:
+    from jobs.evaluate import EvaluateConfig
 
 log = logging.getLogger("cartwheel")
 
@@ -139,7 +143,7 @@ def tune(
 
 def measure(
     spark: SparkSession,
-    config: Any,
+    config: EvaluateConfig,
     models: dict[str, tuple[registry.ResolvedModel, np.ndarray]],
     events: DataFrame,
     bounds: dict[str, dt.date],
@@ -149,7 +153,7 @@ def measure(
     """(the next-click metrics table: method -> K -> recall (= HR), map (= MRR), ndcg, hit_rate,
     users (= queries), and its section of the report: queries, cold queries, tuning, intervals
     over sessions). ``models``: method -> (model, its candidate mask) for the model and the
-    champion. ``config`` is the evaluate config."""
+    champion."""
     names = [n for n in config.baselines if n in N.METHODS]
     defaults = config.settings(spark)
     settings, tuning = (
@@ -160,6 +164,11 @@ def measure(
     start = bounds["test_start"]
     queries = held.keep(N.next_click_queries(events, start))
     n_queries = queries.count()
+    if n_queries == 0:
+        raise InputError(
+            f"nothing to judge on next clicks: no session in the test days (from {start}) "
+            "touched two different items one after the other"
+        )
     before = held.keep(events.where(F.col("event_time") < L.day_start(start)))
     f = N.seed_frames(before, queries, candidates, config.max_k, start, defaults)
     popular = held.lists("popularity (next click)", E.popularity_lists(f))
@@ -178,7 +187,7 @@ def measure(
     n_candidates = candidates.count()
     rows = [r.asDict() for r in Mx.ranking_metrics(lists, relevant, config.ks, n_candidates, per_query).collect()]  # fmt: skip
     intervals: dict[str, Any] = {}
-    if config.bootstrap_replicates and n_queries:
+    if config.bootstrap_replicates:
         wanted = list(
             dict.fromkeys(
                 [(config.promotion_metric, config.promotion_k), ("recall", 20), ("map", 20)]
@@ -202,8 +211,7 @@ def measure(
     section = {
         "queries": n_queries,
         "cold_queries": cold,
-        "sessions": queries.select(N.session_of(F.col("query_id")).alias("s")).distinct().count()
-        if n_queries else 0,
+        "sessions": queries.select(N.session_of(F.col("query_id")).alias("s")).distinct().count(),
         "metrics": {
             m: {k: {"hr": v["recall"], "mrr": v["map"], "ndcg": v["ndcg"], "queries": v["users"]}
                 for k, v in by_k.items()}
