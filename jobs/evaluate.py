@@ -595,7 +595,18 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
                 rules, click_table, model.version, champion_version, clicks["queries"],
                 clicks["cold_queries"], unit="test queries (session steps)",
             )  # fmt: skip
-            gate = {**gate, "on": NEXT_CLICK}
+            # the figures are hit rates and reciprocal ranks there: say so
+            named = {"recall": "HR", "map": "MRR"}.get(config.promotion_metric)
+            if named:
+                label = f"{named}@{config.promotion_k}"
+                gate = {
+                    **gate,
+                    "on": NEXT_CLICK,
+                    "reason": gate["reason"].replace(rules.key, label),
+                }
+                decision = {**decision, "reason": decision["reason"].replace(rules.key, label)}
+            else:
+                gate = {**gate, "on": NEXT_CLICK}
         else:
             gate, decision = E.decide(
                 config.rules, table, model.version, champion_version, n_users,
@@ -642,7 +653,9 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
         }  # fmt: skip
         if not gate["passed"]:
             judged = (
-                f"model {model.name} v{model.version}" if ranker is None
+                f"the item_similar lists of model {model.name} v{model.version}"
+                if gate.get("on") == NEXT_CLICK
+                else f"model {model.name} v{model.version}" if ranker is None
                 else f"the lists of ranker {ranker.name} v{ranker.version} (over model {model.name} v{model.version})"
             )  # fmt: skip
             raise QualityGateError(

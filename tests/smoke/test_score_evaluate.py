@@ -140,6 +140,7 @@ def test_evaluate_tunes_each_baseline_on_val_before_measuring_on_test(
     # the gate judged the model's next clicks, not its user lists
     gate = doc["gate"]
     assert gate["on"] == "next-click" and "test queries (session steps)" in gate["reason"]
+    assert gate["reason"].startswith("HR@20 ") and "recall@20" not in gate["reason"]
     assert gate["model"] == pytest.approx(clicks["metrics"]["model"]["20"]["hr"])
     assert gate["passed"] == (gate["model"] >= gate["baseline_value"] and gate["model"] > 0)
     tried = tuning["methods"]["buy_again"]["tried"]
