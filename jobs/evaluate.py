@@ -287,7 +287,7 @@ def all_lists(
     config: EvaluateConfig,
     model: registry.ResolvedModel,
     mask: np.ndarray,
-    champion_version: str | None,
+    champion: tuple[registry.ResolvedModel, np.ndarray] | None,
     f: E.EvalFrames,
     catalog: DataFrame,
     settings: dict[str, B.BaselineSettings],
@@ -296,7 +296,7 @@ def all_lists(
     champion_ranker: registry.ResolvedRanker | None = None,
 ) -> tuple[list[DataFrame], dict[str, str], list[str]]:
     """Every method's lists: the model (``mask``: its candidates), the ranker's, the champion
-    (when another version holds the alias), the champion ranker's (likewise) and each baseline
+    (``champion``: the other version the alias points at, with its candidates), the champion ranker's (likewise) and each baseline
     of ``config.baselines`` with its ``settings`` (tuned on val; the defaults where absent);
     (lists, labels, the baselines taken from the ranker's generator lists instead of built
     again). A champion ranker this code cannot score (other features) is left out."""
@@ -319,11 +319,10 @@ def all_lists(
         if serving is not None:
             parts.append(serving)
             labels[E.CHAMPION_RANKED] = f"champion ranker v{champion_ranker.version}"
-    if champion_version is not None and champion_version != model.version:
-        champion = registry.resolve(f"models:/{model.name}/{champion_version}")
-        own, _ = scoring.sellable_candidates(spark, champion, catalog)
-        parts.append(model_lists(spark, champion, own, f, config.exclude, E.CHAMPION, held))
-        labels[E.CHAMPION] = f"champion v{champion_version}"
+    if champion is not None:
+        previous, own = champion
+        parts.append(model_lists(spark, previous, own, f, config.exclude, E.CHAMPION, held))
+        labels[E.CHAMPION] = f"champion v{previous.version}"
     # every list's fallback, and the popularity baseline
     if B.POPULARITY in reused:
         popular = reused[B.POPULARITY]
@@ -562,8 +561,12 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
                 spark, storage, config, events, b["val_start"], f.candidates, held,
                 done=ranker_tuning(ranker, config, b["val_start"]),
             )  # fmt: skip
+            champion = None
+            if champion_version is not None and champion_version != model.version:
+                previous = registry.resolve(f"models:/{model.name}/{champion_version}")
+                champion = (previous, scoring.sellable_candidates(spark, previous, catalog)[0])
             parts, labels, taken = all_lists(
-                spark, config, model, mask, champion_version, f, catalog, settings, held, ranker,
+                spark, config, model, mask, champion, f, catalog, settings, held, ranker,
                 champion_ranker,
             )  # fmt: skip
             if champion_ranker is not None and E.CHAMPION_RANKED not in labels:
@@ -578,35 +581,24 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             )  # fmt: skip
             clicks: dict[str, Any] | None = None
             if config.next_click:
-                models = {E.MODEL: (model, mask)}
-                if champion_version is not None and champion_version != model.version:
-                    champion = registry.resolve(f"models:/{model.name}/{champion_version}")
-                    own, _ = scoring.sellable_candidates(spark, champion, catalog)
-                    models[E.CHAMPION] = (champion, own)
+                models = {E.MODEL: (model, mask), **({E.CHAMPION: champion} if champion else {})}
                 click_table, clicks = next_click.measure(
-                    spark, config, models, events, b, f.candidates, held
+                    spark, config, models, events, f.before, b, f.candidates, held
                 )
         finally:
             held.release()
         if config.gate_on == NEXT_CLICK and clicks is not None:
-            # item_similar is the two-tower's: the gate judges the model's neighbours
-            rules = dataclasses.replace(config.rules, published=E.MODEL)
+            # item_similar is the two-tower's: the gate judges the model's neighbours, in hit
+            # rates and reciprocal ranks (the reasons say HR and MRR)
+            rules = dataclasses.replace(
+                config.rules, published=E.MODEL,
+                metric_name={"recall": "HR", "map": "MRR"}.get(config.promotion_metric),
+            )  # fmt: skip
             gate, decision = E.decide(
                 rules, click_table, model.version, champion_version, clicks["queries"],
                 clicks["cold_queries"], unit="test queries (session steps)",
             )  # fmt: skip
-            # the figures are hit rates and reciprocal ranks there: say so
-            named = {"recall": "HR", "map": "MRR"}.get(config.promotion_metric)
-            if named:
-                label = f"{named}@{config.promotion_k}"
-                gate = {
-                    **gate,
-                    "on": NEXT_CLICK,
-                    "reason": gate["reason"].replace(rules.key, label),
-                }
-                decision = {**decision, "reason": decision["reason"].replace(rules.key, label)}
-            else:
-                gate = {**gate, "on": NEXT_CLICK}
+            gate = {**gate, "on": NEXT_CLICK}
         else:
             gate, decision = E.decide(
                 config.rules, table, model.version, champion_version, n_users,

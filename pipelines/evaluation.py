@@ -239,10 +239,18 @@ class Rules:
     gate_min_ratio: float = 1.0
     gate_min_warm_users: int = 200
     published: str = MODEL
+    # how reasons name the promotion metric when the lists are judged in other terms (HR for
+    # recall on next clicks); None: by its key
+    metric_name: str | None = None
 
     @property
     def key(self) -> str:
         return f"{self.promotion_metric}@{self.promotion_k}"
+
+    @property
+    def shown(self) -> str:
+        """The promotion metric at K as reasons name it."""
+        return f"{self.metric_name}@{self.promotion_k}" if self.metric_name else self.key
 
     def value(self, table: Table, method: str) -> float:
         return table[method][str(self.promotion_k)][self.promotion_metric]
@@ -285,7 +293,7 @@ def quality_gate(
     judged = "" if rules.published == MODEL else f"{rules.published} "
     return {
         "passed": passed,
-        "reason": f"{judged}{rules.key} {ours:.4f} {'>=' if passed else '<'} "
+        "reason": f"{judged}{rules.shown} {ours:.4f} {'>=' if passed else '<'} "
         f"{rules.gate_min_ratio:g} x {baseline}{chosen} {theirs:.4f} on {warm:,} warm {unit}",
         "metric": rules.key,
         "method": rules.published,
@@ -306,8 +314,8 @@ def promotion(rules: Rules, table: Table, version: str, champion: str | None) ->
     ``item_similar``: the one trained on fresher data takes over, whatever its own lists score
     beside the champion's (both are reported). Otherwise the two-tower's own lists are what is
     published, and it must beat the champion (or come within ``champion_tolerance``)."""
-    key, ours = rules.key, rules.value(table, MODEL)
-    decision: dict[str, Any] = {"metric": key, "model": ours}
+    key, ours = rules.shown, rules.value(table, MODEL)
+    decision: dict[str, Any] = {"metric": rules.key, "model": ours}
     if champion is None:
         return {
             **decision,

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from jobs.runtime import registry, scoring
 from jobs.runtime.lists import Held
+from jobs.runtime.session import materialize
 from pipelines import baselines as B
 from pipelines import evaluation as E
 from pipelines import label as L
@@ -92,12 +93,10 @@ def als_similar(spark: SparkSession, f: E.EvalFrames, held: Held) -> DataFrame:
 def seed_lists(
     spark: SparkSession, name: str, f: E.EvalFrames, popular: DataFrame, held: Held
 ) -> DataFrame:
-    """One baseline's lists per seed of ``f``."""
+    """One baseline's lists per seed of ``f`` (not yet computed)."""
     if name == B.ALS_METHOD:
-        return held.lists(
-            f"{name} (next click)", N.similar_lists(als_similar(spark, f, held), f, popular, name)
-        )
-    return held.lists(f"{name} (next click)", N.BASELINES[name](f, popular))
+        return N.similar_lists(als_similar(spark, f, held), f, popular, name)
+    return N.BASELINES[name](f, popular)
 
 
 def tune(
@@ -128,9 +127,11 @@ def tune(
         tried = []
         for point in grid:
             g = dataclasses.replace(f, settings=E.tuned(defaults, point))
-            lists = seed_lists(spark, name, g, popular, held)
+            # computed once, dropped once scored (the metrics read it twice)
+            lists = materialize(seed_lists(spark, name, g, popular, held))
             per_query = Mx.per_user_metrics(N.query_lists(lists, queries), relevant, [k])
             [row] = per_query.agg(F.avg(metric)).collect()
+            lists.unpersist()
             tried.append((point, 0.0 if row[0] is None else float(row[0])))
             log.info(
                 "[evaluate] next click: tuning %s on val: %s -> %.4f", name, point, tried[-1][1]
@@ -146,6 +147,7 @@ def measure(
     config: EvaluateConfig,
     models: dict[str, tuple[registry.ResolvedModel, np.ndarray]],
     events: DataFrame,
+    before: DataFrame,
     bounds: dict[str, dt.date],
     candidates: DataFrame,
     held: Held,
@@ -153,7 +155,7 @@ def measure(
     """(the next-click metrics table: method -> K -> recall (= HR), map (= MRR), ndcg, hit_rate,
     users (= queries), and its section of the report: queries, cold queries, tuning, intervals
     over sessions). ``models``: method -> (model, its candidate mask) for the model and the
-    champion."""
+    champion; ``events`` the window's, ``before`` those before the test start."""
     names = [n for n in config.baselines if n in N.METHODS]
     defaults = config.settings(spark)
     settings, tuning = (
@@ -169,7 +171,6 @@ def measure(
             f"nothing to judge on next clicks: no session in the test days (from {start}) "
             "touched two different items one after the other"
         )
-    before = held.keep(events.where(F.col("event_time") < L.day_start(start)))
     f = N.seed_frames(before, queries, candidates, config.max_k, start, defaults)
     popular = held.lists("popularity (next click)", E.popularity_lists(f))
     parts = []
@@ -178,9 +179,11 @@ def measure(
         parts.append(
             held.lists(f"{method} (next click)", N.similar_lists(similar, f, popular, method))
         )
-    for name in names:
+    for name in [n for n in names if n != B.POPULARITY]:  # popularity's lists are ``popular``
         g = dataclasses.replace(f, settings=settings.get(name, defaults))
-        parts.append(popular if name == B.POPULARITY else seed_lists(spark, name, g, popular, held))
+        parts.append(held.lists(f"{name} (next click)", seed_lists(spark, name, g, popular, held)))
+    if B.POPULARITY in names:
+        parts.append(popular)
     lists = N.query_lists(functools.reduce(DataFrame.unionByName, parts), queries)
     relevant = N.relevant(queries)
     per_query = held.keep(Mx.per_user_metrics(lists, relevant, config.ks))
