@@ -23,6 +23,7 @@ from pyspark.errors import PySparkNotImplementedError
 from pyspark.sql import DataFrame, SparkSession
 
 LOG4J_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "log4j2.properties")
+JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 # Options cartwheel relies on for correctness; set even on an adopted session.
 RUNTIME_CONF: dict[str, str] = {
@@ -69,7 +70,8 @@ def submitted_conf() -> set[str] | None:
 def get_spark(
     app_name: str = "cartwheel", extra_conf: Mapping[str, str] | None = None
 ) -> SparkSession:
-    """The active SparkSession if there is one (Databricks, Jupyter), else a new local one."""
+    """The active SparkSession if there is one (Databricks, Jupyter), else a new local one
+    (``extra_conf`` over the defaults; its driver JVM options are added to cartwheel's)."""
     _python_env()
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -83,6 +85,11 @@ def get_spark(
         tempfile.gettempdir(), "cartwheel-spark"
     )
     os.makedirs(local_dir, exist_ok=True)
+    extra = dict(extra_conf or {})
+    # a caller's JVM options come after cartwheel's own (the log4j config, Derby's home)
+    java_options = f"-Dderby.system.home={local_dir} -Dlog4j.configurationFile=file:{LOG4J_CONFIG}"
+    if JAVA_OPTIONS in extra:
+        java_options += " " + extra.pop(JAVA_OPTIONS)
     conf: dict[str, str] = {
         "spark.master": os.environ.get("CARTWHEEL_SPARK_MASTER", "local[*]"),
         "spark.app.name": app_name,
@@ -92,9 +99,9 @@ def get_spark(
         "spark.sql.warehouse.dir": os.path.join(local_dir, "warehouse"),
         "spark.ui.enabled": "true" if os.environ.get("CARTWHEEL_SPARK_UI") == "1" else "false",
         "spark.ui.showConsoleProgress": "false",
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={local_dir} -Dlog4j.configurationFile=file:{LOG4J_CONFIG}",
+        JAVA_OPTIONS: java_options,
         "spark.executorEnv.PYSPARK_PYTHON": sys.executable,
-        **(extra_conf or {}),
+        **extra,
     }
     preset = submitted_conf()
     if preset is not None:  # spark-submit's flags (--master, --driver-memory, --conf) win
