@@ -59,13 +59,13 @@ from jobs.runtime.config import (
     opt,
     step_config,
 )
-from jobs.runtime.lists import Held, ranked_lists, ranked_top
+from jobs.runtime.lists import Held, ranked_lists, ranked_top, search_grid
 from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import date_window, read_catalog, read_clean_events
 from jobs.runtime.registry import ModelUri
 from jobs.runtime.render import metrics_view, recall_svg, render
 from jobs.runtime.scoring import AUTO_EXCLUDE, EXCLUDE_HELP, ExcludeRule
-from jobs.runtime.session import default_parallelism, materialize
+from jobs.runtime.session import default_parallelism
 from jobs.runtime.step import run_cli
 from jobs.runtime.storage import Storage, join
 from pipelines import baselines as B
@@ -414,29 +414,20 @@ def tune_baselines(
         config.promotion_k, val_start, defaults,
     )  # fmt: skip
     popular = held.lists(f"{B.POPULARITY} (val)", E.popularity_lists(f))
+
+    def lists_at(name: str, point: dict[str, Any]) -> DataFrame:
+        return E.BASELINES[name](
+            dataclasses.replace(f, settings=E.tuned(f.settings, point)), popular
+        )
+
+    def per_user(lists: DataFrame) -> DataFrame:
+        return Mx.per_user_metrics(lists, relevant, [f.k])
+
     for name, grid in grids.items():
-        tried = []
-        for point in grid:
-            # computed once: the metrics read a point's lists twice (the hits and the methods)
-            lists = materialize(
-                E.BASELINES[name](
-                    dataclasses.replace(f, settings=E.tuned(f.settings, point)), popular
-                )
-            )
-            per_user = Mx.per_user_metrics(lists, relevant, [f.k])
-            [row] = per_user.agg(F.avg(config.promotion_metric)).collect()
-            lists.unpersist()
-            # no row: the point listed nothing for any val user, who all score zero then
-            tried.append((point, 0.0 if row[0] is None else float(row[0])))
-            log.info(
-                "[%s] tuning %s on val: %s -> %s %.4f",
-                held.step,
-                name,
-                point,
-                config.rules.key,
-                tried[-1][1],
-            )
-        best = E.best_point(tried)
+        best, tried = search_grid(
+            f"[{held.step}] tuning", name, grid, lists_at, per_user,
+            config.promotion_metric, config.rules.key,
+        )  # fmt: skip
         chosen[name] = E.tuned(f.settings, best)
         report[name] = {
             "chosen": best,

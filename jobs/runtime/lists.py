@@ -8,7 +8,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyspark import StorageLevel
@@ -68,6 +68,31 @@ class Held:
             frame.unpersist()
         for bc in self.broadcasts:
             bc.unpersist()
+
+
+def search_grid(
+    label: str,
+    name: str,
+    grid: Sequence[dict[str, Any]],
+    lists_at: Callable[[str, dict[str, Any]], DataFrame],
+    per_unit: Callable[[DataFrame], DataFrame],
+    column: str,
+    metric: str,
+) -> tuple[dict[str, Any], list[tuple[dict[str, Any], float]]]:
+    """(the best point of method ``name``'s ``grid``, [(point, score)] in grid order): each
+    point's lists (``lists_at(name, point)``), computed once and dropped once scored, score the
+    mean of ``column`` over ``per_unit(lists)`` (one metrics row per evaluated user or query).
+    ``label`` (the step) and ``metric`` name the point in the log."""
+    tried: list[tuple[dict[str, Any], float]] = []
+    for point in grid:
+        # computed once: the metrics read a point's lists twice (the hits and the methods)
+        lists = materialize(lists_at(name, point))
+        [row] = per_unit(lists).agg(F.avg(column)).collect()
+        lists.unpersist()
+        # no row: the point listed nothing for any unit, which all score zero then
+        tried.append((point, 0.0 if row[0] is None else float(row[0])))
+        log.info("%s %s on val: %s -> %s %.4f", label, name, point, metric, tried[-1][1])
+    return E.best_point(tried), tried
 
 
 def generator_lists(

@@ -22,8 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.runtime import registry, scoring
-from jobs.runtime.lists import Held
-from jobs.runtime.session import materialize
+from jobs.runtime.lists import Held, search_grid
 from pipelines import baselines as B
 from pipelines import evaluation as E
 from pipelines import label as L
@@ -123,20 +122,19 @@ def tune(
     relevant = N.relevant(queries)
     chosen: dict[str, B.BaselineSettings] = {}
     report: dict[str, Any] = {}
+
+    def lists_at(name: str, point: dict[str, Any]) -> DataFrame:
+        g = dataclasses.replace(f, settings=E.tuned(defaults, point))
+        return seed_lists(spark, name, g, popular, held)
+
+    def per_query(lists: DataFrame) -> DataFrame:
+        return Mx.per_user_metrics(N.query_lists(lists, queries), relevant, [k])
+
     for name, grid in grids.items():
-        tried = []
-        for point in grid:
-            g = dataclasses.replace(f, settings=E.tuned(defaults, point))
-            # computed once, dropped once scored (the metrics read it twice)
-            lists = materialize(seed_lists(spark, name, g, popular, held))
-            per_query = Mx.per_user_metrics(N.query_lists(lists, queries), relevant, [k])
-            [row] = per_query.agg(F.avg(metric)).collect()
-            lists.unpersist()
-            tried.append((point, 0.0 if row[0] is None else float(row[0])))
-            log.info(
-                "[evaluate] next click: tuning %s on val: %s -> %.4f", name, point, tried[-1][1]
-            )
-        best = E.best_point(tried)
+        best, tried = search_grid(
+            "[evaluate] next click: tuning", name, grid, lists_at, per_query, metric,
+            f"{metric}@{k}",
+        )  # fmt: skip
         chosen[name] = E.tuned(defaults, best)
         report[name] = {"chosen": best, "tried": [{**p, f"{metric}@{k}": s} for p, s in tried]}
     return chosen, {"split": "val", "val_start": start.isoformat(), "methods": report}

@@ -1,5 +1,6 @@
 """Generator lists within one computation (``Held``): two rankers over a generator with the same
-settings share its lists; other settings or another depth build their own."""
+settings share its lists; other settings or another depth build their own. And the grid search
+that tunes a method on val (``search_grid``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import datetime as dt
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs.runtime.lists import Held, generator_lists
+from jobs.runtime.lists import Held, generator_lists, search_grid
 from pipelines import baselines as B
 from pipelines import evaluation as E
 from pipelines import schemas as S
@@ -59,3 +60,28 @@ def test_a_generators_lists_are_built_once_per_settings_and_depth(
         assert len(held.built) == 5  # another depth: both again
     finally:
         held.release()
+
+
+def test_the_grid_search_scores_each_points_lists_and_keeps_the_best(spark: SparkSession) -> None:
+    """Each point's lists are scored by the mean of a per-user metric; a point that lists
+    nothing for anyone scores 0, and the best point wins."""
+    lists = {  # point "n" -> its lists: a user's hit is the item "a" at rank 1
+        1: [("m", "u1", "a", 1), ("m", "u2", "b", 1)],
+        2: [("m", "u1", "a", 1), ("m", "u2", "a", 1)],
+        3: [],
+    }
+    seen: list[tuple[str, int]] = []
+
+    def lists_at(name: str, point: dict[str, int]) -> DataFrame:
+        seen.append((name, point["n"]))
+        return spark.createDataFrame(lists[point["n"]], S.RANKED_LISTS.schema)
+
+    def per_user(got: DataFrame) -> DataFrame:
+        return got.selectExpr("user_id", "cast(item_id = 'a' as double) as hit")
+
+    best, tried = search_grid(
+        "[test] tuning", "m", [{"n": 1}, {"n": 2}, {"n": 3}], lists_at, per_user, "hit", "hit"
+    )
+    assert seen == [("m", 1), ("m", 2), ("m", 3)]
+    assert tried == [({"n": 1}, 0.5), ({"n": 2}, 1.0), ({"n": 3}, 0.0)]
+    assert best == {"n": 2}
