@@ -296,10 +296,10 @@ def all_lists(
     champion_ranker: registry.ResolvedRanker | None = None,
 ) -> tuple[list[DataFrame], dict[str, str], list[str]]:
     """Every method's lists: the model (``mask``: its candidates), the ranker's, the champion
-    (``champion``: the other version the alias points at, with its candidates), the champion ranker's (likewise) and each baseline
-    of ``config.baselines`` with its ``settings`` (tuned on val; the defaults where absent);
-    (lists, labels, the baselines taken from the ranker's generator lists instead of built
-    again). A champion ranker this code cannot score (other features) is left out."""
+    (``champion``: the other version the alias points at, with its candidates), the champion
+    ranker's (likewise) and each baseline of ``config.baselines`` with its ``settings`` (tuned
+    on val; the defaults where absent); (lists, labels, the baselines taken from the ranker's
+    generator lists instead of built again). A champion ranker this code cannot score (other features) is left out."""
     parts = [model_lists(spark, model, mask, f, config.exclude, E.MODEL, held)]
     labels = {E.MODEL: f"model v{model.version}"}
     reused: dict[str, DataFrame] = {}
@@ -574,8 +574,9 @@ def main(spark: SparkSession, config: EvaluateConfig) -> RunResult:
             if config.next_click:
                 models = {E.MODEL: (model, mask), **({E.CHAMPION: champion} if champion else {})}
                 click_table, clicks = next_click.measure(
-                    spark, config, models, events, f.before, b, f.candidates, held
-                )
+                    spark, config, models, events, f.before, b, f.candidates,
+                    counts["candidate_items"], held,
+                )  # fmt: skip
         finally:
             held.release()
         if config.gate_on == NEXT_CLICK and clicks is not None:

@@ -148,12 +148,14 @@ def measure(
     before: DataFrame,
     bounds: dict[str, dt.date],
     candidates: DataFrame,
+    n_candidates: int,
     held: Held,
 ) -> tuple[E.Table, dict[str, Any]]:
     """(the next-click metrics table: method -> K -> recall (= HR), map (= MRR), ndcg, hit_rate,
     users (= queries), and its section of the report: queries, cold queries, tuning, intervals
     over sessions). ``models``: method -> (model, its candidate mask) for the model and the
-    champion; ``events`` the window's, ``before`` those before the test start."""
+    champion; ``events`` the window's, ``before`` those before the test start; ``candidates``
+    the candidate items, ``n_candidates`` how many (for coverage)."""
     names = [n for n in config.baselines if n in N.METHODS]
     defaults = config.settings(spark)
     settings, tuning = (
@@ -185,7 +187,6 @@ def measure(
     lists = N.query_lists(functools.reduce(DataFrame.unionByName, parts), queries)
     relevant = N.relevant(queries)
     per_query = held.keep(Mx.per_user_metrics(lists, relevant, config.ks))
-    n_candidates = candidates.count()
     rows = [r.asDict() for r in Mx.ranking_metrics(lists, relevant, config.ks, n_candidates, per_query).collect()]  # fmt: skip
     intervals: dict[str, Any] = {}
     if config.bootstrap_replicates:

@@ -35,6 +35,8 @@ def test_a_test_window_without_two_items_in_a_session_is_a_clear_error(spark: Sp
     held = Held()
     try:
         with pytest.raises(InputError, match=r"no session in the test days \(from 2026-11-21\)"):
-            next_click.measure(spark, config, {}, events, events.limit(0), bounds, candidates, held)
+            next_click.measure(
+                spark, config, {}, events, events.limit(0), bounds, candidates, 1, held
+            )
     finally:
         held.release()
