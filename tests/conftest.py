@@ -89,7 +89,7 @@ def spark() -> Iterator:
             "spark.sql.codegen.wholeStage": "false",
             "spark.sql.adaptive.enabled": "false",
             # The JIT's optimising tier (C2) spends more CPU compiling than it saves on tiny
-            # frames: test_baselines used 132 CPU-seconds with it, 97 without (same results).
+            # frames (same results; the suite is CPU-bound on 2 cores).
             "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
         },
     )
