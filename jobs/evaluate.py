@@ -453,8 +453,7 @@ def measure(
 ) -> tuple[E.Table, dict[str, Any]]:
     """(metrics table, bootstrap intervals and counts of cold users, relevant and unreachable
     pairs; with ``ranked``, also every method's paired difference to the ranked lists)."""
-    # the baselines' lists carry their scores (SCORED_LISTS), the model's do not
-    lists = functools.reduce(DataFrame.unionByName, [S.RANKED_LISTS.select(p) for p in parts])
+    lists = functools.reduce(DataFrame.unionByName, parts)
     log.info("[evaluate] computing metrics for %d methods", len(parts))
     # one row per method, user and K, read by the means and by every bootstrap resample
     per_user = held.keep(Mx.per_user_metrics(lists, relevant, config.ks))

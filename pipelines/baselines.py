@@ -1,11 +1,10 @@
 """Baselines a Spark user would build instead of cartwheel, all computed in Spark on the same
 train window, and the rules every method's lists share.
 
-Every method produces (user_id, item_id, rank) for the evaluated users, with the score that
-ordered them (``SCORED_LISTS``): at most K candidate items, none the user's exclusion rule
-hides. Methods that can come up short (co-occurrence for a user whose recent items co-occur
-with few others, ALS for a user it never saw) are filled up to K with the global popularity
-list, so every method is judged on K items per user.
+Every method produces (user_id, item_id, rank) for the evaluated users: at most K candidate
+items, none the user's exclusion rule hides. Methods that can come up short (co-occurrence for
+a user whose recent items co-occur with few others, ALS for a user it never saw) are filled up
+to K with the global popularity list, so every method is judged on K items per user.
 
   popularity          item events per item in the train window
   recent_popularity   the same over the window's last ``recent_days`` days
@@ -122,21 +121,15 @@ def item_counts(events: DataFrame, since: dt.date | None = None) -> DataFrame:
 
 
 def fill_up(primary: DataFrame, fallback: DataFrame, k: int, method: str) -> DataFrame:
-    """``SCORED_LISTS`` topped up to k from ``fallback``'s lists (items not already listed),
-    keeping ``primary``'s order and scores first; an added item has no score (null)."""
-    listed = primary.select("user_id", "item_id")
-    added = fallback.join(listed, ["user_id", "item_id"], "left_anti").select(
-        "user_id",
-        "item_id",
-        "rank",
-        F.lit(None).cast("double").alias("score"),
-        F.lit(1).alias("tier"),
+    """(method, user_id, item_id, rank) lists topped up to k from ``fallback``'s lists (items
+    not already listed), keeping ``primary``'s order first."""
+    both = primary.select("user_id", "item_id", "rank", F.lit(0).alias("tier")).unionByName(
+        fallback.join(
+            primary.select("user_id", "item_id"), ["user_id", "item_id"], "left_anti"
+        ).select("user_id", "item_id", "rank", F.lit(1).alias("tier"))
     )
-    both = primary.select(
-        "user_id", "item_id", "rank", "score", F.lit(0).alias("tier")
-    ).unionByName(added)
     order = Window.partitionBy("user_id").orderBy("tier", "rank", "item_id")
-    return S.SCORED_LISTS.select(
+    return S.RANKED_LISTS.select(
         both.withColumn("rank", F.row_number().over(order))
         .where(F.col("rank") <= k)
         .withColumn("method", F.lit(method))
@@ -188,7 +181,7 @@ def cooccurrence_lists(
     k: int,
     settings: BaselineSettings,
 ) -> DataFrame:
-    """Item-to-item co-occurrence over users' last N items -> ``SCORED_LISTS``
+    """Item-to-item co-occurrence over users' last N items -> (method, user_id, item_id, rank)
     before fill-up (users without recent items get no rows)."""
     recent = recent_items(events, settings.cooccurrence_items)
     neighbours = cooccurrence_neighbours(recent, settings)
@@ -264,7 +257,7 @@ def als_lists(
     k: int,
     settings: BaselineSettings,
 ) -> DataFrame:
-    """Implicit ALS on label-weighted event counts -> ``SCORED_LISTS`` before
+    """Implicit ALS on label-weighted event counts -> (method, user_id, item_id, rank) before
     fill-up (users absent from the train window get no rows)."""
     fitted = fit_als(events, weights, settings)
     user_ids, item_ids = fitted.user_ids, fitted.item_ids
@@ -362,7 +355,7 @@ def knn_neighbours(
 
 
 def item_knn_lists(fit: Decayed) -> DataFrame:
-    """Item-kNN -> ``SCORED_LISTS`` before fill-up: a user's score for an item is
+    """Item-kNN -> (method, user_id, item_id, rank) before fill-up: a user's score for an item is
     the sum over their last ``knn_items`` items of strength x similarity (users without item
     events get no rows)."""
     strength, neighbours = knn_neighbours(fit.events, fit.weights, fit.as_of, fit.settings)
@@ -378,7 +371,7 @@ def item_knn_lists(fit: Decayed) -> DataFrame:
 
 
 def buy_again_lists(fit: Decayed) -> DataFrame:
-    """The user's own items by decayed strength -> ``SCORED_LISTS`` before
+    """The user's own items by decayed strength -> (method, user_id, item_id, rank) before
     fill-up (at most the items the user touched, less what the exclusion rule hides)."""
     own = strengths(fit.events, fit.weights, fit.as_of, fit.settings.buy_again_half_life_days)
     own = own.join(fit.users.select("user_id"), "user_id", "left_semi")

@@ -9,10 +9,6 @@ vector per pair, named by ``feature_names``:
 
   <g>_rr             1 / rank in generator g's list, 0 when g did not propose the item
   <g>_in             1 when g proposed the item
-  <g>_score          g's score for the item, as sign(s) * log1p(|s|); 0 when g did not propose
-                     it or only added it from its fallback (a fill-up item has no score)
-  <g>_rel            g's score for the item / g's score for the user's first item (when that is
-                     positive, else 0): how close the item came to g's best guess
   ui_strength_short  log1p of the user's decayed strength for the item (event-type weights,
                      half-life ``short_half_life_days``), 0 for an item the user never touched
   ui_strength_long   the same with ``long_half_life_days``
@@ -84,71 +80,44 @@ class FeatureSettings:
     max_age_days: float = 365.0
 
 
-# each generator's entries of the features vector, in order (``rr`` first: ``lead_source``)
-GENERATOR_FEATURES: tuple[str, ...] = ("rr", "in", "score", "rel")
-
-
 def feature_names(generators: Sequence[str]) -> list[str]:
     """The names of the ``features`` vector's entries, in order, for these generators."""
-    return [*[f"{g}_{x}" for g in generators for x in GENERATOR_FEATURES], *PAIR_FEATURES]
+    return [*[f"{g}_{x}" for g in generators for x in ("rr", "in")], *PAIR_FEATURES]
 
 
 def rank_column(generator: str) -> str:
     return f"rank_{generator}"
 
 
-def score_column(generator: str) -> str:
-    return f"score_{generator}"
-
-
-def top_column(generator: str) -> str:
-    return f"top_{generator}"
-
-
 def merge(lists: DataFrame, generators: Sequence[str]) -> DataFrame:
-    """``SCORED_LISTS`` rows of several generators -> one row per (user_id, item_id) that any of
-    ``generators`` proposed: ``rank_<g>`` and ``score_<g>`` per generator (null where g did not
-    propose the item; the score also where g added it from its fallback), ``top_<g>`` (g's
-    score for the user's first item: the largest of the user's) and ``sources`` (the proposing
-    generators, in ``generators`` order). Lists of other methods are ignored."""
-    method, rank, score = F.col("method"), F.col("rank"), F.col("score")
+    """``RANKED_LISTS`` rows of several generators -> one row per (user_id, item_id) that any of
+    ``generators`` proposed: ``rank_<g>`` per generator (null where g did not propose the item)
+    and ``sources`` (the proposing generators, in ``generators`` order). Lists of other methods
+    are ignored."""
+    method, rank = F.col("method"), F.col("rank")
     wide = (
         lists.where(method.isin(list(generators)))
         .groupBy("user_id", "item_id")
-        .agg(
-            *[F.min(F.when(method == g, rank)).alias(rank_column(g)) for g in generators],
-            *[F.max(F.when(method == g, score)).alias(score_column(g)) for g in generators],
-        )
+        .agg(*[F.min(F.when(method == g, rank)).alias(rank_column(g)) for g in generators])
     )
-    # one window (one sort by user) for every generator's top score
-    user = Window.partitionBy("user_id")
-    tops = [F.max(score_column(g)).over(user).alias(top_column(g)) for g in generators]
     proposed = F.array(*[F.when(F.col(rank_column(g)).isNotNull(), F.lit(g)) for g in generators])
-    return wide.select("*", *tops, F.filter(proposed, lambda x: x.isNotNull()).alias("sources"))
+    return wide.withColumn("sources", F.filter(proposed, lambda x: x.isNotNull()))
 
 
 def lead_source(generators: Sequence[str]) -> Column:
     """Of a ``features`` row, the generator that ranked the item highest (the largest
     reciprocal rank; the first of ``generators`` among equals)."""
-    stride = len(GENERATOR_FEATURES)
     per_generator = [
         F.struct(
-            F.col("features")[stride * i].alias("rr"), F.lit(-i).alias("order"),
-            F.lit(g).alias("g"),
+            F.col("features")[2 * i].alias("rr"), F.lit(-i).alias("order"), F.lit(g).alias("g")
         )
         for i, g in enumerate(generators)
-    ]  # fmt: skip
+    ]
     return F.array_max(F.array(*per_generator))["g"]
 
 
 def _log1p(column: Column) -> Column:
     return F.log1p(F.coalesce(column.cast("double"), F.lit(0.0)))
-
-
-def _signed_log1p(column: Column) -> Column:
-    """sign(x) * log1p(|x|), 0 for null: scores of any sign and scale, compressed."""
-    x = F.coalesce(column.cast("double"), F.lit(0.0))
-    return F.signum(x) * F.log1p(F.abs(x))
 
 
 def features(
@@ -230,11 +199,6 @@ def features(
             for x in (
                 F.coalesce(1.0 / F.col(rank_column(g)).cast("double"), F.lit(0.0)),
                 F.col(rank_column(g)).isNotNull().cast("double"),
-                _signed_log1p(F.col(score_column(g))),
-                F.coalesce(
-                    F.when(F.col(top_column(g)) > 0, F.col(score_column(g)) / F.col(top_column(g))),
-                    F.lit(0.0),
-                ),
             )
         ],
         _log1p(F.col("strength")),

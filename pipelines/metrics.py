@@ -26,12 +26,12 @@ from pipelines import schemas as S
 
 
 def rank_by_score(scored: DataFrame, k: int) -> DataFrame:
-    """(method, user_id, item_id, score) -> ``SCORED_LISTS`` (method, user_id, item_id, rank,
-    score): each user's top k by score descending, ties broken by item_id ascending."""
+    """(method, user_id, item_id, score) -> (method, user_id, item_id, rank): each user's top k
+    by score descending, ties broken by item_id ascending."""
     order = Window.partitionBy("method", "user_id").orderBy(
         F.col("score").desc(), F.col("item_id").asc()
     )
-    return S.SCORED_LISTS.select(
+    return S.RANKED_LISTS.select(
         scored.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= k)
     )
 

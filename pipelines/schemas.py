@@ -232,14 +232,6 @@ RANKED_LISTS = _table(
     ("item_id", STRING, False),
     ("rank", INT, False),
 )
-# A baseline's or generator's lists with the score that ordered them: null for an item a
-# fill-up added (the fallback's scores are on another scale). Evaluation reads them as
-# ``RANKED_LISTS``; the ranker's candidates keep the score as a feature.
-SCORED_LISTS = _table(
-    "scored lists",
-    *[(f.name, f.dataType, f.nullable) for f in RANKED_LISTS.schema.fields],
-    ("score", DOUBLE, True),
-)
 METRIC_NAMES: tuple[str, ...] = ("recall", "ndcg", "map", "hit_rate", "coverage")
 METRICS = _table(
     "metrics",

@@ -18,9 +18,8 @@ AS_OF = dt.date(2026, 11, 21)
 WEIGHTS = {S.PURCHASE: 1.0, S.VIEW: 0.1}
 
 
-def lists(spark: SparkSession, rows: list[tuple]) -> DataFrame:
-    """``SCORED_LISTS`` from (method, user, item, rank[, score]) rows (no score: null)."""
-    return spark.createDataFrame([(*r, None)[:5] for r in rows], S.SCORED_LISTS.schema)
+def lists(spark: SparkSession, rows: list[tuple[str, str, str, int]]) -> DataFrame:
+    return spark.createDataFrame(rows, S.RANKED_LISTS.schema)
 
 
 def events(spark: SparkSession, rows: list[tuple[str, str, str, dt.datetime, str]]) -> DataFrame:
@@ -35,20 +34,14 @@ def test_merge_keeps_one_row_per_pair_with_each_generators_rank(spark: SparkSess
     proposed = lists(
         spark,
         [
-            ("model", "u", "a", 1, 0.9), ("model", "u", "b", 2, 0.5), ("als", "u", "b", 1, 2.0),
-            ("als", "u", "c", 2, None), ("other", "u", "z", 1, 7.0), ("als", "v", "b", 1, -1.0),
+            ("model", "u", "a", 1), ("model", "u", "b", 2), ("als", "u", "b", 1),
+            ("als", "u", "c", 2), ("other", "u", "z", 1),
         ],
     )  # fmt: skip
     merged = C.merge(proposed, ["model", "als"])
     expected = spark.createDataFrame(
-        [
-            ("u", "a", 1, None, 0.9, None, 0.9, 2.0, ["model"]),
-            ("u", "b", 2, 1, 0.5, 2.0, 0.9, 2.0, ["model", "als"]),
-            ("u", "c", None, 2, None, None, 0.9, 2.0, ["als"]),  # c: als's fill-up, no score
-            ("v", "b", None, 1, None, -1.0, None, -1.0, ["als"]),
-        ],
-        "user_id string, item_id string, rank_model int, rank_als int, score_model double, "
-        "score_als double, top_model double, top_als double, sources array<string>",
+        [("u", "a", 1, None, ["model"]), ("u", "b", 2, 1, ["model", "als"]), ("u", "c", None, 2, ["als"])],
+        "user_id string, item_id string, rank_model int, rank_als int, sources array<string>",
     )  # fmt: skip
     assertDataFrameEqual(merged, expected)  # the 'other' method's item z is not a candidate
 
@@ -81,7 +74,7 @@ def test_features_are_computed_from_the_events_before_the_cutoff_only(
     a, c = out["a"], out["c"]
     assert a == pytest.approx(
         {
-            "g_rr": 1.0, "g_in": 1.0, "g_score": 0.0, "g_rel": 0.0,
+            "g_rr": 1.0, "g_in": 1.0,
             "ui_strength_short": math.log1p(2 ** (-1 / 7) + 0.1 * 2 ** (-7 / 7)),
             "ui_strength_long": math.log1p(2 ** (-1 / 60) + 0.1 * 2 ** (-7 / 60)),
             "ui_seen": 1.0, "ui_days_since": math.log1p(1.0), "ui_purchases": math.log1p(1),
@@ -95,7 +88,7 @@ def test_features_are_computed_from_the_events_before_the_cutoff_only(
     )  # fmt: skip
     assert c == pytest.approx(
         {
-            "g_rr": 0.5, "g_in": 1.0, "g_score": 0.0, "g_rel": 0.0, "ui_strength_short": 0.0, "ui_strength_long": 0.0,
+            "g_rr": 0.5, "g_in": 1.0, "ui_strength_short": 0.0, "ui_strength_long": 0.0,
             "ui_seen": 0.0, "ui_days_since": math.log1p(365.0), "ui_purchases": 0.0,
             "ui_events": 0.0, "item_events": 0.0, "item_recent": 0.0, "item_trend": 0.0,
             "item_conversion": 0.0, "user_events": math.log1p(3), "user_cat_share": 1 / 3,
@@ -175,27 +168,6 @@ def test_a_generator_that_did_not_propose_an_item_scores_zero_for_it(
     assert (got["b"]["g_in"], got["b"]["h_rr"]) == (0.0, 1.0)
     assert got["b"]["price_log"] == 0.0  # not in the catalog: no price
     assert {r["item_id"]: r["sources"] for r in rows} == {"a": ["g"], "b": ["h"]}
-
-
-def test_generator_scores_are_compressed_and_relative_to_the_users_first_item(
-    spark: SparkSession,
-) -> None:
-    proposed = lists(
-        spark,
-        [
-            ("g", "u", "a", 1, 3.0), ("g", "u", "b", 2, 1.5), ("g", "u", "c", 3, None),  # a fill-up
-            ("h", "u", "b", 1, -0.5), ("h", "u", "a", 2, -2.0),  # h's best score is negative
-        ],
-    )  # fmt: skip
-    gens = ["g", "h"]
-    catalog = spark.createDataFrame([], S.CATALOG.schema)
-    pairs = C.features(C.merge(proposed, gens), events(spark, []), catalog, AS_OF, WEIGHTS, gens)
-    names = C.feature_names(gens)
-    wanted = ("g_score", "g_rel", "h_score", "h_rel")
-    got = {r["item_id"]: [r["features"][names.index(n)] for n in wanted] for r in pairs.collect()}
-    assert got["a"] == pytest.approx([math.log1p(3.0), 1.0, -math.log1p(2.0), 0.0], rel=1e-6)
-    assert got["b"] == pytest.approx([math.log1p(1.5), 0.5, -math.log1p(0.5), 0.0], rel=1e-6)
-    assert got["c"] == [0.0, 0.0, 0.0, 0.0]  # no score from g, and h did not propose c
 
 
 def test_labels_mark_the_targets_among_the_candidates(spark: SparkSession) -> None:

@@ -72,9 +72,9 @@ def test_ranked_lists_and_metrics_frames_match_their_contracts(spark: SparkSessi
         "method string, user_id string, item_id string, score double",
     )
     ranked = Mx.rank_by_score(scored, 2)
-    assertSchemaEqual(ranked.schema, S.SCORED_LISTS.schema)  # nullability ignored
+    assertSchemaEqual(ranked.schema, S.RANKED_LISTS.schema)  # nullability ignored
     filled = B.fill_up(ranked.drop("method"), ranked.drop("method"), 2, "x")
-    assertSchemaEqual(filled.schema, S.SCORED_LISTS.schema)  # nullability ignored
+    assertSchemaEqual(filled.schema, S.RANKED_LISTS.schema)  # nullability ignored
     relevant = spark.createDataFrame([("u1", "b"), ("u2", "c")], "user_id string, item_id string")
     metrics = Mx.ranking_metrics(ranked, relevant, (1, 2), 3)
     assertSchemaEqual(metrics.schema, S.METRICS.schema)  # nullability ignored
