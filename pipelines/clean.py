@@ -371,6 +371,8 @@ def _candidate() -> Column:
 
 
 USER_KEY = "_user_key"
+# a rule's still-valid rows as a column, for windows that must share their sort
+CANDIDATE = "_candidate"
 
 
 def _user_key() -> Column:
@@ -393,12 +395,17 @@ def flag_bots(events: DataFrame, rules: CleanRules) -> DataFrame:
     """Mark every still-valid row of a user-day over the rate rule as ``bot_user``."""
     if rules.bot_max_events_per_minute == 0 and rules.bot_max_events_per_day == 0:
         return events
-    user_day = Window.partitionBy("dt", _user_key(), _candidate())
-    minute = Window.partitionBy(
-        "dt", _user_key(), _candidate(), F.date_trunc("minute", F.col("event_time"))
+    # The windows' keys are columns, not expressions (Spark aliases an expression key anew in
+    # each window, so equal keys would not be seen as equal): the per-minute count, a frame of
+    # the rows of the same minute in the user-day's order by minute, leaves the rows sorted as
+    # the two per-user-day windows need them. One sort instead of three.
+    keyed = events.withColumn(CANDIDATE, _candidate()).withColumn(
+        "_minute", F.date_trunc("minute", F.col("event_time"))
     )
+    user_day = Window.partitionBy("dt", USER_KEY, CANDIDATE)
+    minute = user_day.orderBy("_minute").rangeBetween(Window.currentRow, Window.currentRow)
     with_counts = (
-        events.withColumn("_per_minute", F.count(F.lit(1)).over(minute))
+        keyed.withColumn("_per_minute", F.count(F.lit(1)).over(minute))
         .withColumn("_per_day", F.count(F.lit(1)).over(user_day))
         .withColumn("_max_per_minute", F.max("_per_minute").over(user_day))
     )
@@ -409,7 +416,7 @@ def flag_bots(events: DataFrame, rules: CleanRules) -> DataFrame:
         over = over | (F.col("_per_day") > rules.bot_max_events_per_day)
     return with_counts.withColumn(
         "reason", F.when(_candidate() & over, F.lit(BOT_USER)).otherwise(F.col("reason"))
-    ).drop("_per_minute", "_per_day", "_max_per_minute")
+    ).drop(CANDIDATE, "_minute", "_per_minute", "_per_day", "_max_per_minute")
 
 
 def flag_duplicates(events: DataFrame, rules: CleanRules) -> DataFrame:
@@ -445,19 +452,22 @@ def flag_duplicates(events: DataFrame, rules: CleanRules) -> DataFrame:
 
 def assign_sessions(events: DataFrame, rules: CleanRules) -> DataFrame:
     """``session_id``: the log's own when present, else user-day sessions split at inactivity gaps."""
-    ordered = Window.partitionBy("dt", _user_key(), _candidate()).orderBy("event_time", "event_id")
+    # a column as the key (see flag_bots): the gap and its running sum share one sort
+    ordered = Window.partitionBy("dt", USER_KEY, CANDIDATE).orderBy("event_time", "event_id")
     gap = F.col("event_time").cast("long") - F.lag(F.col("event_time").cast("long")).over(ordered)
     starts = F.when(gap.isNull() | (gap > rules.session_gap_minutes * 60), 1).otherwise(0)
     running = ordered.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    with_seq = events.withColumn("_new_session", starts).withColumn(
-        "_session_seq", F.sum("_new_session").over(running)
+    with_seq = (
+        events.withColumn(CANDIDATE, _candidate())
+        .withColumn("_new_session", starts)
+        .withColumn("_session_seq", F.sum("_new_session").over(running))
     )
     derived = F.concat_ws(
         "-", F.col("user_id"), F.date_format("dt", "yyyyMMdd"), F.col("_session_seq").cast("string")
     )
     return with_seq.withColumn(
         "session_id", F.when(_candidate(), F.coalesce(F.col("raw_session"), derived))
-    ).drop("_new_session", "_session_seq")
+    ).drop(CANDIDATE, "_new_session", "_session_seq")
 
 
 def scrub_text(text: Column) -> Column:

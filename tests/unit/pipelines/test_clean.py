@@ -338,6 +338,38 @@ def test_bot_over_the_minute_rate_is_filtered_whole_day(spark: SparkSession) -> 
     assert all(got[f"h{i}"] is None for i in range(5))
 
 
+def test_the_minute_rate_counts_each_minute_on_its_own(spark: SparkSession) -> None:
+    rules = C.CleanRules(bot_max_events_per_minute=3, bot_max_events_per_day=0)
+    at = ["10:00:05", "10:00:40", "10:00:59", "10:01:00", "10:01:30", "10:01:31"]
+    busy = [
+        event(event_id=f"b{i}", item_id=f"i{i}", event_time=f"2026-11-20T{t}Z")
+        for i, t in enumerate(at)
+    ]  # 3 in 10:00 and 3 in 10:01: at the limit, never over it
+    over = [
+        event(event_id=f"o{i}", user_id="u2", item_id=f"i{i}", event_time=f"2026-11-20T11:05:{i}0Z")
+        for i in range(4)
+    ]  # 4 in 11:05
+    got = reasons(label(spark, lines(spark, *busy, *over), rules))
+    assert got == {**{f"b{i}": None for i in range(6)}, **{f"o{i}": C.BOT_USER for i in range(4)}}
+
+
+def test_the_user_day_rules_sort_the_rows_once_per_rule(spark: SparkSession) -> None:
+    """Bots, exact duplicates, double fires and sessions: four sorts of the user-day's rows
+    (the bot rule's three windows share one, the session gap and its running sum another)."""
+    rules = C.CleanRules()
+    ruled = (
+        lines(spark, event(), event(event_id="e2"))
+        .transform(C.parse_raw_lines)
+        .transform(lambda df: C.assign_record_reasons(df, rules))
+        .transform(C.by_user_day)
+        .transform(lambda df: C.flag_bots(df, rules))
+        .transform(lambda df: C.flag_duplicates(df, rules))
+        .transform(lambda df: C.assign_sessions(df, rules))
+    )
+    plan = ruled._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("Window [") == 6 and plan.count("Sort [") == 4, plan
+
+
 def test_bot_over_the_day_rate_is_filtered(spark: SparkSession) -> None:
     rules = C.CleanRules(bot_max_events_per_minute=0, bot_max_events_per_day=3)
     raw = lines(
