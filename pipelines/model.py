@@ -20,7 +20,8 @@ rows (``SparseAdam`` for the tables, ``Adam`` for the dense layers).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -28,8 +29,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from pipelines.common import FIRST_INDEX, OOV, PAD, option
 from pipelines.errors import ConfigError, require_at_least_1
-from pipelines.schemas import FIRST_INDEX, OOV, PAD, option
 
 NUM_AGE_BUCKETS = 32  # log2 buckets of seconds: 0 (< 1 s) .. 31 (>= ~34 years)
 
@@ -352,3 +353,17 @@ def mask_history(scores: Tensor, hist_item_idx: Tensor, hist_len: Tensor) -> Ten
 def random_recall_at_k(num_candidates: int, k: int) -> float:
     """Expected Recall@K of a uniformly random ranking over ``num_candidates`` items."""
     return min(1.0, k / num_candidates)
+
+
+def autocast_for(
+    device: torch.device, mode: str
+) -> tuple[Callable[[], AbstractContextManager[Any]], torch.dtype | None]:
+    """(context factory, dtype) for mixed precision: bf16 where supported, else fp16, on CUDA only
+    unless asked explicitly; ``off`` (or the CPU under ``auto``) means full float32."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return nullcontext, None
+    if mode == "fp16" or (mode == "auto" and not torch.cuda.is_bf16_supported()):
+        dtype = torch.float16
+    else:
+        dtype = torch.bfloat16
+    return (lambda: torch.autocast(device_type=device.type, dtype=dtype)), dtype

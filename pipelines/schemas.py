@@ -12,11 +12,15 @@ quarantinable record, never a reader crash.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
+
+# defined without pyspark (so the torch model imports them where Spark is not installed), and
+# part of the contracts: re-exported here
+from pipelines.common import FIRST_INDEX, OOV, PAD, option  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -157,10 +161,6 @@ VOCAB_CATEGORIES = _table(
 # The model input: the label examples, the scoring inputs, the Petastorm reader, the logged model
 # and its MLflow signature all take these names from here. Every list holds exactly
 # history_length values (recorded in the examples' _meta.json and the shard manifest).
-# Index conventions of every vocabulary and history list (items, categories, event types).
-PAD = 0  # padding
-OOV = 1  # rare / unseen items and unknown categories
-FIRST_INDEX = 2  # the first real entry
 HISTORY_LISTS: tuple[str, ...] = ("hist_item_idx", "hist_type_idx", "hist_age_s")
 HISTORY_LENGTH = "hist_len"
 HISTORY_COLUMNS: tuple[str, ...] = (*HISTORY_LISTS, HISTORY_LENGTH)
@@ -240,9 +240,3 @@ METRICS = _table(
     ("users", LONG, False),
     *[(name, DOUBLE, True) for name in METRIC_NAMES],
 )
-
-
-def option(default: Any, help: str, **meta: Any) -> Any:
-    """A dataclass field with a default and the help text its flag shows (``meta``: e.g.
-    ``aliases=("--old-name",)``); rules and specs in ``pipelines/`` are also step configs."""
-    return field(default=default, metadata={"help": help, **meta})

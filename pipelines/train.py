@@ -24,7 +24,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
@@ -37,6 +36,7 @@ from pipelines.model import (
     ModelConfig,
     RankingTotals,
     TwoTower,
+    autocast_for,
     full_softmax_loss,
     mask_history,
     mask_unrecommendable,
@@ -347,20 +347,6 @@ def to_tensors(batch: Batch, device: torch.device) -> dict[str, Tensor]:
 
 
 # -- the loop --------------------------------------------------------------------------------
-
-
-def autocast_for(
-    device: torch.device, mode: str
-) -> tuple[Callable[[], AbstractContextManager[Any]], torch.dtype | None]:
-    """(context factory, dtype) for mixed precision: bf16 where supported, else fp16, on CUDA only
-    unless asked explicitly; ``off`` (or the CPU under ``auto``) means full float32."""
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
-        return nullcontext, None
-    if mode == "fp16" or (mode == "auto" and not torch.cuda.is_bf16_supported()):
-        dtype = torch.float16
-    else:
-        dtype = torch.bfloat16
-    return (lambda: torch.autocast(device_type=device.type, dtype=dtype)), dtype
 
 
 def evaluate(
