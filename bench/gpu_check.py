@@ -50,27 +50,12 @@ from pipelines.model import (
 PRECISIONS = ("off", "bf16")  # float32, then autocast to bfloat16
 
 
-def sizes(device: torch.device, quick: bool) -> dict[str, int]:
-    """Shapes of one run: a 200k-item catalog on a GPU, smaller on the CPU, tiny with --quick."""
-    if quick:
-        return {
-            "items": 2_000,
-            "batch": 64,
-            "steps": 3,
-            "users": 256,
-            "chunk": 128,
-            "floats": 1 << 16,
-        }
-    if device.type == "cuda":
-        return {
-            "items": 200_000,
-            "batch": 2048,
-            "steps": 50,
-            "users": 100_000,
-            "chunk": 2048,
-            "floats": 1 << 26,
-        }
-    return {"items": 50_000, "batch": 512, "steps": 10, "users": 4_096, "chunk": 512, "floats": 1 << 22}  # fmt: skip
+# Shapes of one run: a 200k-item catalog on a GPU, smaller on the CPU, tiny with --quick.
+SIZES: dict[str, dict[str, int]] = {
+    "cuda": {"items": 200_000, "batch": 2048, "steps": 50, "users": 100_000, "chunk": 2048, "floats": 1 << 26},
+    "cpu": {"items": 50_000, "batch": 512, "steps": 10, "users": 4_096, "chunk": 512, "floats": 1 << 22},
+    "quick": {"items": 2_000, "batch": 64, "steps": 3, "users": 256, "chunk": 128, "floats": 1 << 16},
+}  # fmt: skip
 
 
 def build_model(device: torch.device, n_items: int, history: int = 50) -> TwoTower:
@@ -216,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
-    s = sizes(device, args.quick)
+    s = SIZES["quick" if args.quick else device.type]
     result: dict[str, Any] = {
         "benchmark": f"gpu-{device.type}",
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -40,6 +40,30 @@ def test_the_rule_sees_an_import_inside_a_function(tmp_path: Path) -> None:
     assert imported_modules(sample) == {"jobs.runtime.storage", "udfs.score"}
 
 
+def imported_closure(module: str) -> set[str]:
+    """``module`` and every ``pipelines`` module it imports, directly or through another, with
+    everything those import (by the same static reading as ``imported_modules``)."""
+    seen: set[str] = set()
+    todo, found = [module], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        imports = imported_modules(REPO / (name.replace(".", "/") + ".py"))
+        found |= imports
+        todo += [m for m in imports if m.split(".")[0] == "pipelines"]
+    return found
+
+
+def test_the_model_needs_torch_not_spark() -> None:
+    """``bench/gpu_check.py`` runs ``pipelines.model`` where torch is installed and Spark is
+    not (a lent GPU machine): nothing it imports, directly or not, may be pyspark."""
+    spark = sorted(m for m in imported_closure("pipelines.model") if m.split(".")[0] == "pyspark")
+    assert spark == [], f"pipelines.model imports {', '.join(spark)} (through pipelines modules)"
+    assert "pyspark.sql" in imported_closure("pipelines.train")  # the reading follows imports
+
+
 ROOT_NAMES = {"root", "data_root"}
 
 

@@ -33,19 +33,3 @@ def test_the_gpu_check_runs_its_cpu_fallback_to_the_end(tmp_path: Path) -> None:
     reduced = result["collective"]
     assert (reduced["backend"], reduced["processes"], reduced["sum_ok"]) == ("gloo", 2, True)
     assert reduced["bus_gb_per_s"] > 0
-
-
-def test_the_model_imports_without_spark() -> None:
-    """The GPU machine has torch and no Spark: pipelines.model must not need pyspark."""
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'pyspark':\n"
-        "            raise ImportError('pyspark is not installed here')\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "import pipelines.model\n"
-        "from pipelines.model import autocast_for\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-2000:]
