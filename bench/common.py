@@ -66,13 +66,16 @@ class PeakMemory:
         self._thread.join()
 
 
-def run_sampled(args: list[str], log_path: Path) -> tuple[float, int, list[tuple[float, int]]]:
-    """Run ``cartwheel <args>``: (wall seconds, exit code, [(epoch seconds, tree RSS bytes)])."""
+def run_sampled(
+    args: list[str], log_path: Path, command: list[str] = CARTWHEEL
+) -> tuple[float, int, list[tuple[float, int]]]:
+    """Run ``cartwheel <args>`` (or ``command <args>``): (wall seconds, exit code, [(epoch
+    seconds, tree RSS bytes)])."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     samples: list[tuple[float, int]] = []
     with open(log_path, "w") as log:
         start = time.monotonic()
-        proc = subprocess.Popen([*CARTWHEEL, *args], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen([*command, *args], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         ps = psutil.Process(proc.pid)
         done = threading.Event()
 
