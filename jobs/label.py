@@ -122,8 +122,10 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
             part = layout.partition(config.run_date)
             with staging_area(storage, root, "label") as staging:
                 staged_examples = join(staging, "examples", part)
-                L.examples(labeled).write.partitionBy("split").parquet(staged_examples)
-                L.with_target_counts(items, L.examples(labeled)).orderBy("item_idx").coalesce(
+                L.examples(labeled, config.history_length).write.partitionBy("split").parquet(
+                    staged_examples
+                )
+                L.with_target_counts(items, L.emitted(labeled)).orderBy("item_idx").coalesce(
                     1
                 ).write.parquet(join(staging, "vocab", part, "items"))
                 categories.coalesce(1).write.parquet(join(staging, "vocab", part, "categories"))

@@ -303,7 +303,13 @@ def label_events(
     broadcast_vocab: bool = False,
 ) -> DataFrame:
     """Clean events of the window -> one row per event: ``event_id``, its ``disposition``,
-    ``split`` and the example columns (``S.EXAMPLES``; history arrays only on targets).
+    ``split``, the target columns of ``S.EXAMPLES`` (no history arrays: ``examples`` builds those
+    for the emitted rows only) and the internal columns ``examples`` needs (``_pos``,
+    ``_tie_start``, ``_entry``, ``_t_ref``).
+
+    The dispositions need only each group's history *length* (``min(tie_start - 1, L)``), so no
+    history is collected here: a sliding ``collect_list`` over every event would build L
+    entries per event and throw away all but the targets'.
 
     ``broadcast_vocab``: ship the vocabulary to every task instead of shuffling the events by
     item (right for vocabularies up to a few million items)."""
@@ -329,7 +335,7 @@ def label_events(
                 F.date_trunc("day", "event_time").cast("double")
                 if rules.history_cutoff == "day"
                 else F.col("event_time").cast("double")
-            ).alias("t_ref"),
+            ).alias("_t_ref"),
         )
         # One shuffle by user serves every window below (each partitions by user_id and more).
         .repartition("user_id")
@@ -337,18 +343,11 @@ def label_events(
     # Positions among the user's item events; searches sit outside (their own partition key).
     user = Window.partitionBy("user_id", has_item)
     ordered = user.orderBy("event_time", "event_id")
-    ev = ev.withColumn("pos", F.row_number().over(ordered)).withColumn(
-        "tie_start", F.rank().over(user.orderBy("_group"))
+    ev = ev.withColumn("_pos", F.row_number().over(ordered)).withColumn(
+        "_tie_start", F.rank().over(user.orderBy("_group"))
     )
-    # History of the first event of each tie group: the L rows before it (all strictly earlier).
-    before = ordered.rowsBetween(-L, -1)
-    history = F.collect_list(history_entry()).over(before)
-    ev = ev.withColumn("_hist", F.when(F.col("pos") == F.col("tie_start"), history))
-    ev = ev.withColumn(
-        "_hist",
-        F.first("_hist", ignorenulls=True).over(Window.partitionBy("user_id", has_item, "_group")),
-    )
-    hist_len = F.size(F.col("_hist"))
+    # A group's history is the L item events before its first one (position _tie_start).
+    hist_len = F.when(has_item, F.least(F.col("_tie_start") - 1, F.lit(L))).cast("int")
 
     is_target_type = F.col("event_type").isin(*rules.target_types) & has_item
     in_vocab = F.col("item_idx").isNotNull()
@@ -364,10 +363,10 @@ def label_events(
 
     # Is the event inside the history of the next emitted target strictly after it? (A running
     # min over a descending order: O(n), where an unbounded-following frame would be O(n^2).)
-    next_target_start = F.min(F.when(F.col("emitted"), F.col("tie_start"))).over(
-        user.orderBy(F.col("tie_start").desc()).rangeBetween(Window.unboundedPreceding, -1)
+    next_target_start = F.min(F.when(F.col("emitted"), F.col("_tie_start"))).over(
+        user.orderBy(F.col("_tie_start").desc()).rangeBetween(Window.unboundedPreceding, -1)
     )
-    in_history = has_item & next_target_start.isNotNull() & (F.col("pos") >= next_target_start - L)
+    in_history = has_item & next_target_start.isNotNull() & (F.col("_pos") >= next_target_start - L)
     user_has_examples = F.max(F.col("emitted").cast("int")).over(Window.partitionBy("user_id")) == 1
 
     disposition = (
@@ -380,8 +379,6 @@ def label_events(
         .when(~user_has_examples, F.lit(USER_WITHOUT_TARGETS))
         .otherwise(F.lit(NOT_BEFORE_ANY_TARGET))
     )
-    is_target = disposition == TARGET
-    hist = history_columns(F.reverse(F.col("_hist")), F.col("t_ref"), L)
 
     return ev.select(
         "event_id",
@@ -394,10 +391,13 @@ def label_events(
         F.col("type_idx").alias("target_type_idx"),
         weights[F.col("event_type")].cast("float").alias("label_weight"),
         F.col("event_time").alias("target_time"),
-        # history arrays only on targets: the other rows are counted, never written
-        *[F.when(is_target, hist[c]).alias(c) for c in S.HISTORY_LISTS],
         hist_len.alias("hist_len"),
         split_of(F.col("event_time"), rules, run_date).alias("split"),
+        "_pos",
+        "_tie_start",
+        # a history position (``history_entry``) with its place in the user's item events
+        F.struct(F.col("_pos").alias("pos"), "t", "idx", "type_idx").alias("_entry"),
+        "_t_ref",
     )
 
 
@@ -416,9 +416,56 @@ def with_target_counts(items: DataFrame, examples: DataFrame) -> DataFrame:
     )
 
 
-def examples(labeled: DataFrame) -> DataFrame:
-    """The emitted examples, in the examples contract."""
-    return S.EXAMPLES.select(labeled.where(F.col("disposition") == TARGET))
+def emitted(labeled: DataFrame) -> DataFrame:
+    """The rows of ``label_events`` that become examples (without their histories)."""
+    return labeled.where(F.col("disposition") == TARGET)
+
+
+def group_histories(labeled: DataFrame, length: int) -> DataFrame:
+    """``label_events`` rows -> one row per (``user_id``, ``_tie_start``) group holding a
+    target: ``_hist``, the group's history, oldest first (at most ``length`` entries).
+
+    One aggregation per user over the rows a history can hold (targets and ``history_only``
+    rows: every position in [tie_start - L, tie_start) of an emitted group is one of them); each
+    group's history is the slice of the user's array with those positions."""
+    per_user = (
+        labeled.where(F.col("disposition").isin(TARGET, HISTORY_ONLY))
+        .groupBy("user_id")
+        .agg(
+            F.array_sort(F.collect_list("_entry")).alias("_events"),  # by pos: unique per user
+            F.collect_set(F.when(F.col("disposition") == TARGET, F.col("_tie_start"))).alias(
+                "_anchors"
+            ),
+        )
+    )
+
+    def history_of(tie_start: Column) -> Column:
+        since = tie_start - length
+        return F.struct(
+            tie_start.alias("_tie_start"),
+            F.filter("_events", lambda e: (e["pos"] >= since) & (e["pos"] < tie_start)).alias(
+                "_hist"
+            ),
+        )
+
+    return per_user.select(
+        "user_id", F.explode(F.transform("_anchors", history_of)).alias("g")
+    ).select("user_id", "g._tie_start", "g._hist")
+
+
+def with_histories(labeled: DataFrame, history_length: int) -> DataFrame:
+    """The emitted rows of ``label_events`` with their history columns (``S.HISTORY_LISTS``)."""
+    hist = history_columns(F.reverse(F.col("_hist")), F.col("_t_ref"), history_length)
+    return (
+        emitted(labeled)
+        .join(group_histories(labeled, history_length), on=["user_id", "_tie_start"])
+        .select("*", *[hist[c].alias(c) for c in S.HISTORY_LISTS])
+    )
+
+
+def examples(labeled: DataFrame, history_length: int) -> DataFrame:
+    """The emitted examples with their histories, in the examples contract."""
+    return S.EXAMPLES.select(with_histories(labeled, history_length))
 
 
 def disposition_counts(labeled: DataFrame) -> DataFrame:

@@ -47,8 +47,8 @@ def test_scoring_features_equal_the_history_of_a_training_example_with_the_same_
     items, _ = L.build_vocab(ev, RULES, RUN)
     labeled = L.label_events(ev, items, RULES, RUN)
     training = (
-        labeled.where((F.col("disposition") == L.TARGET) & (F.to_date("target_time") == CUTOFF))
-        .where(F.col("target_type") == "click")
+        L.examples(labeled, RULES.history_length)
+        .where((F.to_date("target_time") == CUTOFF) & (F.col("target_type") == "click"))
         .select("user_id", *S.HISTORY_COLUMNS)
     )
     serving = R.scoring_inputs(ev, items, CUTOFF, LENGTH, "none").select(

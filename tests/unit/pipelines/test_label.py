@@ -29,8 +29,12 @@ def run_label(
     return labeled, items
 
 
-def by_event(labeled: DataFrame) -> dict[str, dict]:
-    return {r["event_id"]: r.asDict() for r in labeled.collect()}
+def by_event(labeled: DataFrame, rules: L.LabelRules = RULES) -> dict[str, dict]:
+    """Every event's labelled row; a target's with its example's history arrays."""
+    rows = {r["event_id"]: r.asDict() for r in labeled.collect()}
+    for r in L.with_histories(labeled, rules.history_length).collect():
+        rows[r["event_id"]].update(r.asDict())
+    return rows
 
 
 def item_index(items: DataFrame) -> dict[str, int]:
@@ -67,7 +71,7 @@ def test_day_cutoff_history_ends_before_the_targets_day(spark: SparkSession) -> 
         ("u", "i4", "cart", at(TRAIN_DAY, 15)),  # target, same day: the same history
     )
     labeled, items = run_label(spark, ev, rules)
-    idx, rows = item_index(items), by_event(labeled)
+    idx, rows = item_index(items), by_event(labeled, rules)
     for e in ("e003", "e004"):
         assert rows[e]["disposition"] == L.TARGET
         assert rows[e]["hist_item_idx"] == [idx["i2"], idx["i1"], L.PAD]
@@ -153,7 +157,7 @@ def test_vocabulary_comes_from_the_train_period_by_count(spark: SparkSession) ->
     )
     labeled, items = run_label(spark, ev, rules)
     assert item_index(items) == {"pop": 2, "mid": 3}
-    rows = by_event(labeled)
+    rows = by_event(labeled, rules)
     assert (
         rows["e005"]["disposition"] == L.HISTORY_ONLY
     )  # rare click: OOV target, but inside e007's history
@@ -185,7 +189,7 @@ def test_heavy_users_keep_only_their_most_recent_targets(spark: SparkSession) ->
         history_cutoff="event",
     )
     ev = events(spark, *[("u", "i1", "click", at(TRAIN_DAY, 8 + n)) for n in range(6)])
-    rows = by_event(run_label(spark, ev, rules)[0])
+    rows = by_event(run_label(spark, ev, rules)[0], rules)
     got = [rows[f"e{n:03d}"]["disposition"] for n in range(6)]
     # e000 has no history; the two most recent are targets; e002 and e003 form e004's history;
     # e001 is a capped target outside any history.
@@ -228,7 +232,7 @@ def test_examples_follow_the_contract(spark: SparkSession) -> None:
         spark, ("u", "i1", "view", at(TRAIN_DAY, 9)), ("u", "i2", "click", at(TRAIN_DAY, 10))
     )
     labeled, items = run_label(spark, ev)
-    out = L.examples(labeled)
+    out = L.examples(labeled, RULES.history_length)
     assertSchemaEqual(out.schema, S.EXAMPLES.schema)  # nullability ignored
     assertSchemaEqual(L.with_target_counts(items, out).schema, S.VOCAB_ITEMS.schema)
     [row] = out.collect()
