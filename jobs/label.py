@@ -53,8 +53,10 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
     bounds = config.boundaries(config.run_date)
     with run:
         days = date_window(config.run_date, config.lookback_days)
-        events = read_clean_events(spark, storage, root, days).persist(StorageLevel.MEMORY_AND_DISK)
-        labeled = None
+        # Not persisted: vocabulary and labelling read the Parquet again, which costs less than
+        # caching the window (measured: label-histories-ab-4000000.json).
+        events = read_clean_events(spark, storage, root, days)
+        labeled = items = None
         try:
             with naming_bad_files("clean events"):  # the first action reads every file
                 rows_in = events.count()
@@ -69,14 +71,16 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
                 days[0],
                 days[-1],
             )
-            items, categories = L.build_vocab(events, config, config.run_date)
-            items = items.persist(StorageLevel.MEMORY_AND_DISK)
+            items = L.build_vocab(events, config, config.run_date).persist(
+                StorageLevel.MEMORY_AND_DISK
+            )
             n_items = items.count()
             if n_items == 0:
                 raise InputError(
                     f"the vocabulary has no items: no catalog item was seen {config.min_item_count}+ times "
                     f"in the train period {bounds['window_start']} .. {bounds['val_start']} (exclusive)"
                 )
+            categories = L.vocab_categories(items)
             n_categories = categories.count()
             labeled = L.label_events(
                 events,
@@ -86,7 +90,6 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
                 broadcast_vocab=n_items <= BROADCAST_VOCAB_MAX,
             ).persist(StorageLevel.MEMORY_AND_DISK)
             counts = [r.asDict() for r in L.disposition_counts(labeled).collect()]
-            events.unpersist()  # the labelled rows are materialised; the raw window is not needed again
             per_split = {
                 s: sum(
                     c["rows"] for c in counts if c["disposition"] == L.TARGET and c["split"] == s
@@ -136,9 +139,9 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
                 )
                 storage.publish_partitions(join(staging, "vocab"), layout.vocab_root(root), [part])
         finally:
-            events.unpersist()
-            if labeled is not None:
-                labeled.unpersist()
+            for frame in (labeled, items):
+                if frame is not None:
+                    frame.unpersist()
 
         run.outputs = [layout.examples(root, config.run_date), layout.vocab(root, config.run_date)]
         run.record(

@@ -201,14 +201,14 @@ def by_count(counts: DataFrame, key: str, idx_name: str) -> DataFrame:
     )  # fmt: skip
 
 
-def build_vocab(
-    events: DataFrame, rules: LabelRules, run_date: dt.date
-) -> tuple[DataFrame, DataFrame]:
-    """(items, categories) vocabularies from the train period's item events.
+def build_vocab(events: DataFrame, rules: LabelRules, run_date: dt.date) -> DataFrame:
+    """The item vocabulary (``S.VOCAB_ITEMS`` less ``target_count``) from the train period's
+    item events.
 
     Items seen at least ``min_item_count`` times and present in the catalog get indices from 2
     by descending count; 0 is padding and 1 the shared out-of-vocabulary index. Categories are
-    those of vocabulary items.
+    those of vocabulary items, indexed the same way by their items' summed counts
+    (``vocab_categories`` reads them back from the items).
     """
     train = events.where(
         F.col("item_id").isNotNull()
@@ -225,10 +225,8 @@ def build_vocab(
         .groupBy("category")
         .agg(F.sum("count").cast("long").alias("count"))
     )
-    categories = by_count(cat_counts, "category", "category_idx").select(
-        *S.VOCAB_CATEGORIES.columns
-    )
-    items = (
+    categories = by_count(cat_counts, "category", "category_idx")
+    return (
         by_count(item_counts, "item_id", "item_idx")
         .join(categories.select("category", "category_idx"), on="category", how="left")
         .select(
@@ -239,7 +237,17 @@ def build_vocab(
             F.col("count").cast("long").alias("count"),
         )
     )
-    return items, categories
+
+
+def vocab_categories(items: DataFrame) -> DataFrame:
+    """The category vocabulary (``S.VOCAB_CATEGORIES``) of a ``build_vocab`` item table: each
+    category of a vocabulary item with its index and its items' summed count (read from the
+    items, so a persisted item table is not recomputed from the events)."""
+    return S.VOCAB_CATEGORIES.select(
+        items.where(F.col("category").isNotNull())
+        .groupBy("category", "category_idx")
+        .agg(F.sum("count").cast("long").alias("count"))
+    )
 
 
 # -- examples ----------------------------------------------------------------------------------
@@ -336,15 +344,26 @@ def label_events(
                 if rules.history_cutoff == "day"
                 else F.col("event_time").cast("double")
             ).alias("_t_ref"),
+            # a column, not an expression: an expression key is aliased anew in each window,
+            # and windows with different aliases never share a sort
+            has_item.alias("_has_item"),
         )
         # One shuffle by user serves every window below (each partitions by user_id and more).
         .repartition("user_id")
     )
     # Positions among the user's item events; searches sit outside (their own partition key).
-    user = Window.partitionBy("user_id", has_item)
+    # _tie_start, the position of the group's first event, is a running max over the same
+    # order (the group is a function of the time), so the two windows share one sort.
+    user = Window.partitionBy("user_id", "_has_item")
     ordered = user.orderBy("event_time", "event_id")
+    opens_group = F.lag("_group").over(ordered).isNull() | (
+        F.lag("_group").over(ordered) != F.col("_group")
+    )
     ev = ev.withColumn("_pos", F.row_number().over(ordered)).withColumn(
-        "_tie_start", F.rank().over(user.orderBy("_group"))
+        "_tie_start",
+        F.max(F.when(opens_group, F.col("_pos"))).over(
+            ordered.rowsBetween(Window.unboundedPreceding, Window.currentRow)
+        ),
     )
     # A group's history is the L item events before its first one (position _tie_start).
     hist_len = F.when(has_item, F.least(F.col("_tie_start") - 1, F.lit(L))).cast("int")
@@ -353,10 +372,12 @@ def label_events(
     in_vocab = F.col("item_idx").isNotNull()
     enough_history = hist_len >= rules.min_history
     emittable = is_target_type & in_vocab & enough_history
+    # Latest first. Leading with _tie_start (monotone in the time) lets the next window, which
+    # orders by _tie_start alone, reuse this sort.
     recent_rank = F.sum(emittable.cast("int")).over(
-        user.orderBy(F.col("event_time").desc(), F.col("event_id").desc()).rowsBetween(
-            Window.unboundedPreceding, Window.currentRow
-        )
+        user.orderBy(
+            F.col("_tie_start").desc(), F.col("event_time").desc(), F.col("event_id").desc()
+        ).rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     emitted = emittable & (recent_rank <= rules.max_targets_per_user)
     ev = ev.withColumn("emitted", emitted).withColumn("_emittable", emittable)

@@ -24,7 +24,7 @@ RULES = L.LabelRules(lookback_days=5, history_length=3, min_item_count=1, histor
 def run_label(
     spark: SparkSession, ev: DataFrame, rules: L.LabelRules = RULES
 ) -> tuple[DataFrame, DataFrame]:
-    items, _ = L.build_vocab(ev, rules, RUN)
+    items = L.build_vocab(ev, rules, RUN)
     labeled = L.label_events(ev, items, rules, RUN)
     return labeled, items
 
@@ -167,6 +167,13 @@ def test_vocabulary_comes_from_the_train_period_by_count(spark: SparkSession) ->
         rows["e009"]["disposition"] == L.TARGET_ITEM_OUT_OF_VOCAB
     )  # val-only item never enters the vocab
     assert {r["category"]: r["category_idx"] for r in items.collect()} == {"cat-p": 2, "cat-d": 3}
+    categories = L.vocab_categories(items)
+    assertSchemaEqual(categories.schema, S.VOCAB_CATEGORIES.schema)
+    # summed train-period counts of the vocabulary items: pop 4, mid 2
+    assert {r["category"]: (r["category_idx"], r["count"]) for r in categories.collect()} == {
+        "cat-p": (2, 4),
+        "cat-d": (3, 2),
+    }
 
 
 def test_targets_need_a_history(spark: SparkSession) -> None:
@@ -242,6 +249,22 @@ def test_examples_follow_the_contract(spark: SparkSession) -> None:
         == len(row["hist_age_s"])
         == RULES.history_length
     )
+
+
+def test_labelling_sorts_the_users_events_twice(spark: SparkSession) -> None:
+    """One ascending sort serves positions and group starts, one descending sort the target cap,
+    the next target's group and the user's totals: no window sorts again."""
+    ev = events(
+        spark, ("u", "i1", "view", at(TRAIN_DAY, 9)), ("u", "i2", "click", at(TRAIN_DAY, 10))
+    )
+    vocab = spark.createDataFrame(
+        [("i1", 2, "c", 2, 1), ("i2", 3, "c", 2, 1)],
+        "item_id string, item_idx int, category string, category_idx int, count long",
+    )
+    labeled = L.label_events(ev, vocab, RULES, RUN, broadcast_vocab=True)
+    plan = labeled._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("Sort [") == 2, plan
+    assert {r["disposition"] for r in labeled.collect()} == {L.HISTORY_ONLY, L.TARGET}
 
 
 @pytest.mark.parametrize(
