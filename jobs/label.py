@@ -56,9 +56,9 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
         # Not persisted: vocabulary and labelling read the Parquet again, which costs less than
         # caching the window (measured: label-histories-ab-4000000.json).
         events = read_clean_events(spark, storage, root, days)
-        labeled = items = None
+        labeled = items = per_item = None
         try:
-            with naming_bad_files("clean events"):  # the first action reads every file
+            with naming_bad_files("clean events"):  # the first action opens every file
                 rows_in = events.count()
             if rows_in == 0:
                 raise InputError(
@@ -71,9 +71,11 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
                 days[0],
                 days[-1],
             )
-            items = L.build_vocab(events, config, config.run_date).persist(
+            # the per-item counts once (build_vocab reads them several times), then the table
+            per_item = L.item_counts(events, config, config.run_date).persist(
                 StorageLevel.MEMORY_AND_DISK
             )
+            items = L.build_vocab(per_item).persist(StorageLevel.MEMORY_AND_DISK)
             n_items = items.count()
             if n_items == 0:
                 raise InputError(
@@ -139,7 +141,7 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
                 )
                 storage.publish_partitions(join(staging, "vocab"), layout.vocab_root(root), [part])
         finally:
-            for frame in (labeled, items):
+            for frame in (labeled, items, per_item):
                 if frame is not None:
                     frame.unpersist()
 

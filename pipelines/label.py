@@ -201,33 +201,42 @@ def by_count(counts: DataFrame, key: str, idx_name: str) -> DataFrame:
     )  # fmt: skip
 
 
-def build_vocab(events: DataFrame, rules: LabelRules, run_date: dt.date) -> DataFrame:
-    """The item vocabulary (``S.VOCAB_ITEMS`` less ``target_count``) from the train period's
-    item events.
-
-    Items seen at least ``min_item_count`` times and present in the catalog get indices from 2
-    by descending count; 0 is padding and 1 the shared out-of-vocabulary index. Categories are
-    those of vocabulary items, indexed the same way by their items' summed counts
-    (``vocab_categories`` reads them back from the items).
-    """
+def item_counts(events: DataFrame, rules: LabelRules, run_date: dt.date) -> DataFrame:
+    """(``item_id``, ``count``, ``category``): the train period's catalog items seen at least
+    ``min_item_count`` times. Small (one row per item): ``build_vocab`` reads it several times,
+    so a job persists it rather than scan the events again."""
     train = events.where(
         F.col("item_id").isNotNull()
         & F.col("is_known_item")
         & (F.col("event_time") < day_start(rules.boundaries(run_date)["val_start"]))
     )
-    item_counts = (
-        train.groupBy("item_id")
-        .agg(F.count(F.lit(1)).alias("count"), F.min("category").alias("category"))
+    # Count per (item, category) first: a hash aggregate. A min over a string in the same pass
+    # would make Spark sort every train event by item (a sort aggregate); here it runs over
+    # one row per item and category.
+    return (
+        train.groupBy("item_id", "category")
+        .agg(F.count(F.lit(1)).alias("count"))
+        .groupBy("item_id")
+        .agg(F.sum("count").cast("long").alias("count"), F.min("category").alias("category"))
         .where(F.col("count") >= rules.min_item_count)
     )
+
+
+def build_vocab(counts: DataFrame) -> DataFrame:
+    """The item vocabulary (``S.VOCAB_ITEMS`` less ``target_count``) from ``item_counts``.
+
+    Items get indices from 2 by descending count (then id); 0 is padding and 1 the shared
+    out-of-vocabulary index. Categories are those of vocabulary items, indexed the same way by
+    their items' summed counts (``vocab_categories`` reads them back from the items).
+    """
     cat_counts = (
-        item_counts.where(F.col("category").isNotNull())
+        counts.where(F.col("category").isNotNull())
         .groupBy("category")
         .agg(F.sum("count").cast("long").alias("count"))
     )
     categories = by_count(cat_counts, "category", "category_idx")
     return (
-        by_count(item_counts, "item_id", "item_idx")
+        by_count(counts, "item_id", "item_idx")
         .join(categories.select("category", "category_idx"), on="category", how="left")
         .select(
             "item_id",
@@ -311,9 +320,10 @@ def label_events(
     broadcast_vocab: bool = False,
 ) -> DataFrame:
     """Clean events of the window -> one row per event: ``event_id``, its ``disposition``,
-    ``split``, the target columns of ``S.EXAMPLES`` (no history arrays: ``examples`` builds those
-    for the emitted rows only) and the internal columns ``examples`` needs (``_pos``,
-    ``_tie_start``, ``_entry``, ``_t_ref``).
+    ``split``, the target columns of ``S.EXAMPLES`` (set on targets only, without the history
+    arrays: ``examples`` builds those) and the internal columns ``examples`` needs
+    (``_tie_start``, the group's first position; ``_t_ref``; ``_entry``, set on the rows a
+    history can hold).
 
     The dispositions need only each group's history *length* (``min(tie_start - 1, L)``), so no
     history is collected here: a sliding ``collect_list`` over every event would build L
@@ -401,24 +411,34 @@ def label_events(
         .otherwise(F.lit(NOT_BEFORE_ANY_TARGET))
     )
 
+    # Only targets keep their target columns and only rows a history can hold their history
+    # entry: the other rows are counted, never written, and nulls keep the persisted rows small.
+    ev = ev.withColumn("disposition", disposition)
+    is_target = F.col("disposition") == TARGET
+    in_a_history = F.col("disposition").isin(TARGET, HISTORY_ONLY)
+
+    def of_target(column: Column, name: str) -> Column:
+        return F.when(is_target, column).alias(name)
+
     return ev.select(
         "event_id",
         "user_id",
-        disposition.alias("disposition"),
-        F.col("item_id").alias("target_item_id"),
-        F.col("item_idx").alias("target_item_idx"),
-        F.coalesce("vocab_category_idx", F.lit(OOV)).cast("int").alias("target_category_idx"),
-        F.col("event_type").alias("target_type"),
-        F.col("type_idx").alias("target_type_idx"),
-        weights[F.col("event_type")].cast("float").alias("label_weight"),
-        F.col("event_time").alias("target_time"),
-        hist_len.alias("hist_len"),
+        "disposition",
+        of_target(F.col("item_id"), "target_item_id"),
+        of_target(F.col("item_idx"), "target_item_idx"),
+        of_target(F.coalesce("vocab_category_idx", F.lit(OOV)).cast("int"), "target_category_idx"),
+        of_target(F.col("event_type"), "target_type"),
+        of_target(F.col("type_idx"), "target_type_idx"),
+        of_target(weights[F.col("event_type")].cast("float"), "label_weight"),
+        of_target(F.col("event_time"), "target_time"),
+        of_target(hist_len, "hist_len"),
         split_of(F.col("event_time"), rules, run_date).alias("split"),
-        "_pos",
         "_tie_start",
+        of_target(F.col("_t_ref"), "_t_ref"),
         # a history position (``history_entry``) with its place in the user's item events
-        F.struct(F.col("_pos").alias("pos"), "t", "idx", "type_idx").alias("_entry"),
-        "_t_ref",
+        F.when(in_a_history, F.struct(F.col("_pos").alias("pos"), "t", "idx", "type_idx")).alias(
+            "_entry"
+        ),
     )
 
 
@@ -444,43 +464,46 @@ def emitted(labeled: DataFrame) -> DataFrame:
 
 def group_histories(labeled: DataFrame, length: int) -> DataFrame:
     """``label_events`` rows -> one row per (``user_id``, ``_tie_start``) group holding a
-    target: ``_hist``, the group's history, oldest first (at most ``length`` entries).
+    target, with the group's history columns (``S.HISTORY_LISTS``, padded to ``length``).
 
     One aggregation per user over the rows a history can hold (targets and ``history_only``
-    rows: every position in [tie_start - L, tie_start) of an emitted group is one of them); each
-    group's history is the slice of the user's array with those positions."""
+    rows: every position in [tie_start - L, tie_start) of an emitted group is one of them),
+    sorted latest first; each group takes the entries with those positions. The arrays are
+    built once per group, however many of its events are targets."""
     per_user = (
         labeled.where(F.col("disposition").isin(TARGET, HISTORY_ONLY))
         .groupBy("user_id")
         .agg(
-            F.array_sort(F.collect_list("_entry")).alias("_events"),  # by pos: unique per user
-            F.collect_set(F.when(F.col("disposition") == TARGET, F.col("_tie_start"))).alias(
-                "_anchors"
-            ),
+            # by position, latest first (positions are unique per user)
+            F.sort_array(F.collect_list("_entry"), asc=False).alias("_events"),
+            F.collect_set(
+                F.when(F.col("disposition") == TARGET, F.struct("_tie_start", "_t_ref"))
+            ).alias("_groups"),
         )
     )
 
-    def history_of(tie_start: Column) -> Column:
-        since = tie_start - length
+    def history_of(group: Column) -> Column:
+        start = group["_tie_start"]
         return F.struct(
-            tie_start.alias("_tie_start"),
-            F.filter("_events", lambda e: (e["pos"] >= since) & (e["pos"] < tie_start)).alias(
+            start.alias("_tie_start"),
+            group["_t_ref"].alias("_t_ref"),
+            F.filter("_events", lambda e: (e["pos"] >= start - length) & (e["pos"] < start)).alias(
                 "_hist"
             ),
         )
 
-    return per_user.select(
-        "user_id", F.explode(F.transform("_anchors", history_of)).alias("g")
-    ).select("user_id", "g._tie_start", "g._hist")
+    hist = history_columns(F.col("_hist"), F.col("_t_ref"), length)
+    return (
+        per_user.select("user_id", F.explode(F.transform("_groups", history_of)).alias("g"))
+        .select("user_id", "g.*")
+        .select("user_id", "_tie_start", *[hist[c].alias(c) for c in S.HISTORY_LISTS])
+    )
 
 
 def with_histories(labeled: DataFrame, history_length: int) -> DataFrame:
     """The emitted rows of ``label_events`` with their history columns (``S.HISTORY_LISTS``)."""
-    hist = history_columns(F.reverse(F.col("_hist")), F.col("_t_ref"), history_length)
-    return (
-        emitted(labeled)
-        .join(group_histories(labeled, history_length), on=["user_id", "_tie_start"])
-        .select("*", *[hist[c].alias(c) for c in S.HISTORY_LISTS])
+    return emitted(labeled).join(
+        group_histories(labeled, history_length), on=["user_id", "_tie_start"]
     )
 
 

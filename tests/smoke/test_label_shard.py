@@ -184,6 +184,19 @@ def test_label_refuses_an_empty_window_or_no_training_examples_and_publishes_not
     assert not (root / "examples").exists() and not (root / "vocab").exists()
 
 
+def test_label_names_a_damaged_clean_file_and_keeps_the_published_examples(
+    spark: SparkSession, trained_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = copy_root(trained_template, tmp_path_factory, "damaged")
+    published = root / "examples" / f"dt={END}"
+    before = sorted(p.relative_to(published) for p in published.rglob("*.parquet"))
+    part = next((root / "clean" / "events").glob("dt=*/*.parquet"))
+    part.write_bytes(b"PAR1 garbage garbage garbage PAR1")
+    with pytest.raises(InputError, match=rf"cannot read clean events: .*{part.name}"):
+        label.main(spark, label.LabelConfig(data_root=str(root), run_date=END, lookback_days=8))
+    assert sorted(p.relative_to(published) for p in published.rglob("*.parquet")) == before
+
+
 def test_label_warns_when_one_rule_filters_a_large_share(
     spark: SparkSession, trained_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

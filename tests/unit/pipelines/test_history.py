@@ -44,7 +44,7 @@ def test_scoring_features_equal_the_history_of_a_training_example_with_the_same_
         # a same-day event before the target is not history under the day cutoff
         ("ties", "i2", "view", at(CUTOFF, 0, 0, 0)),
     )
-    items = L.build_vocab(ev, RULES, RUN)
+    items = L.build_vocab(L.item_counts(ev, RULES, RUN))
     labeled = L.label_events(ev, items, RULES, RUN)
     training = (
         L.examples(labeled, RULES.history_length)

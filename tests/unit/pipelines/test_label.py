@@ -24,7 +24,7 @@ RULES = L.LabelRules(lookback_days=5, history_length=3, min_item_count=1, histor
 def run_label(
     spark: SparkSession, ev: DataFrame, rules: L.LabelRules = RULES
 ) -> tuple[DataFrame, DataFrame]:
-    items = L.build_vocab(ev, rules, RUN)
+    items = L.build_vocab(L.item_counts(ev, rules, RUN))
     labeled = L.label_events(ev, items, rules, RUN)
     return labeled, items
 
