@@ -134,7 +134,7 @@ class TopKScorer:
         item_vectors: np.ndarray,
         candidates: np.ndarray,
         device: torch.device | None = None,
-        max_scores_per_chunk: int = 1 << 24,
+        max_scores_per_chunk: int = 1 << 26,
     ) -> None:
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.items = torch.as_tensor(np.ascontiguousarray(item_vectors), device=self.device)
@@ -161,7 +161,8 @@ class TopKScorer:
         for start in range(0, n, self.chunk):
             stop = min(n, start + self.chunk)
             u = torch.as_tensor(np.ascontiguousarray(user_vectors[start:stop]), device=self.device)
-            scores = u.to(self.items.dtype) @ self.items.T + self.mask
+            # the mask rides in the product (one pass over the scores, not a second one)
+            scores = torch.addmm(self.mask, u.to(self.items.dtype), self.items.T)
             if excluded is not None:
                 rows, cols = _pairs(excluded[start:stop])
                 if len(rows):
