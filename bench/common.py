@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,8 +39,13 @@ def machine() -> dict[str, Any]:
 
 
 def tree_rss(proc: psutil.Process) -> int:
+    """RSS of ``proc`` and its children now (0 once it has exited)."""
+    try:
+        tree = [proc, *proc.children(recursive=True)]
+    except psutil.Error:  # it exited between two samples
+        return 0
     total = 0
-    for p in [proc, *proc.children(recursive=True)]:
+    for p in tree:
         with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
     return total
@@ -100,6 +106,20 @@ def run_measured(args: list[str], log_path: Path) -> dict[str, Any]:
         tail = log_path.read_text()[-3000:]
         raise RuntimeError(f"cartwheel {' '.join(args)} failed with exit code {code}:\n{tail}")
     return {"wall_s": round(wall, 2), "peak_rss_mb": round(peak / 2**20, 1)}
+
+
+def cleaned_root(root: Path, rows: int, days: int, end: str, logs: Path) -> Path:
+    """``root`` holding ``rows`` generated raw rows over ``days`` ending at ``end``, cleaned
+    (``generate`` + ``clean``, not timed); kept as it is when a clean run is already there."""
+    if not (root / "_runs" / end / "clean.json").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        window = ["--data-root", str(root), "--days", str(days)]
+        run_measured(
+            ["generate", *window, "--end-date", end, "--rows", str(rows)],
+            logs / f"prep-generate-{rows}.log",
+        )
+        run_measured(["clean", *window, "--run-date", end], logs / f"prep-clean-{rows}.log")
+    return root
 
 
 def rates(rows: int, wall_s: float) -> dict[str, float]:

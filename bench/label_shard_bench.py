@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import rates, run_measured, scale_args, write_result
+from bench.common import cleaned_root, rates, run_measured, scale_args, write_result
 
 END = "2026-11-21"
 
@@ -30,26 +30,7 @@ def bench_one(rows: int, days: int, work: Path, keep: bool) -> dict:
         root = kept
     else:
         root = work / f"label-{rows}"
-    if not (root / "_runs" / END / "clean.json").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        run_measured(
-            [
-                "generate",
-                "--data-root",
-                str(root),
-                "--end-date",
-                END,
-                "--days",
-                str(days),
-                "--rows",
-                str(rows),
-            ],
-            logs / f"prep-generate-{rows}.log",
-        )
-        run_measured(
-            ["clean", "--data-root", str(root), "--run-date", END, "--days", str(days)],
-            logs / f"prep-clean-{rows}.log",
-        )
+    cleaned_root(root, rows, days, END, logs)
     lab = run_measured(
         ["label", "--data-root", str(root), "--run-date", END, "--lookback-days", str(days)],
         logs / f"label-{rows}.log",

@@ -38,21 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 END = "2026-11-21"
 RESULT = "vs-duckdb"
-EXAMPLE_COLUMNS = (
-    "user_id",
-    "target_item_id",
-    "target_item_idx",
-    "target_category_idx",
-    "target_type",
-    "target_type_idx",
-    "label_weight",
-    "target_time",
-    "hist_item_idx",
-    "hist_type_idx",
-    "hist_age_s",
-    "hist_len",
-    "split",
-)
 
 
 # -- the twin (runs in its own process; imports nothing but duckdb) -----------------------------
@@ -182,7 +167,9 @@ def compare_examples(cartwheel: Path, twin: Path) -> dict[str, int]:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
-    cols = ", ".join(EXAMPLE_COLUMNS)
+    from pipelines.schemas import EXAMPLES
+
+    cols = ", ".join(EXAMPLES.columns)
     a = f"SELECT {cols} FROM read_parquet('{cartwheel}/split=*/*.parquet', hive_partitioning = true)"
     b = f"SELECT {cols} FROM read_parquet('{twin}/split=*/*.parquet', hive_partitioning = true)"
 
@@ -208,30 +195,6 @@ def label_rules(rules: Any) -> dict[str, Any]:
     plain["label_weights"] = dict(plain["label_weights"])
     plain["target_types"] = list(plain["target_types"])
     return plain
-
-
-def prepare(rows: int, days: int, work: Path) -> Path:
-    from bench.common import run_measured
-
-    root = work / f"vs-duckdb-{rows}"
-    if not (root / "_runs" / END / "clean.json").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        gen = [
-            "--data-root",
-            str(root),
-            "--end-date",
-            END,
-            "--days",
-            str(days),
-            "--rows",
-            str(rows),
-        ]
-        run_measured(["generate", *gen], work / "logs" / f"prep-generate-{rows}.log")
-        run_measured(
-            ["clean", "--data-root", str(root), "--run-date", END, "--days", str(days)],
-            work / "logs" / f"prep-clean-{rows}.log",
-        )
-    return root
 
 
 def measure_label(root: Path, days: int, rounds: int, work: Path) -> dict[str, Any]:
@@ -307,9 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", type=Path, default=Path("/tmp/cartwheel-vs-duckdb"))
     p.add_argument("--root", type=Path, help="an existing data root with clean events to reuse")
     a = p.parse_args(argv)
-    from bench.common import RESULTS, write_result
+    from bench.common import RESULTS, cleaned_root, write_result
 
-    root = a.root or prepare(a.rows, a.days, a.work_dir)
+    root = a.root or cleaned_root(
+        a.work_dir / f"vs-duckdb-{a.rows}", a.rows, a.days, END, a.work_dir / "logs"
+    )
     print(f"label vs its DuckDB twin on {root}: {a.rounds} rounds ...", flush=True)
     label = measure_label(root, a.days, a.rounds, a.work_dir)
     previous = RESULTS / f"{RESULT}.json"
