@@ -56,7 +56,7 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
         # Not persisted: vocabulary and labelling read the Parquet again, which costs less than
         # caching the window (measured: label-histories-ab-4000000.json).
         events = read_clean_events(spark, storage, root, days)
-        labeled = items = per_item = None
+        items = per_item = None
         try:
             with naming_bad_files("clean events"):  # the first action opens every file
                 rows_in = events.count()
@@ -84,55 +84,65 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
                 )
             categories = L.vocab_categories(items)
             n_categories = categories.count()
-            labeled = L.label_events(
-                events,
-                items,
-                config,
-                config.run_date,
-                broadcast_vocab=n_items <= BROADCAST_VOCAB_MAX,
-            ).persist(StorageLevel.MEMORY_AND_DISK)
-            counts = [r.asDict() for r in L.disposition_counts(labeled).collect()]
-            per_split = {
-                s: sum(
-                    c["rows"] for c in counts if c["disposition"] == L.TARGET and c["split"] == s
+            # One pass: the examples are written while the same pass counts every event's
+            # disposition (an observation), so the labelled window is neither cached nor
+            # computed twice. The checks run on the counts before anything is published.
+            labeled, observation = L.observe_dispositions(
+                L.label_events(
+                    events,
+                    items,
+                    config,
+                    config.run_date,
+                    broadcast_vocab=n_items <= BROADCAST_VOCAB_MAX,
                 )
-                for s in L.SPLITS
-            }
-            totals = disposition_totals(counts)
-            if per_split[L.TRAIN] == 0:
-                removed = {r: totals[r] for r in L.FILTER_REASONS if totals.get(r)}
-                raise InputError(
-                    f"no training examples: no target event ({', '.join(config.target_types)}) before "
-                    f"{bounds['val_start']} has an in-vocabulary item and a history (of "
-                    f"{rows_in:,} clean events, filtered: {format_counts(removed)})"
-                    + (
-                        f"; {NO_HISTORY_HINT}"
-                        if totals.get(L.NO_HISTORY) and config.history_cutoff == "day"
-                        else ""
-                    )
-                )
-            log.info("[label] examples per split: %s; writing", format_counts(per_split))
-            meta = {
-                "run_date": config.run_date.isoformat(),
-                "history_length": config.history_length,
-                "boundaries": {k: v.isoformat() for k, v in bounds.items()},
-                "num_items": n_items + L.FIRST_INDEX,
-                "num_categories": n_categories + L.FIRST_INDEX,
-                "num_event_types": max(L.TYPE_INDEX.values()) + 1,
-                "padding_index": L.PAD,
-                "oov_index": L.OOV,
-                "type_index": L.TYPE_INDEX,
-                "examples": per_split,
-            }
+            )
             part = layout.partition(config.run_date)
             with staging_area(storage, root, "label") as staging:
                 staged_examples = join(staging, "examples", part)
+                log.info("[label] labelling and writing the examples")
                 L.examples(labeled, config.history_length).write.partitionBy("split").parquet(
                     staged_examples
                 )
-                L.with_target_counts(items, L.emitted(labeled)).orderBy("item_idx").coalesce(
-                    1
-                ).write.parquet(join(staging, "vocab", part, "items"))
+                counts = L.disposition_counts(observation)
+                per_split = {
+                    s: sum(
+                        c["rows"]
+                        for c in counts
+                        if c["disposition"] == L.TARGET and c["split"] == s
+                    )
+                    for s in L.SPLITS
+                }
+                totals = disposition_totals(counts)
+                if per_split[L.TRAIN] == 0:
+                    removed = {r: totals[r] for r in L.FILTER_REASONS if totals.get(r)}
+                    raise InputError(
+                        f"no training examples: no target event ({', '.join(config.target_types)}) before "
+                        f"{bounds['val_start']} has an in-vocabulary item and a history (of "
+                        f"{rows_in:,} clean events, filtered: {format_counts(removed)})"
+                        + (
+                            f"; {NO_HISTORY_HINT}"
+                            if totals.get(L.NO_HISTORY) and config.history_cutoff == "day"
+                            else ""
+                        )
+                    )
+                log.info("[label] examples per split: %s", format_counts(per_split))
+                meta = {
+                    "run_date": config.run_date.isoformat(),
+                    "history_length": config.history_length,
+                    "boundaries": {k: v.isoformat() for k, v in bounds.items()},
+                    "num_items": n_items + L.FIRST_INDEX,
+                    "num_categories": n_categories + L.FIRST_INDEX,
+                    "num_event_types": max(L.TYPE_INDEX.values()) + 1,
+                    "padding_index": L.PAD,
+                    "oov_index": L.OOV,
+                    "type_index": L.TYPE_INDEX,
+                    "examples": per_split,
+                }
+                # the target counts from the written examples (two small columns)
+                written = spark.read.parquet(staged_examples)
+                L.with_target_counts(items, written).orderBy("item_idx").coalesce(1).write.parquet(
+                    join(staging, "vocab", part, "items")
+                )
                 categories.coalesce(1).write.parquet(join(staging, "vocab", part, "categories"))
                 storage.write_json(join(staged_examples, "_meta.json"), meta)
                 # only this run date's folders change: other nights' examples stay as they were
@@ -141,7 +151,7 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
                 )
                 storage.publish_partitions(join(staging, "vocab"), layout.vocab_root(root), [part])
         finally:
-            for frame in (labeled, items, per_item):
+            for frame in (items, per_item):
                 if frame is not None:
                     frame.unpersist()
 

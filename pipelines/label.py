@@ -21,9 +21,10 @@ target's UTC day, and ages count from that day's start: exactly what the nightly
 when it recommends for the next day, so the model learns to predict tomorrow, not to echo the
 view that precedes a click within a session. With ``event`` the history is the L events with
 ``event_time`` strictly earlier than the target's (events sharing the target's timestamp never
-leak in), for within-session next-item prediction. Either way it is computed once per group (day
-or timestamp: the group's first event takes the L rows before it; the others copy it), so the
-cost is O(events * L) and a task holds one user's rows at a time (Spark spills them).
+leak in), for within-session next-item prediction. Either way it is built once per group (day
+or timestamp) that holds an emitted target, from the L item events before the group's first
+one; the dispositions need only its length. The cost is O(events + targets * L) and a task
+holds one user's rows at a time (Spark spills them).
 
 Capping rule for very long histories (heavy buyers, bots clean did not catch): only a user's
 ``max_targets_per_user`` most recent targets become examples; the rest are counted as
@@ -43,8 +44,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
 
 from pipelines import schemas as S
@@ -457,53 +459,64 @@ def with_target_counts(items: DataFrame, examples: DataFrame) -> DataFrame:
     )
 
 
-def emitted(labeled: DataFrame) -> DataFrame:
-    """The rows of ``label_events`` that become examples (without their histories)."""
-    return labeled.where(F.col("disposition") == TARGET)
+# What a target row carries into its example (besides the user and the history arrays).
+TARGET_FIELDS: tuple[str, ...] = (
+    "event_id",
+    "target_item_id",
+    "target_item_idx",
+    "target_category_idx",
+    "target_type",
+    "target_type_idx",
+    "label_weight",
+    "target_time",
+    "hist_len",
+    "split",
+)
 
 
-def group_histories(labeled: DataFrame, length: int) -> DataFrame:
-    """``label_events`` rows -> one row per (``user_id``, ``_tie_start``) group holding a
-    target, with the group's history columns (``S.HISTORY_LISTS``, padded to ``length``).
+def with_histories(labeled: DataFrame, length: int) -> DataFrame:
+    """The emitted rows of ``label_events`` (``event_id``, ``user_id`` and ``TARGET_FIELDS``)
+    with their history columns (``S.HISTORY_LISTS``, padded to ``length``).
 
-    One aggregation per user over the rows a history can hold (targets and ``history_only``
-    rows: every position in [tie_start - L, tie_start) of an emitted group is one of them),
-    sorted latest first; each group takes the entries with those positions. The arrays are
-    built once per group, however many of its events are targets."""
+    One pass over the rows a history can hold (targets and ``history_only`` rows: every
+    position in [tie_start - L, tie_start) of an emitted group is one of them), grouped by user
+    (the rows are already partitioned by user: no shuffle, no join). Per user the entries are
+    sorted latest first; each group that holds a target takes the entries with its positions
+    and builds its arrays once, then its targets are emitted with them."""
+    is_target = F.col("disposition") == TARGET
     per_user = (
         labeled.where(F.col("disposition").isin(TARGET, HISTORY_ONLY))
         .groupBy("user_id")
         .agg(
             # by position, latest first (positions are unique per user)
             F.sort_array(F.collect_list("_entry"), asc=False).alias("_events"),
-            F.collect_set(
-                F.when(F.col("disposition") == TARGET, F.struct("_tie_start", "_t_ref"))
-            ).alias("_groups"),
+            F.collect_list(
+                F.when(is_target, F.struct(*TARGET_FIELDS, "_tie_start", "_t_ref"))
+            ).alias("_targets"),
         )
     )
 
-    def history_of(group: Column) -> Column:
-        start = group["_tie_start"]
+    def group_of(g: Column) -> Column:
+        start = g["_tie_start"]
         return F.struct(
-            start.alias("_tie_start"),
-            group["_t_ref"].alias("_t_ref"),
+            g["_t_ref"].alias("_t_ref"),
             F.filter("_events", lambda e: (e["pos"] >= start - length) & (e["pos"] < start)).alias(
                 "_hist"
             ),
+            F.filter("_targets", lambda t: t["_tie_start"] == start).alias("_members"),
         )
 
+    starts = F.array_distinct(
+        F.transform("_targets", lambda t: F.struct(t["_tie_start"], t["_t_ref"]))
+    )
     hist = history_columns(F.col("_hist"), F.col("_t_ref"), length)
     return (
-        per_user.select("user_id", F.explode(F.transform("_groups", history_of)).alias("g"))
+        per_user.select("user_id", F.explode(F.transform(starts, group_of)).alias("g"))
         .select("user_id", "g.*")
-        .select("user_id", "_tie_start", *[hist[c].alias(c) for c in S.HISTORY_LISTS])
-    )
-
-
-def with_histories(labeled: DataFrame, history_length: int) -> DataFrame:
-    """The emitted rows of ``label_events`` with their history columns (``S.HISTORY_LISTS``)."""
-    return emitted(labeled).join(
-        group_histories(labeled, history_length), on=["user_id", "_tie_start"]
+        # the arrays once per group (a projection below the explode), then one row per target
+        .select("user_id", "_members", *[hist[c].alias(c) for c in S.HISTORY_LISTS])
+        .select("user_id", *S.HISTORY_LISTS, F.explode("_members").alias("t"))
+        .select("user_id", *[F.col("t")[c].alias(c) for c in TARGET_FIELDS], *S.HISTORY_LISTS)
     )
 
 
@@ -512,6 +525,24 @@ def examples(labeled: DataFrame, history_length: int) -> DataFrame:
     return S.EXAMPLES.select(with_histories(labeled, history_length))
 
 
-def disposition_counts(labeled: DataFrame) -> DataFrame:
-    """(disposition, split, rows): one small row per outcome and split."""
-    return labeled.groupBy("disposition", "split").agg(F.count(F.lit(1)).alias("rows"))
+def observe_dispositions(labeled: DataFrame) -> tuple[DataFrame, Observation]:
+    """``labeled`` counting its rows per disposition and split as the next action passes over
+    it (no action of its own), and the ``Observation`` that holds the counts after it."""
+    observation = Observation("label_dispositions")
+    counts = [
+        F.sum(((F.col("disposition") == d) & (F.col("split") == s)).cast("long")).alias(f"{d}/{s}")
+        for d in (TARGET, HISTORY_ONLY, *FILTER_REASONS)
+        for s in SPLITS
+    ]
+    return labeled.observe(observation, *counts), observation
+
+
+def disposition_counts(observation: Observation) -> list[dict[str, Any]]:
+    """An ``observe_dispositions`` observation after its action: (disposition, split, rows)
+    for every pair with rows."""
+    rows = []
+    for key, n in observation.get.items():
+        disposition, split = key.split("/")
+        if n:
+            rows.append({"disposition": disposition, "split": split, "rows": int(n)})
+    return rows

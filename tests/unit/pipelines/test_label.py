@@ -6,7 +6,6 @@ import datetime as dt
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.testing import assertSchemaEqual
 
 from pipelines import label as L
@@ -221,7 +220,8 @@ def test_every_event_gets_exactly_one_disposition(spark: SparkSession) -> None:
         ("b", "i2", "view", at(TRAIN_DAY, 11)),
     )
     labeled, _ = run_label(spark, ev)
-    got = {e: r["disposition"] for e, r in by_event(labeled).items()}
+    observed, observation = L.observe_dispositions(labeled)
+    got = {e: r["disposition"] for e, r in by_event(observed).items()}
     assert got == {
         "e000": L.SEARCH_EVENT,
         "e001": L.HISTORY_ONLY,
@@ -230,8 +230,17 @@ def test_every_event_gets_exactly_one_disposition(spark: SparkSession) -> None:
         "e004": L.USER_WITHOUT_TARGETS,
         "e005": L.USER_WITHOUT_TARGETS,
     }
-    counts = L.disposition_counts(labeled).agg(F.sum("rows")).first()[0]
-    assert counts == ev.count()
+    # counted while the rows went by (the collect above): one row per event and disposition
+    counts = L.disposition_counts(observation)
+    assert sum(c["rows"] for c in counts) == ev.count()
+    assert {
+        (c["disposition"], c["rows"]) for c in counts if c["disposition"] != L.SEARCH_EVENT
+    } == {
+        (L.HISTORY_ONLY, 1),
+        (L.TARGET, 1),
+        (L.NOT_BEFORE_ANY_TARGET, 1),
+        (L.USER_WITHOUT_TARGETS, 2),
+    }
 
 
 def test_examples_follow_the_contract(spark: SparkSession) -> None:
