@@ -71,6 +71,8 @@ bench: install ## run the benchmarks in bench/ (results in bench/results/; long:
 	$(PY) bench/label_shard_bench.py $(BENCH_ARGS)
 	$(PY) bench/train_bench.py
 	$(PY) bench/score_bench.py
+	$(PY) bench/score_chunks.py
+	$(PY) bench/vs_duckdb.py --rows 4000000
 	$(PY) bench/nightly_bench.py --rows 200000 1000000
 	$(PY) bench/quality.py demo
 	$(PY) bench/quality.py movielens

@@ -414,7 +414,7 @@ def label_events(
     )
 
     # Only targets keep their target columns and only rows a history can hold their history
-    # entry: the other rows are counted, never written, and nulls keep the persisted rows small.
+    # entry: the other rows are only counted.
     ev = ev.withColumn("disposition", disposition)
     is_target = F.col("disposition") == TARGET
     in_a_history = F.col("disposition").isin(TARGET, HISTORY_ONLY)
