@@ -53,8 +53,8 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
     bounds = config.boundaries(config.run_date)
     with run:
         days = date_window(config.run_date, config.lookback_days)
-        # Not persisted: vocabulary and labelling read the Parquet again, which costs less than
-        # caching the window (measured: label-histories-ab-4000000.json).
+        # Not persisted: the vocabulary and the labelling pass each scan the few columns they
+        # need from the Parquet, which costs less than building a cache of the whole window.
         events = read_clean_events(spark, storage, root, days)
         items = per_item = None
         try:
