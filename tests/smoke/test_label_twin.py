@@ -18,8 +18,9 @@ pytestmark = pytest.mark.smoke
 END = dt.date.fromisoformat(TEMPLATE_END)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def root(trained_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy per test: the second test relabels its root."""
     return copy_root(trained_template, tmp_path_factory, "label-twin")
 
 
