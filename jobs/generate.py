@@ -69,9 +69,10 @@ def main(spark: SparkSession, config: GenerateConfig) -> RunResult:
             p.bot_users,
             partitions,
         )
-        records = G.generate_records(spark, p, partitions)
         days = date_window(config.end_date, config.days)
+        records, observation = G.observe_ledger(G.generate_records(spark, p, partitions), days)
         with staging_area(storage, config.data_root, "generate") as staging:
+            # one pass: the ledger is counted while the lines are written
             stage_raw(
                 storage,
                 staging,
@@ -79,33 +80,24 @@ def main(spark: SparkSession, config: GenerateConfig) -> RunResult:
                 G.generate_catalog(spark, p),
                 config.output_format,
             )
-            log.info("[generate] events and catalog written; counting the ledger")
-            ledger = [r.asDict() for r in G.ledger_counts(records).collect()]
+            ledger = G.ledger(observation)
+            log.info("[generate] events and catalog written; counting the sessions")
             sessions = int(G.session_count(spark, p, partitions).first()["sessions"])  # type: ignore[index]
             outputs = publish_raw(storage, staging, config.data_root, days)
 
-        by_kind: dict[str, int] = {}
-        by_day: dict[str, int] = {}
-        modified = {G.UNKNOWN_ITEM: 0, G.PII_QUERY: 0}
-        for row in ledger:
-            by_kind[row["kind"]] = by_kind.get(row["kind"], 0) + row["rows"]
-            day = row["dt"].isoformat()
-            by_day[day] = by_day.get(day, 0) + row["rows"]
-            for key in modified:
-                modified[key] += int(row[key] or 0)
-        raw_rows = sum(by_kind.values())
-        injected: dict[str, int] = {kind: by_kind.get(kind, 0) for kind in G.COPY_DEFECTS}
-        injected[C.BOT_USER] = by_kind.get(G.BOT, 0)
-        injected.update(modified)
+        raw_rows = ledger.rows
+        injected: dict[str, int] = {kind: ledger.by_kind.get(kind, 0) for kind in G.COPY_DEFECTS}
+        injected[C.BOT_USER] = ledger.by_kind.get(G.BOT, 0)
+        injected.update(ledger.modified)
         run.inputs = []
         run.outputs = outputs
         run.record(rows_in=raw_rows, rows_out=raw_rows)
         run.extra = {
             "raw_rows": raw_rows,
-            "natural_rows": by_kind.get(G.NATURAL, 0),
+            "natural_rows": ledger.by_kind.get(G.NATURAL, 0),
             "sessions": sessions,
             "injected": injected,
-            "rows_by_day": dict(sorted(by_day.items())),
+            "rows_by_day": dict(sorted(ledger.by_day.items())),
             "plan": p.to_record(),
             "catalog_items": p.items,
         }

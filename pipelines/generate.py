@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines import clean as C
@@ -315,12 +315,27 @@ def pick(options: tuple[str, ...] | tuple[int, ...], u: Column) -> Column:
 # -- catalog -----------------------------------------------------------------------------------
 
 
+def _zero_padded(prefix: str, idx: Column, width: int = 7) -> Column:
+    """``prefix`` + ``idx`` zero-padded to ``width`` digits: ``format_string("%07d")``'s
+    output without java.util.Formatter, which costs more than the rest of a row's id work."""
+    digits = idx.cast("string")
+    return F.concat(
+        F.lit(prefix), F.when(idx < 10**width, F.lpad(digits, width, "0")).otherwise(digits)
+    )
+
+
+def _hex_key(prefix: str, group: Column, i: Column) -> Column:
+    """``prefix`` + lower-case hex of ``group`` + "-" + ``i`` (``format_string("%x-%d")``'s
+    output for non-negative values, without java.util.Formatter)."""
+    return F.concat(F.lit(prefix), F.lower(F.hex(group)), F.lit("-"), i.cast("string"))
+
+
 def item_id(idx: Column) -> Column:
-    return F.format_string("i%07d", idx)
+    return _zero_padded("i", idx)
 
 
 def user_id(idx: Column) -> Column:
-    return F.format_string("u%07d", idx)
+    return _zero_padded("u", idx)
 
 
 def _day_ms(day: dt.date) -> int:
@@ -590,9 +605,7 @@ def natural_records(spark: SparkSession, p: GeneratorPlan, partitions: int) -> D
     price = F.when(~is_search, item_price(seed, item_idx, item_idx % p.categories))
     epoch_ms = F.col("epoch_ms")
 
-    base = events.select(
-        F.format_string("e%x-%d", F.col("sid"), F.col("i")).alias("event_id"), "*"
-    ).select(
+    base = events.select(_hex_key("e", F.col("sid"), F.col("i")).alias("event_id"), "*").select(
         F.date_add(F.lit(p.start_date), F.col("day").cast("int")).alias("dt"),
         "event_id",
         "epoch_ms",
@@ -659,14 +672,18 @@ def natural_records(spark: SparkSession, p: GeneratorPlan, partitions: int) -> D
             F.struct(F.col("copy_kind").alias("kind"), copy.alias("rec")),
         ),
     )
-    return base.select(
-        "dt", UNKNOWN_ITEM, PII_QUERY, F.explode(F.filter(both, lambda x: x.isNotNull())).alias("x")
-    ).select(
-        "dt",
-        F.col("x.kind").alias("kind"),
-        F.col("x.rec").alias("rec"),
-        (F.col(UNKNOWN_ITEM) & (F.col("x.kind") == NATURAL)).alias(UNKNOWN_ITEM),
-        (F.col(PII_QUERY) & (F.col("x.kind") == NATURAL)).alias(PII_QUERY),
+    # explode, then filter: a higher-order function (F.filter) in the generator would make Spark
+    # interpret the whole record expression row by row instead of compiling it
+    return (
+        base.select("dt", UNKNOWN_ITEM, PII_QUERY, F.explode(both).alias("x"))
+        .where(F.col("x").isNotNull())
+        .select(
+            "dt",
+            F.col("x.kind").alias("kind"),
+            F.col("x.rec").alias("rec"),
+            (F.col(UNKNOWN_ITEM) & (F.col("x.kind") == NATURAL)).alias(UNKNOWN_ITEM),
+            (F.col(PII_QUERY) & (F.col("x.kind") == NATURAL)).alias(PII_QUERY),
+        )
     )
 
 
@@ -695,7 +712,7 @@ def bot_records(spark: SparkSession, p: GeneratorPlan) -> DataFrame:
         )
         .select("*", F.explode(F.sequence(F.lit(0), F.lit(p.bot_events_per_day - 1))).alias("i"))
     )
-    key = F.format_string("b%x-%d", F.col("bd"), F.col("i"))
+    key = _hex_key("b", F.col("bd"), F.col("i"))
     item_idx = F.floor(uniform(seed, "botitem", key) * p.items).cast("long")
     epoch_ms = (
         F.col("t0")
@@ -742,13 +759,50 @@ def render_lines(records: DataFrame, p: GeneratorPlan) -> DataFrame:
     )
 
 
-def ledger_counts(records: DataFrame) -> DataFrame:
-    """(dt, kind, rows, unknown_item, pii_query) counts: the generator's exact ledger, per day."""
-    return records.groupBy("dt", "kind").agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.sum(F.col(UNKNOWN_ITEM).cast("long")).alias(UNKNOWN_ITEM),
-        F.sum(F.col(PII_QUERY).cast("long")).alias(PII_QUERY),
-    )
+KINDS: tuple[str, ...] = (NATURAL, BOT, *COPY_DEFECTS)
+
+
+def observe_ledger(records: DataFrame, days: Sequence[dt.date]) -> tuple[DataFrame, Observation]:
+    """``records`` counting its rows per kind, per day (``days``) and per in-place modification
+    as the next action passes over it (no pass of its own), and the ``Observation`` that holds
+    the counts after that action."""
+    observation = Observation("generate_ledger")
+    counts = [F.count(F.lit(1)).alias("rows")]
+    counts += [F.sum((F.col("kind") == k).cast("long")).alias(f"kind/{k}") for k in KINDS]
+    counts += [
+        F.sum((F.col("dt") == F.lit(d)).cast("long")).alias(f"day/{d.isoformat()}") for d in days
+    ]
+    counts += [F.sum(F.col(m).cast("long")).alias(f"modified/{m}") for m in MODIFICATIONS]
+    return records.observe(observation, *counts), observation
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """The generator's exact ledger: raw rows in all, per kind, per day, per modification."""
+
+    rows: int
+    by_kind: dict[str, int]
+    by_day: dict[str, int]
+    modified: dict[str, int]
+
+
+def ledger(observation: Observation) -> Ledger:
+    """An ``observe_ledger`` observation after its action, as a ``Ledger``; raises if the
+    counts do not add up (a row of no known kind, or outside the days)."""
+    parts: dict[str, dict[str, int]] = {"kind": {}, "day": {}, "modified": {}}
+    values = observation.get
+    for key, n in values.items():
+        if "/" in key:
+            group, name = key.split("/", 1)
+            parts[group][name] = int(n or 0)
+    result = Ledger(int(values["rows"]), parts["kind"], parts["day"], parts["modified"])
+    for group in ("kind", "day"):
+        if sum(parts[group].values()) != result.rows:
+            raise RuntimeError(
+                f"generator ledger does not add up: {result.rows} rows, "
+                f"{sum(parts[group].values())} counted by {group} ({parts[group]})"
+            )
+    return result
 
 
 def session_count(spark: SparkSession, p: GeneratorPlan, partitions: int) -> DataFrame:

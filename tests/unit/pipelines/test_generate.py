@@ -169,6 +169,54 @@ def test_bots_burst_above_the_default_minute_rule(
     assert per_minute.agg(F.max("count")).first()[0] > C.CleanRules().bot_max_events_per_minute
 
 
+def test_the_observed_ledger_equals_a_count_of_the_records(
+    spark: SparkSession, small_plan: G.GeneratorPlan
+) -> None:
+    """The ledger counted while the lines are written, against a group-by of the same records."""
+    days = [END - dt.timedelta(days=1), END]
+    recs = G.generate_records(spark, small_plan, 2)
+    observed, observation = G.observe_ledger(recs, days)
+    written = G.render_lines(observed, small_plan).count()
+    ledger = G.ledger(observation)
+    by_kind = {r["kind"]: r["count"] for r in recs.groupBy("kind").count().collect()}
+    by_day = {r["dt"].isoformat(): r["count"] for r in recs.groupBy("dt").count().collect()}
+    assert ledger.rows == written == sum(by_kind.values())
+    assert {k: v for k, v in ledger.by_kind.items() if v} == by_kind
+    assert ledger.by_day == by_day
+    modified = recs.agg(*[F.sum(F.col(m).cast("long")).alias(m) for m in G.MODIFICATIONS]).first()
+    assert ledger.modified == modified.asDict() and ledger.modified[G.PII_QUERY] > 0
+
+
+def test_a_ledger_that_misses_a_day_does_not_add_up(
+    spark: SparkSession, small_plan: G.GeneratorPlan
+) -> None:
+    observed, observation = G.observe_ledger(G.generate_records(spark, small_plan, 2), [END])
+    observed.count()
+    with pytest.raises(RuntimeError, match="ledger does not add up"):
+        G.ledger(observation)
+
+
+def test_ids_are_the_formatted_strings_without_a_formatter(spark: SparkSession) -> None:
+    """The generator's ids equal format_string's (the ids earlier versions wrote), 8 digits too."""
+    values = [0, 7, 1234567, 9999999, 10_000_000, 123456789]
+    df = spark.createDataFrame([(v, v % 13) for v in values], "n long, i long")
+    got = df.select(
+        G.item_id(F.col("n")).alias("item"),
+        G.user_id(F.col("n")).alias("user"),
+        G._hex_key("e", F.col("n"), F.col("i")).alias("key"),
+        F.format_string("i%07d", "n").alias("item_fmt"),
+        F.format_string("u%07d", "n").alias("user_fmt"),
+        F.format_string("e%x-%d", "n", "i").alias("key_fmt"),
+    ).collect()
+    assert len(got) == len(values)
+    for row in got:
+        assert (row["item"], row["user"], row["key"]) == (
+            row["item_fmt"],
+            row["user_fmt"],
+            row["key_fmt"],
+        )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

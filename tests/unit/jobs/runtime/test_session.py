@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import SparkSession
 
-from jobs.runtime.session import JAVA_OPTIONS, LOG4J_CONFIG, machine_defaults
+from jobs.runtime.session import JAVA_OPTIONS, JIT_OPTIONS, LOG4J_CONFIG, machine_defaults
 
 
 def test_a_callers_jvm_options_are_added_to_cartwheels_own(spark: SparkSession) -> None:
@@ -13,6 +13,7 @@ def test_a_callers_jvm_options_are_added_to_cartwheels_own(spark: SparkSession) 
     (replacing it would bring back Spark's INFO flood)."""
     options = spark.sparkContext.getConf().get(JAVA_OPTIONS) or ""
     assert f"-Dlog4j.configurationFile=file:{LOG4J_CONFIG}" in options
+    assert JIT_OPTIONS in options  # huge generated methods compiled, not interpreted
     assert options.endswith(" -XX:TieredStopAtLevel=1")
 
 
