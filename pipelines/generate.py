@@ -431,77 +431,112 @@ def _sessions(spark: SparkSession, p: GeneratorPlan, partitions: int) -> DataFra
 
 
 def _session_events(sessions: DataFrame, p: GeneratorPlan) -> DataFrame:
-    """Explode sessions into funnel events: (sid, user_idx, day, i, event_type, item_idx, qty, epoch_ms)."""
+    """Explode sessions into funnel events: (sid, user_idx, day, i, event_type, item_idx, qty, epoch_ms).
+
+    A session is an optional search, then views j = 0..extra, each followed by its click, cart
+    and buy when the funnel gets that far; event i is the i-th of that sequence. No higher-order
+    functions (Spark interprets those row by row): a view's events are a fixed array of four
+    slots whose filled slots are always a prefix (no cart without a click, no buy without a
+    cart), and view j's first position is the search flag plus the events of views 0..j-1,
+    summed from the same per-(session, view) draws.
+    """
     seed, n_items, n_cat = p.spec.seed, p.items, p.categories
     sid, cat, style = F.col("sid"), F.col("category"), F.col("style")
     n_in_cat = F.floor((F.lit(n_items - 1) - cat) / n_cat) + 1
     extra = F.least(
         F.floor(F.log(F.lit(1.0) - uniform(seed, "views", sid)) / math.log(P_MORE_VIEWS)),
         F.lit(MAX_EXTRA_VIEWS),
-    )
+    ).cast("int")
+    searched = (uniform(seed, "search", sid) < P_SEARCH).cast("int")
 
-    def view(j: Column) -> Column:
+    def steps(j: Column) -> tuple[Column, Column, Column]:
+        click = uniform(seed, "click", sid, j) < P_CLICK
+        cart = click & (uniform(seed, "cart", sid, j) < P_CART)
+        return click, cart, cart & (uniform(seed, "buy", sid, j) < P_BUY)
+
+    def view_item(j: Column) -> Column:
         rank = F.floor(n_in_cat * F.pow(uniform(seed, "rank", sid, j), 3))
         styled = rank - F.pmod(rank, F.lit(STYLES)) + style
         rank = F.when(
             (uniform(seed, "styled", sid, j) < P_STYLE) & (styled < n_in_cat), styled
         ).otherwise(rank)
-        click = uniform(seed, "click", sid, j) < P_CLICK
-        cart = click & (uniform(seed, "cart", sid, j) < P_CART)
-        buy = cart & (uniform(seed, "buy", sid, j) < P_BUY)
-        qty = (F.lit(1) + (uniform(seed, "qty", sid, j) < 0.2).cast("int")).cast("int")
-        return F.struct(
-            (cat + rank * n_cat).cast("long").alias("item"),
-            click.alias("click"),
-            cart.alias("cart"),
-            buy.alias("buy"),
-            qty.alias("qty"),
-        )
+        return (cat + rank * n_cat).cast("long")
 
-    def ev(kind: str, item: Column, qty: Column | None) -> Column:
-        return F.struct(
-            F.lit(kind).alias("t"),
-            item.alias("item"),
-            (qty if qty is not None else F.lit(None).cast("int")).alias("q"),
-        )
+    def events_of_view(j: int) -> Column:
+        click, cart, buy = steps(F.lit(j))
+        n = 1 + click.cast("int") + cart.cast("int") + buy.cast("int")
+        return F.when(F.col("extra") >= j, n).otherwise(F.lit(0))
 
-    views = F.transform(F.sequence(F.lit(0), extra.cast("int")), view)
-    funnel = F.flatten(
-        F.transform(
-            views,
-            lambda v: F.filter(
-                F.array(
-                    ev(S.VIEW, v["item"], None),
-                    F.when(v["click"], ev(S.CLICK, v["item"], None)),
-                    F.when(v["cart"], ev(S.CART, v["item"], F.lit(1))),
-                    F.when(v["buy"], ev(S.PURCHASE, v["item"], v["qty"])),
-                ),
-                lambda e: e.isNotNull(),
-            ),
-        )
-    )
-    first_item = F.element_at(funnel, 1)["item"]
-    with_search = F.when(
-        uniform(seed, "search", sid) < P_SEARCH,
-        F.concat(F.array(ev(S.SEARCH, first_item, None)), funnel),
-    ).otherwise(funnel)
-    return sessions.select(
-        "sid", "user_idx", "day", "start_ms", F.posexplode(with_search).alias("i", "e")
-    ).select(
+    # first(j) = searched + events of views 0..j-1, for every possible view
+    first = [F.col("searched")]
+    for j in range(MAX_EXTRA_VIEWS):
+        first.append(first[-1] + events_of_view(j))
+    views = sessions.select("*", extra.alias("extra"), searched.alias("searched")).select(
         "sid",
         "user_idx",
         "day",
-        "i",
-        F.col("e.t").alias("event_type"),
-        F.col("e.item").alias("item_idx"),
-        F.col("e.q").alias("quantity"),
-        (
-            F.col("start_ms")
-            + F.col("i") * EVENT_SPACING_MS
-            + F.floor(uniform(seed, "jitter", sid, F.col("i")) * EVENT_JITTER_MS)
+        "start_ms",
+        "category",
+        "style",
+        "searched",
+        F.array(*first).alias("first"),
+        F.explode(F.sequence(F.lit(0), F.col("extra"))).alias("j"),
+    )
+    j = F.col("j")
+    click, cart, buy = steps(j)
+    item = view_item(j)
+    qty = (F.lit(1) + (uniform(seed, "qty", sid, j) < 0.2).cast("int")).cast("int")
+
+    def ev(kind: str, when: Column, q: Column | None = None) -> Column:
+        return F.when(
+            when,
+            F.struct(
+                F.lit(kind).alias("t"), (q if q is not None else F.lit(None).cast("int")).alias("q")
+            ),
         )
-        .cast("long")
-        .alias("epoch_ms"),
+
+    # slot 0: the session's search (before view 0, naming view 0's item); slots 1-4: the view
+    slots = F.array(
+        ev(S.SEARCH, (j == 0) & (F.col("searched") == 1)),
+        ev(S.VIEW, F.lit(True)),
+        ev(S.CLICK, click),
+        ev(S.CART, cart, F.lit(1)),
+        ev(S.PURCHASE, buy, qty),
+    )
+    position = F.when(F.col("slot") == 0, F.lit(0)).otherwise(
+        F.element_at(F.col("first"), j + 1) + F.col("slot") - 1
+    )
+    return (
+        views.select(
+            "sid",
+            "user_idx",
+            "day",
+            "start_ms",
+            "first",
+            "j",
+            item.alias("item_idx"),
+            F.posexplode(slots).alias("slot", "e"),
+        )
+        .where(F.col("e").isNotNull())
+        .select(
+            "sid", "user_idx", "day", "start_ms", position.cast("int").alias("i"), "e", "item_idx"
+        )
+        .select(
+            "sid",
+            "user_idx",
+            "day",
+            "i",
+            F.col("e.t").alias("event_type"),
+            "item_idx",
+            F.col("e.q").alias("quantity"),
+            (
+                F.col("start_ms")
+                + F.col("i") * EVENT_SPACING_MS
+                + F.floor(uniform(seed, "jitter", sid, F.col("i")) * EVENT_JITTER_MS)
+            )
+            .cast("long")
+            .alias("epoch_ms"),
+        )
     )
 
 
