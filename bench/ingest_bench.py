@@ -19,33 +19,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import rates, run_measured, scale_args, write_result
 
+END = "2026-11-21"
+
+
+def measured_generate(root: Path, rows: int, days: int, logs: Path) -> tuple[dict, dict]:
+    """``cartwheel generate`` of ``rows`` raw rows into a fresh ``root``, measured: (wall time,
+    peak RSS and rates; the step's manifest)."""
+    shutil.rmtree(root, ignore_errors=True)
+    args = ["generate", "--data-root", str(root), "--end-date", END, "--days", str(days)]
+    gen = run_measured([*args, "--rows", str(rows), "--seed", "1"], logs / f"generate-{rows}.log")
+    g = json.loads((root / "_runs" / END / "generate.json").read_text())
+    return {**gen, **rates(g["raw_rows"], gen["wall_s"]), "step_duration_s": g["duration_s"]}, g
+
 
 def bench_one(rows: int, days: int, work: Path, keep: bool = False) -> dict:
     root = work / f"ingest-{rows}"
-    shutil.rmtree(root, ignore_errors=True)
-    end = "2026-11-21"
-    gen = run_measured(
-        [
-            "generate",
-            "--data-root",
-            str(root),
-            "--end-date",
-            end,
-            "--days",
-            str(days),
-            "--rows",
-            str(rows),
-            "--seed",
-            "1",
-        ],
-        work / "logs" / f"generate-{rows}.log",
-    )
+    gen, g = measured_generate(root, rows, days, work / "logs")
     cln = run_measured(
-        ["clean", "--data-root", str(root), "--run-date", end, "--days", str(days)],
+        ["clean", "--data-root", str(root), "--run-date", END, "--days", str(days)],
         work / "logs" / f"clean-{rows}.log",
     )
-    g = json.loads((root / "_runs" / end / "generate.json").read_text())
-    c = json.loads((root / "_runs" / end / "clean.json").read_text())
+    c = json.loads((root / "_runs" / END / "clean.json").read_text())
     found = {
         **c["rows_quarantined_by_reason"],
         **c["rows_filtered"],
@@ -59,7 +53,7 @@ def bench_one(rows: int, days: int, work: Path, keep: bool = False) -> dict:
         "raw_rows": raw_rows,
         "days": days,
         "raw_bytes": c["input_bytes"],
-        "generate": {**gen, **rates(raw_rows, gen["wall_s"]), "step_duration_s": g["duration_s"]},
+        "generate": gen,
         "clean": {
             **cln,
             **rates(raw_rows, cln["wall_s"]),
