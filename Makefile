@@ -68,6 +68,7 @@ typecheck: install ## mypy on jobs pipelines udfs
 
 bench: install ## run the benchmarks in bench/ (results in bench/results/; long: several hours on 2 cores)
 	$(PY) bench/ingest_bench.py --keep $(BENCH_ARGS)
+	$(PY) bench/generate_bench.py --rows 100000000 --days 30
 	$(PY) bench/label_shard_bench.py $(BENCH_ARGS)
 	$(PY) bench/train_bench.py
 	$(PY) bench/score_bench.py
