@@ -44,6 +44,7 @@ from jobs.runtime.readers import (
     read_catalog,
     read_raw_lines,
 )
+from jobs.runtime.session import shuffle_sized_for
 from jobs.runtime.step import format_counts, run_cli, staging_area
 from jobs.runtime.storage import FileInfo, Storage, join
 from pipelines import clean as C
@@ -352,9 +353,10 @@ def main(spark: SparkSession, config: CleanConfig) -> RunResult:
         per_day: dict[str, dict[str, int]] = {}
         quality: list[dict[str, Any]] = []
         if days:
-            names, per_day, quality = _clean(
-                spark, storage, config, raw, clean_root, quarantine_root
-            )
+            with shuffle_sized_for(spark, raw.bytes, "clean"):
+                names, per_day, quality = _clean(
+                    spark, storage, config, raw, clean_root, quarantine_root
+                )
         else:
             log.info("[clean] nothing to clean: every day of the window is current")
         # A reused day is reported with the figures its marker recorded, never as zeros.

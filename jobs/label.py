@@ -20,7 +20,13 @@ from pyspark.sql import SparkSession
 from jobs.runtime import layout
 from jobs.runtime.config import DatedStepConfig, step_config
 from jobs.runtime.manifest import RunResult, StepRun
-from jobs.runtime.readers import date_window, naming_bad_files, read_clean_events
+from jobs.runtime.readers import (
+    clean_events_bytes,
+    date_window,
+    naming_bad_files,
+    read_clean_events,
+)
+from jobs.runtime.session import shuffle_sized_for
 from jobs.runtime.step import format_counts, run_cli, staging_area
 from jobs.runtime.storage import Storage, join
 from pipelines import label as L
@@ -56,104 +62,107 @@ def main(spark: SparkSession, config: LabelConfig) -> RunResult:
         # Not persisted: the vocabulary and the labelling pass each scan the few columns they
         # need from the Parquet, which costs less than building a cache of the whole window.
         events = read_clean_events(spark, storage, root, days)
-        items = per_item = None
-        try:
-            with naming_bad_files("clean events"):  # the first action opens every file
-                rows_in = events.count()
-            if rows_in == 0:
-                raise InputError(
-                    f"no clean events in {days[0]} .. {days[-1]} under {layout.clean_events(root)}"
-                )
-            run.inputs = [layout.clean_events(root)]
-            log.info(
-                "[label] %s clean events in %s .. %s; building the vocabulary",
-                f"{rows_in:,}",
-                days[0],
-                days[-1],
-            )
-            # the per-item counts once (build_vocab reads them several times), then the table
-            per_item = L.item_counts(events, config, config.run_date).persist(
-                StorageLevel.MEMORY_AND_DISK
-            )
-            items = L.build_vocab(per_item).persist(StorageLevel.MEMORY_AND_DISK)
-            n_items = items.count()
-            if n_items == 0:
-                raise InputError(
-                    f"the vocabulary has no items: no catalog item was seen {config.min_item_count}+ times "
-                    f"in the train period {bounds['window_start']} .. {bounds['val_start']} (exclusive)"
-                )
-            categories = L.vocab_categories(items)
-            n_categories = categories.count()
-            # One pass: the examples are written while the same pass counts every event's
-            # disposition (an observation), so the labelled window is neither cached nor
-            # computed twice. The checks run on the counts before anything is published.
-            labeled, observation = L.observe_dispositions(
-                L.label_events(
-                    events,
-                    items,
-                    config,
-                    config.run_date,
-                    broadcast_vocab=n_items <= BROADCAST_VOCAB_MAX,
-                )
-            )
-            part = layout.partition(config.run_date)
-            with staging_area(storage, root, "label") as staging:
-                staged_examples = join(staging, "examples", part)
-                log.info("[label] labelling and writing the examples")
-                L.examples(labeled, config.history_length).write.partitionBy("split").parquet(
-                    staged_examples
-                )
-                counts = L.disposition_counts(observation)
-                per_split = {
-                    s: sum(
-                        c["rows"]
-                        for c in counts
-                        if c["disposition"] == L.TARGET and c["split"] == s
-                    )
-                    for s in L.SPLITS
-                }
-                totals = disposition_totals(counts)
-                if per_split[L.TRAIN] == 0:
-                    removed = {r: totals[r] for r in L.FILTER_REASONS if totals.get(r)}
+        with shuffle_sized_for(spark, clean_events_bytes(storage, root, days), "label"):
+            items = per_item = None
+            try:
+                with naming_bad_files("clean events"):  # the first action opens every file
+                    rows_in = events.count()
+                if rows_in == 0:
                     raise InputError(
-                        f"no training examples: no target event ({', '.join(config.target_types)}) before "
-                        f"{bounds['val_start']} has an in-vocabulary item and a history (of "
-                        f"{rows_in:,} clean events, filtered: {format_counts(removed)})"
-                        + (
-                            f"; {NO_HISTORY_HINT}"
-                            if totals.get(L.NO_HISTORY) and config.history_cutoff == "day"
-                            else ""
-                        )
+                        f"no clean events in {days[0]} .. {days[-1]} under {layout.clean_events(root)}"
                     )
-                log.info("[label] examples per split: %s", format_counts(per_split))
-                meta = {
-                    "run_date": config.run_date.isoformat(),
-                    "history_length": config.history_length,
-                    "boundaries": {k: v.isoformat() for k, v in bounds.items()},
-                    "num_items": n_items + L.FIRST_INDEX,
-                    "num_categories": n_categories + L.FIRST_INDEX,
-                    "num_event_types": max(L.TYPE_INDEX.values()) + 1,
-                    "padding_index": L.PAD,
-                    "oov_index": L.OOV,
-                    "type_index": L.TYPE_INDEX,
-                    "examples": per_split,
-                }
-                # the target counts from the written examples (two small columns)
-                written = spark.read.parquet(staged_examples)
-                L.with_target_counts(items, written).orderBy("item_idx").coalesce(1).write.parquet(
-                    join(staging, "vocab", part, "items")
+                run.inputs = [layout.clean_events(root)]
+                log.info(
+                    "[label] %s clean events in %s .. %s; building the vocabulary",
+                    f"{rows_in:,}",
+                    days[0],
+                    days[-1],
                 )
-                categories.coalesce(1).write.parquet(join(staging, "vocab", part, "categories"))
-                storage.write_json(join(staged_examples, "_meta.json"), meta)
-                # only this run date's folders change: other nights' examples stay as they were
-                storage.publish_partitions(
-                    join(staging, "examples"), layout.examples_root(root), [part]
+                # the per-item counts once (build_vocab reads them several times), then the table
+                per_item = L.item_counts(events, config, config.run_date).persist(
+                    StorageLevel.MEMORY_AND_DISK
                 )
-                storage.publish_partitions(join(staging, "vocab"), layout.vocab_root(root), [part])
-        finally:
-            for frame in (items, per_item):
-                if frame is not None:
-                    frame.unpersist()
+                items = L.build_vocab(per_item).persist(StorageLevel.MEMORY_AND_DISK)
+                n_items = items.count()
+                if n_items == 0:
+                    raise InputError(
+                        f"the vocabulary has no items: no catalog item was seen {config.min_item_count}+ times "
+                        f"in the train period {bounds['window_start']} .. {bounds['val_start']} (exclusive)"
+                    )
+                categories = L.vocab_categories(items)
+                n_categories = categories.count()
+                # One pass: the examples are written while the same pass counts every event's
+                # disposition (an observation), so the labelled window is neither cached nor
+                # computed twice. The checks run on the counts before anything is published.
+                labeled, observation = L.observe_dispositions(
+                    L.label_events(
+                        events,
+                        items,
+                        config,
+                        config.run_date,
+                        broadcast_vocab=n_items <= BROADCAST_VOCAB_MAX,
+                    )
+                )
+                part = layout.partition(config.run_date)
+                with staging_area(storage, root, "label") as staging:
+                    staged_examples = join(staging, "examples", part)
+                    log.info("[label] labelling and writing the examples")
+                    L.examples(labeled, config.history_length).write.partitionBy("split").parquet(
+                        staged_examples
+                    )
+                    counts = L.disposition_counts(observation)
+                    per_split = {
+                        s: sum(
+                            c["rows"]
+                            for c in counts
+                            if c["disposition"] == L.TARGET and c["split"] == s
+                        )
+                        for s in L.SPLITS
+                    }
+                    totals = disposition_totals(counts)
+                    if per_split[L.TRAIN] == 0:
+                        removed = {r: totals[r] for r in L.FILTER_REASONS if totals.get(r)}
+                        raise InputError(
+                            f"no training examples: no target event ({', '.join(config.target_types)}) before "
+                            f"{bounds['val_start']} has an in-vocabulary item and a history (of "
+                            f"{rows_in:,} clean events, filtered: {format_counts(removed)})"
+                            + (
+                                f"; {NO_HISTORY_HINT}"
+                                if totals.get(L.NO_HISTORY) and config.history_cutoff == "day"
+                                else ""
+                            )
+                        )
+                    log.info("[label] examples per split: %s", format_counts(per_split))
+                    meta = {
+                        "run_date": config.run_date.isoformat(),
+                        "history_length": config.history_length,
+                        "boundaries": {k: v.isoformat() for k, v in bounds.items()},
+                        "num_items": n_items + L.FIRST_INDEX,
+                        "num_categories": n_categories + L.FIRST_INDEX,
+                        "num_event_types": max(L.TYPE_INDEX.values()) + 1,
+                        "padding_index": L.PAD,
+                        "oov_index": L.OOV,
+                        "type_index": L.TYPE_INDEX,
+                        "examples": per_split,
+                    }
+                    # the target counts from the written examples (two small columns)
+                    written = spark.read.parquet(staged_examples)
+                    L.with_target_counts(items, written).orderBy("item_idx").coalesce(
+                        1
+                    ).write.parquet(join(staging, "vocab", part, "items"))
+                    categories.coalesce(1).write.parquet(join(staging, "vocab", part, "categories"))
+                    storage.write_json(join(staged_examples, "_meta.json"), meta)
+                    # only this run date's folders change: other nights' examples stay as they were
+                    storage.publish_partitions(
+                        join(staging, "examples"), layout.examples_root(root), [part]
+                    )
+                    storage.publish_partitions(
+                        join(staging, "vocab"), layout.vocab_root(root), [part]
+                    )
+            finally:
+                for frame in (items, per_item):
+                    if frame is not None:
+                        frame.unpersist()
 
         run.outputs = [layout.examples(root, config.run_date), layout.vocab(root, config.run_date)]
         run.record(

@@ -183,14 +183,29 @@ def read_raw_lines(spark: SparkSession, raw: RawInput) -> DataFrame:
     )
 
 
+def _clean_event_paths(storage: Storage, data_root: str, days: Sequence[dt.date]) -> list[str]:
+    """The clean-events partitions of the days in ``days`` that exist."""
+    root = layout.clean_events(data_root)
+    present = {name for name, is_dir in storage.list_dir(root) if is_dir}
+    return [join(root, partition_name(d)) for d in days if partition_name(d) in present]
+
+
+def clean_events_bytes(storage: Storage, data_root: str, days: Sequence[dt.date]) -> int:
+    """Bytes of clean-event files of the days in ``days`` (what a step reading them sizes by)."""
+    return sum(
+        f.size
+        for path in _clean_event_paths(storage, data_root, days)
+        for f in storage.list_files(path)
+    )
+
+
 def read_clean_events(
     spark: SparkSession, storage: Storage, data_root: str, days: Sequence[dt.date]
 ) -> DataFrame:
     """Clean events of the days present in ``days`` (contract schema, with ``dt``);
     InputError naming the window when none of its days has clean events."""
     root = layout.clean_events(data_root)
-    present = {name for name, is_dir in storage.list_dir(root) if is_dir}
-    paths = [join(root, partition_name(d)) for d in days if partition_name(d) in present]
+    paths = _clean_event_paths(storage, data_root, days)
     if not paths:
         raise InputError(
             f"no clean events under {root} for {days[0]} .. {days[-1]}: run `cartwheel clean` for those days first"

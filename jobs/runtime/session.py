@@ -12,15 +12,20 @@ Environment overrides: ``CARTWHEEL_SPARK_MASTER`` (e.g. ``local-cluster[2,1,1024
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import psutil
 from pyspark import StorageLevel
 from pyspark.errors import PySparkNotImplementedError
 from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger("cartwheel")
 
 LOG4J_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "log4j2.properties")
 JAVA_OPTIONS = "spark.driver.extraJavaOptions"
@@ -130,6 +135,42 @@ def default_parallelism(spark: SparkSession, fallback: int = 8) -> int:
         return int(spark.sparkContext.defaultParallelism)
     except PySparkNotImplementedError:
         return fallback
+
+
+SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
+# Input bytes (gzip JSON or Parquet on disk: ~20 bytes a row here) per shuffle partition: about
+# 1.5M rows, so a task's sort buffers stay bounded however long the log is.
+SHUFFLE_INPUT_BYTES = 32 * 2**20
+
+
+def shuffle_partitions_for(input_bytes: int, floor: int) -> int:
+    """Shuffle partitions for a step reading ``input_bytes``: one per SHUFFLE_INPUT_BYTES, at
+    least ``floor`` (the session's setting)."""
+    return max(floor, math.ceil(input_bytes / SHUFFLE_INPUT_BYTES))
+
+
+@contextmanager
+def shuffle_sized_for(spark: SparkSession, input_bytes: int, step: str) -> Iterator[int]:
+    """Within the block, ``spark.sql.shuffle.partitions`` grows to one per SHUFFLE_INPUT_BYTES of
+    ``input_bytes`` (never below the session's value, which is restored after). Adaptive query
+    execution still coalesces partitions that turn out small. Yields the partitions used."""
+    before = spark.conf.get(SHUFFLE_PARTITIONS) or "200"
+    partitions = shuffle_partitions_for(input_bytes, int(before))
+    if partitions == int(before):
+        yield partitions
+        return
+    log.info(
+        "[%s] %.1f MB of input: %d shuffle partitions (session: %s)",
+        step,
+        input_bytes / 1e6,
+        partitions,
+        before,
+    )
+    spark.conf.set(SHUFFLE_PARTITIONS, str(partitions))
+    try:
+        yield partitions
+    finally:
+        spark.conf.set(SHUFFLE_PARTITIONS, before)
 
 
 def materialize(frame: DataFrame) -> DataFrame:
