@@ -469,8 +469,8 @@ def _session_events(sessions: DataFrame, p: GeneratorPlan) -> DataFrame:
 
     # first(j) = searched + events of views 0..j-1, for every possible view
     first = [F.col("searched")]
-    for j in range(MAX_EXTRA_VIEWS):
-        first.append(first[-1] + events_of_view(j))
+    for view in range(MAX_EXTRA_VIEWS):
+        first.append(first[-1] + events_of_view(view))
     views = sessions.select("*", extra.alias("extra"), searched.alias("searched")).select(
         "sid",
         "user_idx",
