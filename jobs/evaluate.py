@@ -77,6 +77,7 @@ from pipelines import schemas as S
 from pipelines.errors import ConfigError, InputError, QualityGateError
 
 log = logging.getLogger("cartwheel")
+CHAMPION_ALIAS = "champion"
 USER_LISTS, NEXT_CLICK = "user-lists", "next-click"
 
 
@@ -94,7 +95,7 @@ class EvaluateConfig(DatedStepConfig):
         "lists over its generators' candidates are measured as the method 'ranked'",
     )
     champion_alias: str = opt(
-        default="champion", help="alias of the serving model (moved on promotion)"
+        default=CHAMPION_ALIAS, help="alias of the serving model (moved on promotion)"
     )
     ks: tuple[AtLeast1, ...] = opt(default=(10, 20, 50), help="cut-offs K of every metric")
     exclude: ExcludeRule = opt(default=AUTO_EXCLUDE, help=EXCLUDE_HELP)

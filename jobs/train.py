@@ -32,10 +32,13 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.runtime import layout, registry
+from jobs.runtime import warm_start as W
 from jobs.runtime.checkpoints import CheckpointStore, load_model
 from jobs.runtime.config import (
     AtLeast1,
     DatedStepConfig,
+    Fraction,
+    NonNegative,
     normalise_uri,
     opt,
     step_config,
@@ -58,6 +61,7 @@ from pipelines import train as T
 from pipelines.errors import ConfigError, InputError
 
 log = logging.getLogger("cartwheel")
+MODEL_NAME = "cartwheel-two-tower"
 # Fewer train examples per worker than this is too little data to train on, whatever the flags.
 MIN_BATCH_SIZE = 16
 
@@ -87,8 +91,34 @@ class TrainConfig(DatedStepConfig, T.TrainSettings, M.ModelShape):
         default=False, help="require resuming from the latest checkpoint (fail if there is none)"
     )
     experiment: str = opt(default="cartwheel", help="MLflow experiment")
-    model_name: str = opt(default="cartwheel-two-tower", help="registered model name")
+    model_name: str = opt(default=MODEL_NAME, help="registered model name")
     alias: str = opt(default="candidate", help="registry alias given to the new model version")
+    warm_start: str | None = opt(
+        default=None,
+        help="start from this registered model's weights (models:/NAME@ALIAS, e.g. the champion), "
+        "its vocabulary carried into tonight's (new items start fresh), for at most "
+        "--warm-epochs epochs; trains from scratch when it does not exist or the rule says so",
+    )
+    warm_epochs: AtLeast1 = opt(default=2, help="maximum epochs of a warm start")
+    warm_days: NonNegative = opt(
+        default=1,
+        help="a warm start trains on the examples whose targets fall in the last N days of the "
+        "train period (0: every train example) ...",
+    )
+    warm_replay: Fraction = opt(
+        default=0.25,
+        help="... plus this share of the older train examples, sampled again every epoch",
+    )
+    full_retrain_every: AtLeast1 = opt(
+        default=7,
+        help="with --warm-start: train from scratch when the model's last full training is this "
+        "many days before the run date or more",
+    )
+    max_new_items: Fraction = opt(
+        default=0.2,
+        help="with --warm-start: train from scratch when more than this share of tonight's "
+        "vocabulary is new to the model",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -203,21 +233,39 @@ def main(spark: SparkSession, config: TrainConfig) -> RunResult:
             **config.shape(),
         )  # fmt: skip
         run_file = Path(ckpt, "run.json")
+        weights = os.path.join(ckpt, "warm_start.pt")
         if resume:
-            mlflow_run_id = json.loads(run_file.read_text())["mlflow_run_id"]
+            unfinished = json.loads(run_file.read_text())
+            mlflow_run_id = unfinished["mlflow_run_id"]
+            training = (
+                W.Training(**unfinished["training"])
+                if "training" in unfinished
+                else W.Training(W.FULL, "resumed a full run", config.run_date.isoformat())
+            )
             log.info(
-                "[train] resuming the unfinished run in %s (MLflow run %s)", ckpt, mlflow_run_id
+                "[train] resuming the unfinished run in %s (MLflow run %s, %s training)",
+                ckpt,
+                mlflow_run_id,
+                training.mode,
             )
             active = mlflow.start_run(run_id=mlflow_run_id)
         else:
             shutil.rmtree(ckpt, ignore_errors=True)
+            Path(ckpt).mkdir(parents=True, exist_ok=True)
+            training = W.plan(
+                config.warm_start, config.run_date, model_config, vocab_items,
+                full_retrain_every=config.full_retrain_every, max_new_items=config.max_new_items,
+                weights_path=weights, seed=config.seed,
+            )  # fmt: skip
+            log.info("[train] %s training: %s", training.mode, training.reason)
             active = mlflow.start_run(
                 experiment_id=registry.experiment_id(mlflow, config.experiment, root),
                 run_name=f"train-{config.shard_id}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}",
             )
             mlflow_run_id = active.info.run_id
-            Path(ckpt).mkdir(parents=True, exist_ok=True)
-            run_file.write_text(json.dumps({"mlflow_run_id": mlflow_run_id}))
+            run_file.write_text(
+                json.dumps({"mlflow_run_id": mlflow_run_id, "training": training.to_dict()})
+            )
             mlflow.log_params({f"config.{k}": v for k, v in config.to_record().items()})
             mlflow.log_params({f"model.{k}": v for k, v in model_config.to_dict().items()})
             mlflow.log_params(
@@ -232,16 +280,32 @@ def main(spark: SparkSession, config: TrainConfig) -> RunResult:
                     "cartwheel.step": "train",
                     "cartwheel.code_version": code_version(),
                     "cartwheel.launcher": config.launcher,
+                    W.TRAINING_TAG: training.mode,
+                    "cartwheel.warm_start_from": training.source or "",
                 }
             )
+        settings = config.settings()
+        train_since = None
+        if training.mode == W.WARM:
+            settings = dataclasses.replace(settings, epochs=min(config.epochs, config.warm_epochs))
+            if config.warm_days:
+                val_start = dt.date.fromisoformat(manifest["boundaries"]["val_start"])
+                train_since = (val_start - dt.timedelta(days=config.warm_days)).isoformat()
+                log.info(
+                    "[train] warm start: the train examples with targets from %s on, and %.0f%% of the older ones",
+                    train_since,
+                    100 * config.warm_replay,
+                )
         try:
             spec = WorkerSpec(
                 files={s: [uri(f["path"]) for f in manifest["splits"][s]["files"]] for s in L.SPLITS},
-                vocab_items=vocab_items, model=model_config.to_dict(), settings=dataclasses.asdict(config.settings()),
+                vocab_items=vocab_items, model=model_config.to_dict(), settings=dataclasses.asdict(settings),
                 checkpoint_dir=ckpt, error_dir=os.path.join(ckpt, "_errors"), resume=resume,
                 tracking_uri=tracking_uri, mlflow_run_id=mlflow_run_id,
                 meta={"mlflow_run_id": mlflow_run_id, "shards": folder},
                 threads=local_threads(spark, config.num_proc),
+                initial_weights=weights if training.mode == W.WARM else None,
+                train_since=train_since, replay=config.warm_replay,
             )  # fmt: skip
             log.info(
                 "[train] %s launcher, %d workers, %s train / %s val examples, %d item indices",
@@ -273,6 +337,7 @@ def main(spark: SparkSession, config: TrainConfig) -> RunResult:
                 config.model_name,
                 config.alias,
             )
+            W.tag_version(config.model_name, version, training)
             store.mark_complete(
                 {"mlflow_run_id": mlflow_run_id, "model_uri": model_uri, "version": version}
             )
@@ -293,6 +358,7 @@ def main(spark: SparkSession, config: TrainConfig) -> RunResult:
             "model_version": version,
             "alias": config.alias,
             "resumed": resume,
+            "training": training.to_dict(),
             "start_epoch": outcome["start_epoch"],
             "epochs_run": outcome["epochs_run"],
             "best_epoch": outcome["best_epoch"],
@@ -312,6 +378,19 @@ def summarize(result: RunResult) -> str:
     lines = [
         f"trained {m['registered_model']} version {m['model_version']} (alias {m['alias']}) on {m['rows_in']:,} examples"
     ]
+    training = m.get("training")
+    if training:
+        carried = training.get("carried") or {}
+        lines.append(
+            f"  {training['mode']} training"
+            + (f" from {training['source']}" if training.get("source") else "")
+            + (
+                f" ({carried['items_carried']:,} items carried, {carried['items_new']:,} new)"
+                if carried
+                else ""
+            )
+            + f": {training['reason']}"
+        )
     for e in m["epochs"]:
         lines.append(
             f"  epoch {e['epoch']}: loss {e['train_loss']:.4f}  val recall@{k} {e['val_recall']:.4f}  "

@@ -20,7 +20,7 @@ rows (``SparseAdam`` for the tables, ``Adam`` for the dense layers).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -235,6 +235,82 @@ class TwoTower(nn.Module):
         for p in self.parameters():
             if id(p) not in sparse:
                 yield p
+
+
+def index_map(new_ids: Sequence[str], old_ids: Sequence[str]) -> Tensor:
+    """For each index of a new vocabulary (``new_ids[i]``: the id at index i, PAD and OOV
+    included), the index of the same id in the old one, or -1 where it is new. PAD and OOV map
+    to themselves."""
+    old = {key: i for i, key in enumerate(old_ids) if i >= FIRST_INDEX}
+    out = [old.get(key, -1) for key in new_ids]
+    out[PAD], out[OOV] = PAD, OOV
+    return torch.tensor(out, dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """What ``carry_weights`` carried from a trained model into a new vocabulary's model."""
+
+    items_carried: int  # item rows copied (items in both vocabularies)
+    items_new: int  # item rows left at their fresh initialisation
+    categories_carried: int
+    categories_new: int
+    layers_carried: int  # non-vocabulary parameters copied (all of them)
+
+
+def carry_weights(
+    source: TwoTower, target: TwoTower, item_source: Tensor, category_source: Tensor
+) -> WarmStart:
+    """Copy ``source``'s weights into ``target`` (a model of the same shape over a new
+    vocabulary): every parameter but the two tables as it is; row ``i`` of the item table
+    from ``source`` row ``item_source[i]`` and of the category table from
+    ``category_source[i]`` (-1: a new entry, left at its initialisation; see ``index_map``).
+    ValueError naming the first parameter whose shape differs."""
+    if item_source.shape != (target.config.num_items,) or category_source.shape != (
+        target.config.num_categories,
+    ):
+        raise ValueError(
+            f"index maps must have shapes ({target.config.num_items},) and "
+            f"({target.config.num_categories},), got {tuple(item_source.shape)} and "
+            f"{tuple(category_source.shape)}"
+        )
+    theirs = dict(source.named_parameters())
+    tables = {"item_embedding.weight": item_source, "category_embedding.weight": category_source}
+    carried = 0
+    with torch.no_grad():
+        for name, mine in target.named_parameters():
+            other = theirs.get(name)
+            if other is None:
+                raise ValueError(f"the trained model has no parameter {name}")
+            index = tables.get(name)
+            if index is None:
+                if other.shape != mine.shape:
+                    raise ValueError(
+                        f"parameter {name} has shape {tuple(other.shape)} in the trained model, "
+                        f"{tuple(mine.shape)} in the new one"
+                    )
+                mine.copy_(other)
+                carried += 1
+                continue
+            if other.shape[1:] != mine.shape[1:]:
+                raise ValueError(
+                    f"parameter {name} has rows of {other.shape[1]} in the trained model, "
+                    f"{mine.shape[1]} in the new one"
+                )
+            known = index >= 0
+            if bool((index[known] >= other.shape[0]).any()):
+                raise ValueError(f"{name}: a source row is beyond the trained model's table")
+            rows = torch.nonzero(known).squeeze(1)
+            mine[rows] = other[index[rows]].to(mine.dtype)
+    item_known = int((item_source[FIRST_INDEX:] >= 0).sum())
+    category_known = int((category_source[FIRST_INDEX:] >= 0).sum())
+    return WarmStart(
+        items_carried=item_known,
+        items_new=target.config.num_items - FIRST_INDEX - item_known,
+        categories_carried=category_known,
+        categories_new=target.config.num_categories - FIRST_INDEX - category_known,
+        layers_carried=carried,
+    )
 
 
 def sampled_softmax_loss(

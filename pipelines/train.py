@@ -338,6 +338,20 @@ def prefetch(source: Iterable[Any], depth: int = 4) -> Iterator[Any]:
         thread.join(timeout=5)
 
 
+def recent_and_replay(
+    batches: Iterable[Batch], since: np.datetime64, replay: float, seed: int
+) -> Iterator[Batch]:
+    """The rows of ``batches`` whose ``target_time`` is at or after ``since``, plus a random
+    ``replay`` share of the older ones (another sample for another ``seed``), without the
+    ``target_time`` column: what a warm start trains on."""
+    rng = np.random.default_rng(seed)
+    for batch in batches:
+        times = np.asarray(batch["target_time"]).astype("datetime64[us]")
+        keep = (times >= since) | (rng.random(len(times)) < replay)
+        if keep.any():
+            yield {k: v[keep] for k, v in batch.items() if k != "target_time"}
+
+
 def to_tensors(batch: Batch, device: torch.device) -> dict[str, Tensor]:
     out = {}
     for name in FEATURES:
@@ -439,6 +453,20 @@ def batch_loss(
     return sampled_softmax_loss(users, items, t["target_item_idx"], weights, log_q, temperature)
 
 
+def load_parameters(model: TwoTower, weights: dict[str, Tensor]) -> None:
+    """Set every parameter of ``model`` from ``weights`` (buffers stay: they come from the
+    vocabulary); ValueError naming a parameter that is missing or shaped differently."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            value = weights.get(name)
+            if value is None or value.shape != parameter.shape:
+                found = "missing" if value is None else f"shaped {tuple(value.shape)}"
+                raise ValueError(
+                    f"initial weights: parameter {name} is {found}, the model needs {tuple(parameter.shape)}"
+                )
+            parameter.copy_(value)
+
+
 @_own_random_state
 def train_loop(
     *,
@@ -454,14 +482,20 @@ def train_loop(
     on_progress: Callable[[str], None] | None = None,
     resume: bool = False,
     meta: dict[str, Any] | None = None,
+    initial_weights: dict[str, Tensor] | None = None,
 ) -> TrainOutcome:
     """Train the two-tower model on ``device``; every worker calls it with the same arguments
-    (seeded by ``settings.seed`` without touching the caller's random state)."""
+    (seeded by ``settings.seed`` without touching the caller's random state). A warm start
+    passes ``initial_weights`` (every parameter, by name; ``model.carry_weights``): training
+    begins from them unless it resumes from a checkpoint."""
     say = on_progress if (on_progress is not None and comm.rank == 0) else (lambda _msg: None)
     autocast, amp_dtype = autocast_for(device, settings.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
-    model = TwoTower(model_config, item_category, item_log_q).to(device)
+    model = TwoTower(model_config, item_category, item_log_q)
+    if initial_weights is not None:
+        load_parameters(model, initial_weights)
+    model = model.to(device)
     if model_config.sparse:
         # Sparse table gradients: only the rows a batch touched are synchronised and updated.
         optimizers = [

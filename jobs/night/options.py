@@ -9,6 +9,7 @@ from jobs.night.steps import PROFILES, SESSIONS, SHOP, STEP_NAMES, STEPS
 from jobs.runtime.config import (
     AtLeast1,
     DatedStepConfig,
+    Fraction,
     NonNegativeFloat,
     Tolerance,
     load_yaml,
@@ -31,6 +32,21 @@ class NightOptions:
         default=30, help="days of events a night uses: cleaned (incrementally), labelled and scored"
     )
     epochs: AtLeast1 = opt(default=5, help="maximum training epochs")
+    warm_start: bool = opt(
+        default=True,
+        help="steady-state nights start training from the champion model's weights (train "
+        "--warm-start) for at most --warm-epochs epochs; a night trains from scratch when there "
+        "is no champion, on the --full-retrain-every schedule, or when the vocabulary drifted "
+        "(--max-new-items); --no-warm-start: every night from scratch",
+    )
+    warm_epochs: AtLeast1 = opt(default=2, help="maximum epochs of a warm-started night")
+    full_retrain_every: AtLeast1 = opt(
+        default=7, help="train from scratch when the last full training is this many days old"
+    )
+    max_new_items: Fraction = opt(
+        default=0.2,
+        help="train from scratch when more than this share of the vocabulary is new to the champion",
+    )
     batch_size: AtLeast1 = opt(
         default=256, help="examples per worker per step; a small night uses smaller batches"
     )

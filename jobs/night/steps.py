@@ -52,11 +52,23 @@ def _train_values(night: Night, check: bool) -> dict[str, Any]:
     )
     return {
         "epochs": c.epochs,
+        "warm_start": warm_start_uri(night) if c.warm_start else None,
+        "warm_epochs": c.warm_epochs,
+        "full_retrain_every": c.full_retrain_every,
+        "max_new_items": c.max_new_items,
         # a small night still gets several steps per epoch
         "batch_size": max(train.MIN_BATCH_SIZE, min(c.batch_size, rows // (8 * c.num_proc))),
         "num_proc": c.num_proc,
         "restart": night.plan.redo("train"),
     }
+
+
+def warm_start_uri(night: Night) -> str:
+    """The serving model a warm-started night begins from: the champion alias (of evaluate's
+    section, if it sets one) of the registered model (of train's section, if it sets one)."""
+    name = night.sections.get("train", {}).get("model_name", train.MODEL_NAME)
+    alias = night.sections.get("evaluate", {}).get("champion_alias", evaluate.CHAMPION_ALIAS)
+    return f"models:/{name}@{alias}"
 
 
 def candidate_uri(night: Night) -> str:

@@ -24,7 +24,7 @@ import re
 import shutil
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,10 @@ class WorkerSpec:
     mlflow_run_id: str | None
     meta: dict[str, Any]
     threads: int = 0  # torch threads per worker (0: cores / workers on this host)
+    initial_weights: str | None = None  # a warm start: parameters to begin from (torch file)
+    # a warm start: train on targets from this ISO time on, plus a replay share of older ones
+    train_since: str | None = None
+    replay: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -266,11 +270,20 @@ def run_worker(comm: T.Collective, spec_dict: dict[str, Any]) -> dict[str, Any]:
         category, log_q = item_tables(spec.vocab_items, model_config.num_items)
 
         def open_split(split: str, epoch: int) -> Iterator[T.Batch]:
-            return T.prefetch(
-                petastorm_batches(
-                    spec.files[split], comm.rank, comm.size, settings.seed + epoch, split == "train"
+            seed = settings.seed + epoch
+            if split == "train" and spec.train_since is not None:
+                rows: Iterable[T.Batch] = T.recent_and_replay(
+                    petastorm_batches(
+                        spec.files[split], comm.rank, comm.size, seed, True,
+                        [*FEATURE_COLUMNS, "target_time"],
+                    ),
+                    np.datetime64(spec.train_since, "us"), spec.replay, seed * 1000 + comm.rank,
+                )  # fmt: skip
+            else:
+                rows = petastorm_batches(
+                    spec.files[split], comm.rank, comm.size, seed, split == "train"
                 )
-            )
+            return T.prefetch(rows)
 
         on_epoch = None
         if comm.rank == 0 and spec.tracking_uri and spec.mlflow_run_id:
@@ -299,6 +312,11 @@ def run_worker(comm: T.Collective, spec_dict: dict[str, Any]) -> dict[str, Any]:
             on_progress=progress,
             resume=spec.resume,
             meta=spec.meta,
+            initial_weights=(
+                torch.load(spec.initial_weights, map_location="cpu", weights_only=True)
+                if spec.initial_weights
+                else None
+            ),
         )
         return {"rank": comm.rank, **dataclasses.asdict(outcome)}
 

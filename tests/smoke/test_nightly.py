@@ -22,6 +22,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs import backfill, nightly
+from jobs.night.options import NightOptions
 from jobs.night.steps import STEP_NAMES
 from jobs.runtime import layout
 from jobs.runtime.lock import LockHeldError, data_root_lock, lock_path
@@ -339,6 +340,23 @@ def test_the_next_run_resumes_at_evaluate_and_publishes(
     assert f"Against the champion ranker: {check['reason']}." in report
     yesterday = yesterday_recs(root)
     assert (checksum(spark, yesterday), mtimes(yesterday)) == second_night["yesterday"]
+
+
+def test_the_first_night_trains_from_scratch_and_the_second_from_the_champion(
+    second_night: dict[str, Any], root: Path
+) -> None:
+    first = json.loads((root / f"_runs/{D1}/train.json").read_text())
+    assert first["training"]["mode"] == "full"  # no champion yet
+    assert first["training"]["reason"] == (
+        "no model to start from at models:/cartwheel-two-tower@champion"
+    )
+    second = json.loads((root / f"_runs/{D2}/train.json").read_text())
+    # the first night's model became the champion; D2's vocabulary is mostly the same items
+    assert second["training"]["mode"] == "warm", second["training"]
+    assert second["training"]["source"] == f"models:/cartwheel-two-tower/{first['model_version']}"
+    assert second["training"]["full_retrain_date"] == D1.isoformat()
+    assert second["training"]["carried"]["items_carried"] > 0
+    assert len(second["epochs_run"]) <= NightOptions().warm_epochs
 
 
 def test_the_second_nights_rank_carries_the_first_nights_lists(

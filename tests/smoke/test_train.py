@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+import torch
 from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 
 from jobs import train
 from jobs.runtime import registry
+from jobs.runtime import warm_start as W
 from jobs.runtime.checkpoints import CheckpointStore, load_model
 from jobs.runtime.manifest import RunResult
 from pipelines import train as T
@@ -110,7 +112,6 @@ def test_logged_model_gives_the_in_memory_model_user_vectors(
     inputs = sample[["hist_item_idx", "hist_type_idx", "hist_age_s", "hist_len"]]
     got = loaded.predict(inputs)
     model = load_model(shards_root / "checkpoints" / END.isoformat() / "best.pt")
-    import torch
 
     with torch.no_grad():
         expected = model.user_vectors(
@@ -191,6 +192,74 @@ def test_torch_distributor_launcher_trains_the_same_function(
     m = result.manifest
     assert result.succeeded and m["epochs_run"] == [1] and m["epochs"][0]["workers"] == 2
     assert m["best_val_recall_at_10"] > m["baseline_random_val_recall_at_10"]
+
+
+def test_a_warm_start_carries_the_registered_model_and_starts_new_items_fresh(
+    spark: SparkSession,
+    trained: RunResult,
+    shards_root: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    root = copy_root(shards_root, tmp_path_factory, "warm")
+    # four of tonight's items are new to the registered model: their ids changed in the vocabulary
+    items_dir = root / "shards" / END.isoformat() / "vocab" / "items"
+    table = pd.read_parquet(items_dir)
+    fresh = table["item_idx"].isin(table["item_idx"].sort_values().tail(4))
+    table.loc[fresh, "item_id"] = "new-" + table.loc[fresh, "item_id"]
+    shutil.rmtree(items_dir)
+    items_dir.mkdir()
+    table.to_parquet(items_dir / "part-0.parquet", index=False)
+    ckpt = tmp_path_factory.mktemp("warm-ckpt")
+    result = train.main(
+        spark,
+        train.TrainConfig(
+            data_root=str(root), run_date=END, epochs=4, patience=5, warm_epochs=1,
+            warm_start="models:/cartwheel-two-tower@candidate", checkpoint_dir=str(ckpt),
+            model_name="warm-test", **SMALL,
+        ),
+    )  # fmt: skip
+    client = MlflowClient(tracking(root))
+    source = client.get_model_version_by_alias("cartwheel-two-tower", "candidate")
+    m = result.manifest
+    assert result.succeeded and m["epochs_run"] == [1]  # at most --warm-epochs
+    assert m["training"]["mode"] == "warm"
+    assert m["training"]["source"] == f"models:/cartwheel-two-tower/{source.version}"
+    assert m["training"]["carried"]["items_new"] == 4
+    assert m["training"]["carried"]["items_carried"] == len(table) - 4
+    # the first epoch began from the source model's rows for every item both vocabularies hold
+    start = torch.load(ckpt / "warm_start.pt", weights_only=True)["item_embedding.weight"]
+    before = load_model(root / "checkpoints" / END.isoformat() / "best.pt").item_embedding.weight
+    kept = torch.as_tensor(table.loc[~fresh, "item_idx"].to_numpy())
+    new = torch.as_tensor(table.loc[fresh, "item_idx"].to_numpy())
+    assert torch.equal(start[kept], before[kept].detach())
+    assert not torch.isclose(start[new], before[new].detach()).all(dim=1).any()
+    assert m["best_val_recall_at_10"] > m["baseline_popularity_val_recall_at_10"]
+    # --warm-days 1: the last train day's targets and a quarter of the older ones, not all
+    assert 0 < m["epochs"][0]["examples"] < 0.6 * trained.manifest["epochs"][0]["examples"]
+    # tomorrow's rule reads how this version was trained and when its lineage was last trained in full
+    tags = client.get_model_version("warm-test", m["model_version"]).tags
+    assert tags[W.TRAINING_TAG] == "warm"
+    assert tags[W.FULL_RETRAIN_TAG] == source.tags[W.FULL_RETRAIN_TAG] == END.isoformat()
+    assert "warm training from models:/cartwheel-two-tower/" in train.summarize(result)
+
+
+def test_a_warm_start_without_a_model_trains_from_scratch(
+    spark: SparkSession, shards_root: Path, tmp_path: Path
+) -> None:
+    result = train.main(
+        spark,
+        train.TrainConfig(
+            data_root=str(shards_root), run_date=END, epochs=1,
+            warm_start="models:/cartwheel-two-tower@no-such-alias",
+            checkpoint_dir=str(tmp_path / "ckpt"), model_name="cold-test", **SMALL,
+        ),
+    )  # fmt: skip
+    m = result.manifest
+    assert result.succeeded and m["training"]["mode"] == "full" and m["epochs_run"] == [1]
+    assert m["training"]["reason"] == (
+        "no model to start from at models:/cartwheel-two-tower@no-such-alias"
+    )
+    assert not (tmp_path / "ckpt" / "warm_start.pt").exists()
 
 
 def _copy_shards(shards_root: Path, tmp_path: Path) -> Path:

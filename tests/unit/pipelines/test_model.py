@@ -312,3 +312,103 @@ def test_prefetch_keeps_order_and_raises_reader_errors() -> None:
         for item in T.prefetch(broken()):
             got.append(item)
     assert got == [1]
+
+
+def test_index_map_finds_each_id_in_the_old_vocabulary_and_marks_new_ones() -> None:
+    old = ["", "", "a", "b", "c"]
+    new = ["", "", "c", "x", "a", "y"]
+    assert M.index_map(new, old).tolist() == [0, 1, 4, -1, 2, -1]
+
+
+def test_carried_weights_keep_shared_items_rows_and_start_new_items_fresh() -> None:
+    old = tiny_model()  # 20 item indices, 5 categories
+    torch.manual_seed(7)
+    new_cfg = config(num_items=23, num_categories=6)
+    new = M.TwoTower(new_cfg, torch.arange(23) % 6)
+    fresh = new.item_embedding.weight.detach().clone()
+    items = torch.full((23,), -1, dtype=torch.long)
+    items[:2] = torch.tensor([0, 1])
+    items[2:20] = torch.arange(19, 1, -1)  # the 18 old items, in reverse order
+    categories = torch.tensor([0, 1, 4, 3, 2, -1])
+    carried = M.carry_weights(old, new, items, categories)
+    assert carried == M.WarmStart(
+        items_carried=18, items_new=3, categories_carried=3, categories_new=1,
+        layers_carried=len(list(new.parameters())) - 2,
+    )  # fmt: skip
+    assert torch.equal(new.item_embedding.weight[2], old.item_embedding.weight[19])
+    assert torch.equal(new.item_embedding.weight[19], old.item_embedding.weight[2])
+    assert torch.equal(new.item_embedding.weight[1], old.item_embedding.weight[1])  # OOV
+    assert torch.equal(new.item_embedding.weight[20:], fresh[20:])  # new items untouched
+    assert torch.equal(new.category_embedding.weight[2], old.category_embedding.weight[4])
+    assert not torch.equal(new.category_embedding.weight[5], old.category_embedding.weight[4])
+    for name, p in old.named_parameters():
+        if "embedding.weight" not in name or name.startswith(("type", "age", "position")):
+            assert torch.equal(p, dict(new.named_parameters())[name]), name
+
+
+def test_carrying_into_another_shape_names_the_parameter() -> None:
+    old = tiny_model()
+    new = M.TwoTower(config(dim=16), torch.arange(20) % 5)
+    with pytest.raises(ValueError, match=r"item_projection.weight has shape \(8, 12\)"):
+        M.carry_weights(old, new, torch.arange(20), torch.arange(5))
+
+
+def test_a_warm_started_loop_begins_from_the_given_weights() -> None:
+    torch.manual_seed(5)  # not the loop's own initialisation (seed 0)
+    source = M.TwoTower(config(encoder="mean"), torch.arange(20) % 5).eval()
+    weights = {k: v.detach().clone() for k, v in source.named_parameters()}
+    data = {"train": _synthetic_split(256, 1), "val": _synthetic_split(128, 2)}
+    outcomes = [
+        T.train_loop(
+            comm=T.SingleProcess(),
+            model_config=config(encoder="mean"),
+            item_category=torch.arange(20) % 5,
+            item_log_q=M.log_q_from_counts(torch.ones(20)),
+            settings=T.TrainSettings(
+                epochs=1,
+                batch_size=64,
+                k=5,
+                learning_rate=1e-9,
+                sparse_learning_rate=1e-9,
+                shuffle_buffer=64,
+            ),
+            open_split=lambda s, e: data[s],
+            checkpoints=None,
+            device=CPU,
+            initial_weights=w,
+        )
+        for w in (weights, None)
+    ]
+    # with a vanishing learning rate the val metrics are those of the starting weights
+    h = _synthetic_split(128, 2)[0]
+    with torch.no_grad():
+        users = source.user_vectors(
+            *(
+                torch.as_tensor(h[c])
+                for c in ("hist_item_idx", "hist_type_idx", "hist_age_s", "hist_len")
+            )
+        )
+        scores = M.mask_unrecommendable(users @ source.all_item_vectors().T)
+        expected = M.ranking_totals(scores, torch.as_tensor(h["target_item_idx"]), 5).recall
+    assert outcomes[0].best_val_recall == pytest.approx(expected, abs=1e-6)
+    assert outcomes[1].best_val_recall != pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match=r"parameter item_embedding\.weight is missing"):
+        T.load_parameters(source, {})
+
+
+def test_a_warm_start_trains_on_recent_targets_and_a_replay_share_of_older_ones() -> None:
+    times = np.array(["2026-11-18T23:59:59", "2026-11-19T00:00:00", "2026-11-19T12:00:00"] * 400,
+                     dtype="datetime64[us]")  # fmt: skip
+    batches = [{"target_item_idx": np.arange(1200), "target_time": times}]
+    since = np.datetime64("2026-11-19", "us")
+    (only_recent,) = T.recent_and_replay(batches, since, replay=0.0, seed=1)
+    assert set(only_recent) == {"target_item_idx"}
+    assert only_recent["target_item_idx"].tolist() == [i for i in range(1200) if i % 3]
+    (every,) = T.recent_and_replay(batches, since, replay=1.0, seed=1)
+    assert every["target_item_idx"].tolist() == list(range(1200))
+    (some,) = T.recent_and_replay(batches, since, replay=0.25, seed=1)
+    older = [i for i in some["target_item_idx"].tolist() if i % 3 == 0]
+    assert set(only_recent["target_item_idx"].tolist()) <= set(some["target_item_idx"].tolist())
+    assert 60 < len(older) < 140  # about a quarter of the 400 older rows
+    (other,) = T.recent_and_replay(batches, since, replay=0.25, seed=2)
+    assert other["target_item_idx"].tolist() != some["target_item_idx"].tolist()
