@@ -2,13 +2,16 @@
 on scores held at once, per catalog size.
 
 ``TopKScorer`` scores ``max_scores_per_chunk // num_items`` users per matrix product. At 200k
-items the default cap (2^24 scores, 64 MB) means 83 users per product; this measures whether
+items the default cap (2^26 scores, 256 MB) means 335 users per product; this measures whether
 larger products pay, and what they cost in memory (the chunk's score matrix: cap x 4 bytes).
 
-For each catalog size and cap: random unit item vectors (dim 64, every item a candidate),
-random unit user vectors, K 50, one warm-up pass, then the best of ``--repeats`` timed passes.
-``bench/results/score-chunks.json`` records users/s, users per chunk, the chunk's MB and the
-machine's measured float32 matmul rate at the largest chunk's shape.
+For each catalog size and cap, with the scorer's grouped top-K (``pipelines/recs.py:
+grouped_top_k``) and with one ``torch.topk`` over every column: random unit item vectors (dim
+64, every item a candidate), random unit user vectors, K 50, one warm-up pass, then the best of
+``--repeats`` timed passes.
+``bench/results/score-chunks.json`` records users/s, users per chunk, the chunk's MB, the
+machine's float32 matmul rate at the largest chunk's shape (measured first, in the same run),
+the users/s that rate allows (2 x items x dim flops a user) and each row's fraction of it.
 
 usage: python bench/score_chunks.py [--items 20000 200000] [--users 8192] [--caps 24 26 28]
 """
@@ -64,33 +67,40 @@ def main() -> int:
     for n_items in a.items:
         items = unit(n_items, rng)
         candidates = np.ones(n_items, dtype=bool)
-        for cap in a.caps:
+        # the machine's float32 matmul rate at the largest chunk's shape: the bound on users/s
+        u = torch.as_tensor(users[: min(a.users, (1 << max(a.caps)) // n_items)])
+        it = torch.as_tensor(items)
+        wall = best_of(lambda u=u, it=it: u @ it.T, a.repeats)
+        gflops = 2 * len(u) * n_items * DIM / wall / 1e9
+        bound = gflops * 1e9 / (2 * n_items * DIM)
+        for cap, grouped in [(c, g) for c in a.caps for g in (False, True)]:
             scorer = TopKScorer(
-                items, candidates, torch.device("cpu"), max_scores_per_chunk=1 << cap
-            )
+                items, candidates, torch.device("cpu"), max_scores_per_chunk=1 << cap,
+                grouped=grouped,
+            )  # fmt: skip
             wall = best_of(lambda s=scorer: s.top_k(users, K), a.repeats)
             row = {
                 "items": n_items,
                 "cap_log2": cap,
+                "top_k": "grouped" if grouped else "torch.topk",
                 "users_per_chunk": min(scorer.chunk, a.users),
                 "chunk_mb": round(min(scorer.chunk, a.users) * n_items * 4 / 2**20, 1),
                 "users_per_s": round(a.users / wall, 1),
                 "wall_s": round(wall, 3),
+                "fraction_of_matmul_bound": round(a.users / wall / bound, 3),
             }
             rows.append(row)
             print(
-                f"  {n_items:>7,} items, cap 2^{cap}: {row['users_per_chunk']:>5} users/chunk, {row['users_per_s']:>9,.0f} users/s",
+                f"  {n_items:>7,} items, cap 2^{cap}, {row['top_k']:>10}: {row['users_per_chunk']:>5} users/chunk, "
+                f"{row['users_per_s']:>9,.0f} users/s ({row['fraction_of_matmul_bound']:.0%} of the matmul bound)",
                 flush=True,
             )
-        # the machine's float32 matmul rate at the largest chunk's shape
-        u = torch.as_tensor(users[: min(a.users, (1 << max(a.caps)) // n_items)])
-        it = torch.as_tensor(items)
-        wall = best_of(lambda u=u, it=it: u @ it.T, a.repeats)
         rows.append(
             {
                 "items": n_items,
-                "matmul_gflops": round(2 * len(u) * n_items * DIM / wall / 1e9, 1),
+                "matmul_gflops": round(gflops, 1),
                 "matmul_users": len(u),
+                "matmul_bound_users_per_s": round(bound, 1),
             }
         )
     write_result(

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from torch import Tensor
 
 from pipelines import label as L
 from pipelines import schemas as S
@@ -111,6 +112,27 @@ def item_popularity(events: DataFrame, item_index: DataFrame, cutoff: dt.date) -
 # -- the torch scorer ---------------------------------------------------------------------------
 
 
+TOPK_GROUP = 64  # columns per group of grouped_top_k
+
+
+def grouped_top_k(scores: Tensor, k: int, group: int = TOPK_GROUP) -> tuple[Tensor, Tensor]:
+    """``torch.topk(scores, k, dim=1)`` (values, indices) for a (rows, groups * ``group``)
+    matrix, from each group's maximum: a row's k best entries lie in its k groups with the
+    highest maxima, so one pass of maxima and two top-k's over k * ``group`` and
+    ``columns / group`` entries replace a top-k over every column, the scorer's bottleneck
+    at 10^5+ items. The values are exact; among equal values the indices may differ."""
+    rows, columns = scores.shape
+    groups = columns // group
+    if k == 0 or groups <= k or columns % group:
+        return torch.topk(scores, k, dim=1)
+    maxima = scores.view(rows, groups, group).amax(dim=2)
+    best = torch.topk(maxima, k, dim=1, sorted=False).indices
+    offsets = torch.arange(group, device=scores.device)
+    cols = (best.unsqueeze(2) * group + offsets).reshape(rows, k * group)
+    top = torch.topk(torch.gather(scores, 1, cols), k, dim=1)
+    return top.values, torch.gather(cols, 1, top.indices)
+
+
 @dataclass(frozen=True)
 class TopK:
     """Per-user top-K: ``items`` (users, k) int64 item indices (-1 where fewer than k
@@ -135,15 +157,21 @@ class TopKScorer:
         candidates: np.ndarray,
         device: torch.device | None = None,
         max_scores_per_chunk: int = 1 << 26,
+        grouped: bool = True,
     ) -> None:
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.items = torch.as_tensor(np.ascontiguousarray(item_vectors), device=self.device)
-        mask = torch.zeros(len(candidates), dtype=self.items.dtype, device=self.device)
-        mask[~torch.as_tensor(candidates, device=self.device)] = float("-inf")
+        # columns padded to a whole number of top-k groups (the padding is never a candidate)
+        width = -(-len(candidates) // TOPK_GROUP) * TOPK_GROUP
+        vectors = np.zeros((width, item_vectors.shape[1]), dtype=item_vectors.dtype)
+        vectors[: len(item_vectors)] = item_vectors
+        self.items = torch.as_tensor(vectors, device=self.device)
+        mask = torch.full((width,), float("-inf"), dtype=self.items.dtype, device=self.device)
+        mask[: len(candidates)][torch.as_tensor(candidates, device=self.device)] = 0.0
         self.mask = mask
         self.num_items = len(candidates)
         self.num_candidates = int(np.asarray(candidates).sum())
         self.chunk = max(1, max_scores_per_chunk // max(1, self.num_items))
+        self.grouped = grouped  # grouped_top_k (False: one torch.topk over every column)
 
     def top_k(
         self,
@@ -170,9 +198,11 @@ class TopKScorer:
             if self_items is not None:
                 own = torch.as_tensor(self_items[start:stop], device=self.device)
                 scores[torch.arange(stop - start, device=self.device), own] = float("-inf")
-            top = torch.topk(scores, kk, dim=1)
-            vals = top.values.float().cpu().numpy()
-            idx = top.indices.cpu().numpy()
+            values, indices = (
+                grouped_top_k(scores, kk) if self.grouped else torch.topk(scores, kk, dim=1)
+            )
+            vals = values.float().cpu().numpy()
+            idx = indices.cpu().numpy()
             idx[~np.isfinite(vals)] = -1
             items_out[start:stop, :kk] = idx
             scores_out[start:stop, :kk] = vals

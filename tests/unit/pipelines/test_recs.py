@@ -55,6 +55,34 @@ def test_top_k_matches_a_naive_loop_with_exclusions_and_unsellable_items() -> No
     np.testing.assert_allclose(got.scores, np.array(expected), rtol=1e-5)
 
 
+def test_grouped_top_k_equals_a_full_top_k() -> None:
+    gen = torch.Generator().manual_seed(3)
+    scores = torch.randn(37, 64 * 50, generator=gen)
+    scores[5, :] = float("-inf")  # a row without any candidate
+    scores[6, :] = float("-inf")
+    scores[6, [3, 700, 3199]] = torch.tensor([0.5, 2.0, -1.0])  # fewer candidates than k
+    scores[7, 128:192] = 9.0 + torch.arange(64) / 100  # every best entry in one group
+    values, indices = R.grouped_top_k(scores, 10)
+    want = torch.topk(scores, 10, dim=1)
+    assert torch.equal(values, want.values)
+    finite = torch.isfinite(want.values)
+    assert torch.equal(indices[finite], want.indices[finite])
+    assert indices[6, :3].tolist() == [700, 3, 3199]
+    assert torch.equal(torch.gather(scores, 1, indices), values)
+
+
+def test_top_k_over_many_items_matches_a_naive_loop() -> None:
+    rng = np.random.default_rng(1)
+    items, users = unit_rows(rng, 3000, 8), unit_rows(rng, 9, 8)  # 47 groups of 64, padded
+    candidates = rng.random(3000) < 0.7
+    candidates[[L.PAD, L.OOV]] = False
+    excluded = [rng.choice(np.arange(2, 3000), size=40, replace=False) for _ in range(9)]
+    got = R.TopKScorer(items, candidates, device=torch.device("cpu")).top_k(
+        users, 20, excluded=excluded
+    )
+    assert got.items.tolist() == naive_top_k(users, items, candidates, 20, excluded)
+
+
 def test_fewer_candidates_than_k_leaves_minus_one() -> None:
     items = np.eye(4, dtype=np.float32)
     candidates = np.array([False, False, True, True])
