@@ -71,6 +71,7 @@ bench: install ## run the benchmarks in bench/ (results in bench/results/; long:
 	$(PY) bench/generate_bench.py --rows 100000000 --days 30
 	$(PY) bench/label_shard_bench.py $(BENCH_ARGS)
 	$(PY) bench/train_bench.py
+	$(PY) bench/warm_start_bench.py
 	$(PY) bench/score_bench.py
 	$(PY) bench/score_chunks.py
 	$(PY) bench/vs_duckdb.py --rows 4000000

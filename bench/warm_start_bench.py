@@ -9,12 +9,12 @@ from the previous night's warm model (``--warm-epochs``, model ``bench-warm``; t
 drift rules are switched off so every night of the lineage is warm). Both select their epoch
 on the same val split at K=20.
 
-Writes ``bench/results/warm-start-<rows>.json``: per night the val Recall@20 and NDCG@20 of
+Writes ``bench/results/warm-start-<rows>[-<tag>].json``: per night the val Recall@20 and NDCG@20 of
 both, warm / full, train wall seconds and peak memory of both, the items the warm start carried
 and started fresh; and the worst and mean ratio over the nights.
 
 usage: python bench/warm_start_bench.py [--rows 300000] [--days 7] [--nights 7] [--epochs 4]
-                                        [--warm-epochs 2]
+                                        [--warm-epochs 2] [--tag NAME]
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--nights", type=int, default=7, help="warm-started nights compared")
     parser.add_argument("--epochs", type=int, default=4, help="epochs of a full training")
     parser.add_argument("--warm-epochs", type=int, default=2)
+    parser.add_argument("--tag", default="", help="appended to the result's name")
     parser.add_argument(
         "--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "cartwheel-bench"
     )
@@ -113,7 +114,7 @@ def main() -> None:
         )
     ratios = [n[f"warm_over_full_val_recall_at_{K}"] for n in nights]
     path = write_result(
-        f"warm-start-{a.rows}",
+        f"warm-start-{a.rows}" + (f"-{a.tag}" if a.tag else ""),
         {
             "rows": a.rows,
             "days": a.days,

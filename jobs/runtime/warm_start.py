@@ -75,7 +75,7 @@ def training_mode(
             f"{new_item_share:.1%} of tonight's vocabulary is new to it (--max-new-items {max_new_items:.0%})"
         )
     return WARM, (
-        f"last full training {full_retrain_date} ({age} days ago), "
+        f"last full training {full_retrain_date} ({age} day{'' if age == 1 else 's'} ago), "
         f"{new_item_share:.1%} of the vocabulary new"
     )
 

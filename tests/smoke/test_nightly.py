@@ -357,6 +357,15 @@ def test_the_first_night_trains_from_scratch_and_the_second_from_the_champion(
     assert second["training"]["full_retrain_date"] == D1.isoformat()
     assert second["training"]["carried"]["items_carried"] > 0
     assert len(second["epochs_run"]) <= NightOptions().warm_epochs
+    first_page = (root / f"reports/dt={D1}/night.html").read_text()
+    assert (
+        "Trained from scratch: no model to start from at models:/cartwheel-two-tower@champion"
+        in first_page
+    )
+    second_page = (root / f"reports/dt={D2}/night.html").read_text()
+    assert (
+        f"Warm-started from {second['training']['source']}: last full training {D1}" in second_page
+    )
 
 
 def test_the_second_nights_rank_carries_the_first_nights_lists(
