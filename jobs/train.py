@@ -130,6 +130,11 @@ class TrainConfig(DatedStepConfig, T.TrainSettings, M.ModelShape):
             )
         if self.restart and self.resume:
             raise ConfigError("--restart and --resume contradict each other")
+        if self.warm_start is not None and not registry.MODEL_URI.match(self.warm_start):
+            raise ConfigError(
+                f"invalid config value warm_start={self.warm_start!r}: use models:/NAME@ALIAS or "
+                "models:/NAME/VERSION"
+            )
 
     @property
     def shard_id(self) -> str:

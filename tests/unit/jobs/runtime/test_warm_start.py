@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from jobs.runtime import warm_start as W
+from jobs.train import TrainConfig
+from pipelines.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 
@@ -59,3 +61,17 @@ def test_categories_map_to_the_old_category_most_shared_items_had() -> None:
     # category 2: old items 4, 2, 3 had categories 2, 3, 3 -> 3; category 3: only a new item;
     # category 4: old item 5 had category 4
     assert got.tolist() == [0, 1, 3, -1, 4]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"warm_start": "champion"}, r"warm_start='champion': use models:/NAME@ALIAS"),
+        ({"warm_replay": 1.5}, r"warm_replay=1\.5"),
+        ({"max_new_items": -0.1}, r"max_new_items=-0\.1"),
+        ({"full_retrain_every": 0}, r"full_retrain_every=0"),
+    ],
+)
+def test_bad_warm_start_flags_are_named(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(data_root="/x", run_date=NIGHT, **values).validate()
