@@ -26,6 +26,7 @@ from jobs.runtime import registry
 from jobs.runtime import warm_start as W
 from jobs.runtime.checkpoints import CheckpointStore, load_model
 from jobs.runtime.manifest import RunResult
+from pipelines import model as M
 from pipelines import train as T
 from pipelines.errors import InputError
 from tests.conftest import TEMPLATE_TRAIN, copy_root
@@ -243,23 +244,33 @@ def test_a_warm_start_carries_the_registered_model_and_starts_new_items_fresh(
     assert "warm training from models:/cartwheel-two-tower/" in train.summarize(result)
 
 
-def test_a_warm_start_without_a_model_trains_from_scratch(
-    spark: SparkSession, shards_root: Path, tmp_path: Path
+def test_a_warm_start_without_a_model_plans_a_full_training(
+    shards_root: Path, tmp_path: Path
 ) -> None:
-    result = train.main(
-        spark,
-        train.TrainConfig(
-            data_root=str(shards_root), run_date=END, epochs=1,
-            warm_start="models:/cartwheel-two-tower@no-such-alias",
-            checkpoint_dir=str(tmp_path / "ckpt"), model_name="cold-test", **SMALL,
-        ),
+    registry.configure_tracking(str(shards_root))
+    manifest = json.loads((shards_root / "shards" / END.isoformat() / "_manifest.json").read_text())
+    config = train.TrainConfig(data_root=str(shards_root), run_date=END, **SMALL)
+    model_config = M.ModelConfig(
+        num_items=manifest["vocab"]["num_items"], num_categories=manifest["vocab"]["num_categories"],
+        history_length=manifest["history_length"], **config.shape(),
     )  # fmt: skip
-    m = result.manifest
-    assert result.succeeded and m["training"]["mode"] == "full" and m["epochs_run"] == [1]
-    assert m["training"]["reason"] == (
-        "no model to start from at models:/cartwheel-two-tower@no-such-alias"
-    )
-    assert not (tmp_path / "ckpt" / "warm_start.pt").exists()
+    weights = tmp_path / "warm_start.pt"
+    planned = W.plan(
+        "models:/cartwheel-two-tower@no-such-alias", END, model_config,
+        str(shards_root / "shards" / END.isoformat() / "vocab" / "items"),
+        full_retrain_every=7, max_new_items=0.2, weights_path=str(weights), seed=0,
+    )  # fmt: skip
+    assert planned.mode == W.FULL and planned.source is None
+    assert planned.reason == "no model to start from at models:/cartwheel-two-tower@no-such-alias"
+    assert planned.full_retrain_date == END.isoformat() and not weights.exists()
+    # the same model under its real alias is a warm start, its weights written for the workers
+    warm = W.plan(
+        "models:/cartwheel-two-tower@candidate", END, model_config,
+        str(shards_root / "shards" / END.isoformat() / "vocab" / "items"),
+        full_retrain_every=7, max_new_items=0.2, weights_path=str(weights), seed=0,
+    )  # fmt: skip
+    assert warm.mode == W.WARM and warm.carried is not None and warm.carried["items_new"] == 0
+    assert weights.exists()
 
 
 def _copy_shards(shards_root: Path, tmp_path: Path) -> Path:
