@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from jobs.runtime import registry
+from jobs.runtime.training import item_tables
 from pipelines import model as M
 from pipelines.common import FIRST_INDEX
 from pipelines.errors import InputError
@@ -32,6 +33,18 @@ log = logging.getLogger("cartwheel")
 FULL, WARM = "full", "warm"
 TRAINING_TAG = "cartwheel.training"
 FULL_RETRAIN_TAG = "cartwheel.full_retrain_date"
+
+# The rule's defaults and their help, declared once for train's flags and the night's.
+WARM_EPOCHS = 2
+FULL_RETRAIN_EVERY = 7
+FULL_RETRAIN_EVERY_HELP = (
+    "train from scratch when the model's last full training is this many days before the run "
+    "date or more"
+)
+MAX_NEW_ITEMS = 0.2
+MAX_NEW_ITEMS_HELP = (
+    "train from scratch when more than this share of tonight's vocabulary is new to the model"
+)
 
 
 @dataclass
@@ -50,6 +63,22 @@ class Training:
         return asdict(self)
 
 
+def full_training_due(
+    run_date: dt.date, full_retrain_date: dt.date | None, full_retrain_every: int
+) -> str | None:
+    """Why the lineage is due a full training (no lineage tag, or its last full training is
+    ``full_retrain_every`` days old or more), or None: a rule that reads only the registry."""
+    if full_retrain_date is None:
+        return f"the model to start from has no {FULL_RETRAIN_TAG} tag"
+    age = (run_date - full_retrain_date).days
+    if age >= full_retrain_every:
+        return (
+            f"its last full training ({full_retrain_date}) is {age} days before the run date "
+            f"(--full-retrain-every {full_retrain_every})"
+        )
+    return None
+
+
 def training_mode(
     run_date: dt.date,
     *,
@@ -60,14 +89,11 @@ def training_mode(
     max_new_items: float,
 ) -> tuple[str, str]:
     """(FULL or WARM, the reason) for a night that has a model to start from."""
-    if full_retrain_date is None:
-        return FULL, f"the model to start from has no {FULL_RETRAIN_TAG} tag"
+    due = full_training_due(run_date, full_retrain_date, full_retrain_every)
+    if due is not None:
+        return FULL, due
+    assert full_retrain_date is not None
     age = (run_date - full_retrain_date).days
-    if age >= full_retrain_every:
-        return FULL, (
-            f"its last full training ({full_retrain_date}) is {age} days before the run date "
-            f"(--full-retrain-every {full_retrain_every})"
-        )
     if shape_differences:
         return FULL, f"its shape differs from the configured one: {', '.join(shape_differences)}"
     if new_item_share > max_new_items:
@@ -137,21 +163,24 @@ def plan(
     tags = version.tags or {}
     source = f"models:/{name}/{version.version}"
     lineage = tags.get(FULL_RETRAIN_TAG)
+    lineage_date = dt.date.fromisoformat(lineage) if lineage else None
+    # A night the schedule sends to full training needs nothing more than the tags: the model
+    # itself (pyfunc and item table) is loaded only when a warm start is still possible.
+    due = full_training_due(run_date, lineage_date, full_retrain_every)
+    if due is not None:
+        return Training(FULL, due, today)
     champion = registry.resolve(source)
     old = champion.tower.model
-    vocab = pd.read_parquet(vocab_items, columns=["item_idx", "item_id", "category_idx"])
+    vocab = pd.read_parquet(vocab_items, columns=["item_idx", "item_id"])
     new_ids = np.full(model_config.num_items, "", dtype=object)
     new_ids[vocab["item_idx"].to_numpy()] = vocab["item_id"].to_numpy()
-    new_category = torch.zeros(model_config.num_items, dtype=torch.long)
-    new_category[torch.as_tensor(vocab["item_idx"].to_numpy(), dtype=torch.long)] = torch.as_tensor(
-        vocab["category_idx"].to_numpy(), dtype=torch.long
-    )
+    new_category, _ = item_tables(vocab_items, model_config.num_items)
     item_source = M.index_map(list(new_ids), list(champion.item_ids))
     real = model_config.num_items - FIRST_INDEX
     new_share = float((item_source[FIRST_INDEX:] < 0).sum()) / max(1, real)
     mode, reason = training_mode(
         run_date,
-        full_retrain_date=dt.date.fromisoformat(lineage) if lineage else None,
+        full_retrain_date=lineage_date,
         full_retrain_every=full_retrain_every,
         shape_differences=_shape_differences(old.config, model_config),
         new_item_share=new_share,

@@ -245,7 +245,7 @@ def test_a_warm_start_carries_the_registered_model_and_starts_new_items_fresh(
 
 
 def test_a_warm_start_without_a_model_plans_a_full_training(
-    shards_root: Path, tmp_path: Path
+    shards_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry.configure_tracking(str(shards_root))
     manifest = json.loads((shards_root / "shards" / END.isoformat() / "_manifest.json").read_text())
@@ -271,6 +271,21 @@ def test_a_warm_start_without_a_model_plans_a_full_training(
     )  # fmt: skip
     assert warm.mode == W.WARM and warm.carried is not None and warm.carried["items_new"] == 0
     assert weights.exists()
+    # a week later the schedule asks for a full training: decided from the tags, the model unloaded
+    weights.unlink()
+
+    def loaded(uri: str) -> None:
+        raise AssertionError(f"{uri} was loaded for a night that trains in full")
+
+    monkeypatch.setattr(W.registry, "resolve", loaded)
+    due = W.plan(
+        "models:/cartwheel-two-tower@candidate", END + dt.timedelta(days=7), model_config,
+        str(shards_root / "shards" / END.isoformat() / "vocab" / "items"),
+        full_retrain_every=7, max_new_items=0.2, weights_path=str(weights), seed=0,
+    )  # fmt: skip
+    assert due.mode == W.FULL and "(--full-retrain-every 7)" in due.reason
+    assert due.full_retrain_date == (END + dt.timedelta(days=7)).isoformat()
+    assert not weights.exists()
 
 
 def _copy_shards(shards_root: Path, tmp_path: Path) -> Path:
