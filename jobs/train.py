@@ -99,7 +99,7 @@ class TrainConfig(DatedStepConfig, T.TrainSettings, M.ModelShape):
         "its vocabulary carried into tonight's (new items start fresh), for at most "
         "--warm-epochs epochs; trains from scratch when it does not exist or the rule says so",
     )
-    warm_epochs: AtLeast1 = opt(default=2, help="maximum epochs of a warm start")
+    warm_epochs: AtLeast1 = opt(default=W.WARM_EPOCHS, help="maximum epochs of a warm start")
     warm_days: NonNegative = opt(
         default=1,
         help="a warm start trains on the examples whose targets fall in the last N days of the "
@@ -110,14 +110,10 @@ class TrainConfig(DatedStepConfig, T.TrainSettings, M.ModelShape):
         help="... plus this share of the older train examples, sampled again every epoch",
     )
     full_retrain_every: AtLeast1 = opt(
-        default=7,
-        help="with --warm-start: train from scratch when the model's last full training is this "
-        "many days before the run date or more",
+        default=W.FULL_RETRAIN_EVERY, help=f"with --warm-start: {W.FULL_RETRAIN_EVERY_HELP}"
     )
     max_new_items: Fraction = opt(
-        default=0.2,
-        help="with --warm-start: train from scratch when more than this share of tonight's "
-        "vocabulary is new to the model",
+        default=W.MAX_NEW_ITEMS, help=f"with --warm-start: {W.MAX_NEW_ITEMS_HELP}"
     )
 
     def validate(self) -> None:

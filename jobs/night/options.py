@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from jobs.night.steps import PROFILES, SESSIONS, SHOP, STEP_NAMES, STEPS
+from jobs.runtime import warm_start as W
 from jobs.runtime.config import (
     AtLeast1,
     DatedStepConfig,
@@ -39,14 +40,11 @@ class NightOptions:
         "is no champion, on the --full-retrain-every schedule, or when the vocabulary drifted "
         "(--max-new-items); --no-warm-start: every night from scratch",
     )
-    warm_epochs: AtLeast1 = opt(default=2, help="maximum epochs of a warm-started night")
-    full_retrain_every: AtLeast1 = opt(
-        default=7, help="train from scratch when the last full training is this many days old"
+    warm_epochs: AtLeast1 = opt(
+        default=W.WARM_EPOCHS, help="maximum epochs of a warm-started night"
     )
-    max_new_items: Fraction = opt(
-        default=0.2,
-        help="train from scratch when more than this share of the vocabulary is new to the champion",
-    )
+    full_retrain_every: AtLeast1 = opt(default=W.FULL_RETRAIN_EVERY, help=W.FULL_RETRAIN_EVERY_HELP)
+    max_new_items: Fraction = opt(default=W.MAX_NEW_ITEMS, help=W.MAX_NEW_ITEMS_HELP)
     batch_size: AtLeast1 = opt(
         default=256, help="examples per worker per step; a small night uses smaller batches"
     )
