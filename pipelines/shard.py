@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import math
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
 from pipelines.frames import spark_hash_long
 
 # Below this many rows a split is dealt exactly (one global ordering is cheap at this size).
 EXACT_DEAL_MAX_ROWS = 200_000
+
+
+def one_partition() -> WindowSpec:
+    """The exact deal's window: every row in one partition, on purpose and bounded by
+    ``EXACT_DEAL_MAX_ROWS``. Keyed by a constant rather than left unpartitioned, so that Spark
+    does not warn, for every split, that it moves all data to one partition (a small night
+    printed 20 such warnings)."""
+    return Window.partitionBy(F.lit(0))
 
 
 def estimated_row_bytes(history_length: int) -> int:
@@ -48,10 +56,8 @@ def deal(examples: DataFrame, num_files: int, rows: int, seed: int) -> DataFrame
     )
     keyed = examples.withColumn("_key", key)
     if rows <= EXACT_DEAL_MAX_ROWS:
-        rank = (
-            F.row_number().over(Window.orderBy("_key", "user_id", "target_time", "target_item_id"))
-            - 1
-        )
+        order = one_partition().orderBy("_key", "user_id", "target_time", "target_item_id")
+        rank = F.row_number().over(order) - 1
         return keyed.withColumn("_file", F.pmod(rank, F.lit(num_files)).cast("int"))
     return keyed.withColumn(
         "_file", F.pmod(F.xxhash64(F.lit(seed + 1), F.col("_key")), F.lit(num_files)).cast("int")
@@ -107,7 +113,7 @@ def deal_lists(lists: DataFrame, num_files: int, n_lists: int, seed: int) -> Dat
     differ by at most one), more by a hash of the list."""
     key = F.xxhash64(F.lit(seed), F.col("group_id"))
     if n_lists <= EXACT_DEAL_MAX_ROWS:
-        order = Window.orderBy("_key", "group_id")
+        order = one_partition().orderBy("_key", "group_id")
         files = (
             lists.select("group_id")
             .distinct()
