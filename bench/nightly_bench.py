@@ -8,12 +8,15 @@ memory of its whole process tree (driver JVM, Python, Horovod and Spark workers)
 last night again (every step skipped). The first night starts from nothing (clean reads every
 day of its window, rank tunes its generators on val); a later night is the steady state (clean
 reads the new day, rank takes the generator settings the first night chose: ``--retune-days``).
-Writes ``bench/results/nightly-<rows>.json``: per night the wall time, rows/s (over the raw
+Writes ``bench/results/nightly-<rows>.json``: per night how train ran (full or warm-started,
+and why), the wall time, rows/s (over the raw
 rows of the night's window, clean's ``rows_in``, days it reused included), peak memory,
 and per step the wall time, rows in/out and the peak memory while it ran (from the step
 manifests' start and end), the test recall@20 of every method and the gate; the first
 night's figures also stand at the top level (``night``, ``steps``), as in files written before
-the bench ran more than one night.
+the bench ran more than one night. With two nights or more it also writes
+``bench/results/night-steady-<rows>.json``: rows, days, the cold (first) night's wall time and
+peak memory, and the steady (last) night's, per step too.
 
 usage: python bench/nightly_bench.py [--rows 1000000 10000000] [--days 7] [--epochs 2]
                                      [--nights 2]
@@ -92,6 +95,43 @@ def measure_night(
         ],
         # where rank's generator settings came from: tuned tonight, or an earlier night's
         "rank_tuning_reused_from": (ranked.get("tuning") or {}).get("reused_from"),
+        # full or warm-started training, and why (train's plan)
+        "training": {
+            k: v
+            for k, v in (
+                json.loads((runs / "train.json").read_text()).get("training") or {}
+            ).items()
+            if k in ("mode", "reason", "source")
+        },
+    }
+
+
+def steady_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """The issue's ``night-steady-<rows>`` figures: the first (cold) night and the last night
+    of the run (the steady state: clean reads the new day, train warm-starts)."""
+    cold, steady = doc["nights"][0], doc["nights"][-1]
+    return {
+        "rows": doc["generated_rows"],
+        "days": doc["days"],
+        "window_raw_rows": {"cold": doc["raw_rows"], "steady": steady["steps"]["clean"]["rows_in"]},
+        "cold": {
+            "run_date": cold["run_date"],
+            "status": cold["night"]["status"],
+            "wall_s": cold["night"]["wall_s"],
+            "peak_rss_mb": cold["night"]["peak_rss_mb"],
+            "training": cold["training"],
+        },
+        "steady": {
+            "run_date": steady["run_date"],
+            "status": steady["night"]["status"],
+            "wall_s": steady["night"]["wall_s"],
+            "peak_rss_mb": steady["night"]["peak_rss_mb"],
+            "training": steady["training"],
+            "steps": {
+                name: {"wall_s": s["wall_s"], "peak_rss_mb": s["peak_rss_mb"]}
+                for name, s in steady["steps"].items()
+            },
+        },
     }
 
 
@@ -150,6 +190,9 @@ def main() -> None:
         doc = bench(rows, args.days, args.epochs, args.nights, work)
         path = write_result(f"nightly-{rows}", doc)
         print(f"[nightly-bench] {rows:,} rows -> {path}")
+        if len(doc["nights"]) > 1:
+            steady = write_result(f"night-steady-{rows}", steady_summary(doc))
+            print(f"[nightly-bench] cold and steady-state nights -> {steady}")
         for n in doc["nights"]:
             print(f"  night {n['run_date']}: {n['night']['status']} in {n['night']['wall_s']:.0f}s, "
                   f"peak {n['night']['peak_rss_mb']:.0f} MB")  # fmt: skip
