@@ -114,24 +114,25 @@ def steady_summary(doc: dict[str, Any]) -> dict[str, Any]:
         "rows": doc["generated_rows"],
         "days": doc["days"],
         "window_raw_rows": {"cold": doc["raw_rows"], "steady": steady["steps"]["clean"]["rows_in"]},
-        "cold": {
-            "run_date": cold["run_date"],
-            "status": cold["night"]["status"],
-            "wall_s": cold["night"]["wall_s"],
-            "peak_rss_mb": cold["night"]["peak_rss_mb"],
-            "training": cold["training"],
-        },
+        "cold": night_figures(cold),
         "steady": {
-            "run_date": steady["run_date"],
-            "status": steady["night"]["status"],
-            "wall_s": steady["night"]["wall_s"],
-            "peak_rss_mb": steady["night"]["peak_rss_mb"],
-            "training": steady["training"],
+            **night_figures(steady),
             "steps": {
                 name: {"wall_s": s["wall_s"], "peak_rss_mb": s["peak_rss_mb"]}
                 for name, s in steady["steps"].items()
             },
         },
+    }
+
+
+def night_figures(night: dict[str, Any]) -> dict[str, Any]:
+    """One measured night's run date, status, wall time, peak RSS and how it trained."""
+    return {
+        "run_date": night["run_date"],
+        "status": night["night"]["status"],
+        "wall_s": night["night"]["wall_s"],
+        "peak_rss_mb": night["night"]["peak_rss_mb"],
+        "training": night["training"],
     }
 
 
