@@ -7,6 +7,11 @@ default ``models:/cartwheel-two-tower@champion``). Writes ``recs/user_topk/dt=D/
 unsellable items) and ``recs/item_similar/dt=D/`` (each vocabulary item's ``--k`` nearest
 items by embedding), replacing only that date's partition, and ``_runs/<run-date>/score.json``.
 
+The histories come from the per-user history state (``state/user_history/dt=D/``: each
+active user's last L item events of the window, ``pipelines.user_state``), which score writes
+with the tables: yesterday's state advanced by the new day's events when it is usable, else
+rebuilt from the window (the manifest's ``user_history`` says which, and why).
+
 User vectors are computed in executors by a pandas UDF in iterator form (the model loads once
 per Python worker); the item table is broadcast; top-K is one matrix product + ``torch.topk``
 per Arrow batch. Users without any item event get the most popular candidates
@@ -32,7 +37,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.runtime import layout, registry, scoring
+from jobs.runtime import layout, registry, scoring, user_state
 from jobs.runtime.config import AtLeast1, DatedStepConfig, Fraction, opt, step_config
 from jobs.runtime.lists import Held, ranked_top
 from jobs.runtime.manifest import RunResult, StepRun
@@ -45,6 +50,7 @@ from pipelines import baselines as B
 from pipelines import evaluation as E
 from pipelines import recs as R
 from pipelines import schemas as S
+from pipelines import user_state as U
 from pipelines.errors import InputError
 
 log = logging.getLogger("cartwheel")
@@ -184,35 +190,58 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
             R.item_popularity(events, item_index, cutoff), candidates, config.k + 10_000
         )
         data = scoring.payload(model, candidates, popularity)
-        inputs = R.scoring_inputs(
-            events, item_index, cutoff, model.history_length, config.exclude
-        ).persist(StorageLevel.MEMORY_AND_DISK)
+        part = partition_name(day)
+        length = model.history_length
+        state_plan = user_state.plan(storage, root, day, config.lookback_days, length)
         broadcasts: list[Any] = []
         held = Held("score")
+        inputs: DataFrame | None = None
         try:
-            users = inputs.agg(
-                F.count(F.lit(1)).alias("users"),
-                F.sum((F.col("hist_len") == 0).cast("int")).alias("cold"),
-            ).first()
-            assert users is not None
-            active, cold = int(users["users"]), int(users["cold"] or 0)
-            if active == 0:
-                raise InputError(f"no active users: no events in {days[0]} .. {days[-1]}")
-            log.info(
-                "[score] %s active users (%s cold), %s candidate items, model %s v%s",
-                f"{active:,}", f"{cold:,}", f"{catalog_counts['candidate_items']:,}", model.name, model.version,
-            )  # fmt: skip
-            ranked: dict[str, Any] = {}
-            if config.ranker_uri:
-                topk, ranked = ranked_user_topk(
-                    spark, config, events, inputs, catalog, model, candidates, held
-                )
-            else:
-                scored, bc = scoring.score_users(spark, inputs, data, config.k)
-                broadcasts.append(bc)
-                topk = with_model_columns(scored, model, day, S.USER_TOPK)
-            part = partition_name(day)
             with staging_area(storage, root, "score") as staging:
+                # Tonight's user history state first (yesterday's advanced by the new day, or
+                # rebuilt from the window); the histories of the scoring inputs come from it.
+                state_folder = join(staging, "user_history", part)
+                window = read_clean_events(
+                    spark, storage, root, U.rebuild_partitions(day, config.lookback_days)
+                )
+                if state_plan.previous is not None:
+                    tonight = U.advance(
+                        user_state.read_state(spark, storage, state_plan.previous),
+                        window.where(F.col("dt").isin(*U.advance_partitions(day))),
+                        day, config.lookback_days, length,
+                    )  # fmt: skip
+                else:
+                    log.info("[score] rebuilding the user history state: %s", state_plan.reason)
+                    tonight = U.rebuild(window, day, config.lookback_days, length)
+                state_users = user_state.write_state(
+                    storage, tonight, state_folder, root, day, config.lookback_days, length,
+                    state_plan,
+                )  # fmt: skip
+                inputs = R.scoring_inputs_from_state(
+                    spark.read.schema(S.USER_HISTORY.schema).parquet(state_folder),
+                    events, item_index, cutoff, length, config.exclude,
+                ).persist(StorageLevel.MEMORY_AND_DISK)  # fmt: skip
+                users = inputs.agg(
+                    F.count(F.lit(1)).alias("users"),
+                    F.sum((F.col("hist_len") == 0).cast("int")).alias("cold"),
+                ).first()
+                assert users is not None
+                active, cold = int(users["users"]), int(users["cold"] or 0)
+                if active == 0:
+                    raise InputError(f"no active users: no events in {days[0]} .. {days[-1]}")
+                log.info(
+                    "[score] %s active users (%s cold), %s candidate items, model %s v%s",
+                    f"{active:,}", f"{cold:,}", f"{catalog_counts['candidate_items']:,}", model.name, model.version,
+                )  # fmt: skip
+                ranked: dict[str, Any] = {}
+                if config.ranker_uri:
+                    topk, ranked = ranked_user_topk(
+                        spark, config, events, inputs, catalog, model, candidates, held
+                    )
+                else:
+                    scored, bc = scoring.score_users(spark, inputs, data, config.k)
+                    broadcasts.append(bc)
+                    topk = with_model_columns(scored, model, day, S.USER_TOPK)
                 topk.write.parquet(join(staging, "user_topk", part))
                 if config.similar_items:
                     similar, bc2 = scoring.similar_items(spark, data, config.k)
@@ -249,13 +278,20 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
                         join(staging, "item_similar"), join(recs, "item_similar"), [part]
                     )
                     outputs.append(join(recs, "item_similar", part))
+                storage.publish_partitions(
+                    join(staging, "user_history"), layout.user_history_root(root), [part]
+                )
+                outputs.append(layout.user_history(root, day))
         finally:
             held.release()
-            inputs.unpersist()
+            if inputs is not None:
+                inputs.unpersist()
             item_index.unpersist()
             for b in broadcasts:
                 b.unpersist()
         run.inputs = [layout.clean_events(root), layout.raw_catalog(root), config.model_uri]
+        if state_plan.previous is not None:
+            run.inputs.append(state_plan.previous)
         if config.ranker_uri:
             run.inputs.append(config.ranker_uri)
         run.outputs = outputs
@@ -278,6 +314,7 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
             **coverage,
             **catalog_counts,
             "ranker": ranked or None,
+            "user_history": {**state_plan.to_dict(), "users": state_users},
         }
     return run.result()
 

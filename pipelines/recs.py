@@ -24,6 +24,7 @@ from torch import Tensor
 
 from pipelines import label as L
 from pipelines import schemas as S
+from pipelines import user_state as U
 
 MODEL, POPULARITY = "model", "popularity"
 EXCLUDE_RULES: dict[str, tuple[str, ...]] = {
@@ -70,19 +71,55 @@ def scoring_inputs(
         .groupBy("user_id")
         .agg(F.sort_array(F.collect_list(F.struct("pos", L.history_entry().alias("e")))).alias("h"))
     )
-    hidden = EXCLUDE_RULES[exclude]
-    excluded = (
-        items.where(F.col("event_type").isin(*hidden) & (F.col("idx") >= L.FIRST_INDEX))
+    active = users.select("user_id") if users is not None else before.select("user_id")
+    return _inputs(active.distinct(), hist, exclusions(items, exclude), cutoff, Ln)
+
+
+def scoring_inputs_from_state(
+    state: DataFrame,
+    events: DataFrame,
+    item_index: DataFrame,
+    cutoff: dt.date,
+    history_length: int,
+    exclude: str,
+) -> DataFrame:
+    """``scoring_inputs`` for every user of a per-user history state (``S.USER_HISTORY`` as
+    of the day before ``cutoff``, ``pipelines.user_state``): the histories come from the state,
+    so the window's events are not sorted; ``events`` (before the cutoff) give only the items
+    the ``exclude`` rule hides. Equal to ``scoring_inputs`` over the state's window."""
+    items = L.indexed_events(
+        events.where(F.col("item_id").isNotNull() & (F.col("event_time") < L.day_start(cutoff))),
+        F.broadcast(item_index.select("item_id", "item_idx")),
+    )
+    hist = U.history_positions(
+        state.select("user_id", F.slice("events", 1, history_length).alias("events")), item_index
+    )
+    return _inputs(
+        state.select("user_id"), hist, exclusions(items, exclude), cutoff, history_length
+    )
+
+
+def exclusions(items: DataFrame, exclude: str) -> DataFrame:
+    """``indexed_events`` of item events -> (user_id, ``excluded_idx``): the vocabulary items
+    the ``exclude`` rule hides from each user, sorted."""
+    return (
+        items.where(
+            F.col("event_type").isin(*EXCLUDE_RULES[exclude]) & (F.col("idx") >= L.FIRST_INDEX)
+        )
         .groupBy("user_id")
         .agg(F.array_sort(F.collect_set("idx")).alias("excluded_idx"))
     )
-    active = (
-        users.select("user_id").distinct() if users is not None else before.select("user_id")
-    ).distinct()
+
+
+def _inputs(
+    active: DataFrame, hist: DataFrame, excluded: DataFrame, cutoff: dt.date, length: int
+) -> DataFrame:
+    """Users + their (user_id, ``h``: positioned history entries) + their exclusions -> the
+    ``SCORING_INPUT_COLUMNS`` (a user missing from ``hist`` gets an empty history)."""
     recent_first = F.coalesce(
         F.transform(F.col("h"), lambda x: x["e"]), F.array().cast(f"array<{L.HISTORY_ENTRY}>")
     )
-    columns = L.history_columns(recent_first, F.lit(cutoff_seconds(cutoff)), Ln)
+    columns = L.history_columns(recent_first, F.lit(cutoff_seconds(cutoff)), length)
     return (
         active.join(hist, on="user_id", how="left")
         .join(excluded, on="user_id", how="left")

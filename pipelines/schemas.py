@@ -140,6 +140,24 @@ QUARANTINE = _table(
     ("dt", DATE, False),
 )
 
+# -- the per-user history state (state/user_history/dt=YYYY-MM-DD/, pipelines.user_state) -----
+# One row per user active in the window; ``events`` holds the last L item events, most recent
+# first. The entry's field order is its sort order (time, then event id).
+STATE_ENTRY = T.StructType(
+    [
+        T.StructField("event_time", TIMESTAMP, False),
+        T.StructField("event_id", STRING, False),
+        T.StructField("item_id", STRING, False),
+        T.StructField("event_type", STRING, False),
+    ]
+)
+USER_HISTORY = _table(
+    "state/user_history",
+    ("user_id", STRING, False),
+    ("last_event_time", TIMESTAMP, False),
+    ("events", T.ArrayType(STATE_ENTRY, False), False),
+)
+
 # -- vocabularies (vocab/dt=YYYY-MM-DD/{items,categories}/) -------------------------------------
 VOCAB_ITEMS = _table(
     "vocab/items",

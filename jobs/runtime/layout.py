@@ -11,6 +11,7 @@ A data root is a local folder or any Hadoop URI; the names below are relative to
     quarantine/events/dt=D/   quarantined lines with their reason
     examples/dt=D/split=S/    examples labelled for run date D (+ dt=D/_meta.json)
     vocab/dt=D/{items,categories}  the vocabularies of run date D
+    state/user_history/dt=D/  each user's last L item events of the window ending at D (+ _meta.json)
     shards/<run id>/          Petastorm-ready shards (+ manifest)
     checkpoints/<run id>/     training checkpoints (the ranker's: checkpoints/ranker-D/)
     ranker/dt=D/split=S/      the second stage's candidate lists of run date D (fit, select)
@@ -84,6 +85,15 @@ def vocab(root: str, day: dt.date | str, name: str | None = None) -> str:
     """The vocabularies built for run date ``day``, or one of them (``items``, ``categories``)."""
     folder = join(root, "vocab", partition(day))
     return join(folder, name) if name else folder
+
+
+def user_history(root: str, day: dt.date | str) -> str:
+    """The per-user history state as of the end of ``day`` (``pipelines.user_state``)."""
+    return join(user_history_root(root), partition(day))
+
+
+def user_history_root(root: str) -> str:
+    return join(root, "state", "user_history")
 
 
 def shards(root: str, run_id: str) -> str:

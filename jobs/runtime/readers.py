@@ -243,7 +243,8 @@ def read_parquet_table(
     mismatched = [
         f"{f.name} is {_type_name(have[f.name])}, expected {_type_name(f.dataType)}"
         for f in schema.fields
-        if have[f.name] != f.dataType
+        # by type name: Parquet files record every nested field as nullable
+        if _type_name(have[f.name]) != _type_name(f.dataType)
     ]
     if mismatched:
         raise InputError(f"{what} at {path} has the wrong column types: {'; '.join(mismatched)}")

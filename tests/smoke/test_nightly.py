@@ -368,6 +368,25 @@ def test_the_first_night_trains_from_scratch_and_the_second_from_the_champion(
     )
 
 
+def test_the_second_nights_score_advances_the_first_nights_user_history_state(
+    second_night: dict[str, Any], root: Path
+) -> None:
+    first = json.loads((root / f"_runs/{D1}/score.json").read_text())["user_history"]
+    assert first["built"] == "rebuilt"  # the first night has no state of the day before
+    assert f"no user history state of {D1 - dt.timedelta(days=1)}" in first["reason"]
+    second = json.loads((root / f"_runs/{D2}/score.json").read_text())
+    state = second["user_history"]
+    assert state["built"] == "incremental", state
+    assert state["previous"].endswith(f"state/user_history/dt={D1}")
+    assert state["users"] == second["active_users"] > 0
+    meta = json.loads((root / f"state/user_history/dt={D2}/_meta.json").read_text())
+    assert (meta["built"], meta["users"], meta["lookback_days"]) == (
+        "incremental",
+        state["users"],
+        LOOKBACK,
+    )
+
+
 def test_the_second_nights_rank_carries_the_first_nights_lists(
     spark: SparkSession, second_night: dict[str, Any], root: Path
 ) -> None:
