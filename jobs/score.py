@@ -344,6 +344,8 @@ def summarize(result: RunResult) -> str:
             f"{m['vocabulary_coverage']:.1%} of item events in the model's vocabulary",
             *ranked,
             f"item_similar: {m['item_similar_rows']:,} rows",
+            f"user history state: {m['user_history']['users']:,} users, "
+            f"{m['user_history']['built']} ({m['user_history']['reason']})",
             f"tables: {', '.join(m['outputs'])}",
             f"manifest: {result.manifest_path}",
         ]

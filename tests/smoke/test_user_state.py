@@ -59,6 +59,10 @@ def test_score_advances_yesterdays_state_and_publishes_what_a_rebuild_publishes(
     assert fallback["built"] == "rebuilt" and fallback["previous"] is None
     assert f"no user history state of {PREV}" in fallback["reason"]
     assert state["users"] == fallback["users"] == advanced.manifest["active_users"] > 0
+    assert (
+        f"user history state: {state['users']:,} users, incremental (advanced the user history "
+        f"state of {PREV} by one day)" in score.summarize(advanced)
+    )
     for table in (("state", "user_history"), ("recs", "user_topk")):
         got, want = (
             spark.read.parquet(str(Path(root, *table, layout.partition(END))))
