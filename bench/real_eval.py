@@ -35,7 +35,7 @@ def main() -> None:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="cartwheel-real-eval-"))
     root = str(work / "online-retail")
     # the same ingest .. train as bench/quality.py; evaluate at the baselines' defaults
-    steps = commands(DATASETS["online-retail"], root, args.epochs)
+    steps = commands(DATASETS["online-retail"], root, args.epochs, ranker=False)
     steps["evaluate"] = ["evaluate", "--data-root", root, "--run-date", RUN_DATE,
                          "--no-tune-baselines", "--exclude", args.exclude]  # fmt: skip
     timings = {}

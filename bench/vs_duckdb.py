@@ -174,7 +174,9 @@ def compare_examples(cartwheel: Path, twin: Path) -> dict[str, int]:
     b = f"SELECT {cols} FROM read_parquet('{twin}/split=*/*.parquet', hive_partitioning = true)"
 
     def count(sql: str) -> int:
-        return int(con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0])
+        row = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
+        assert row is not None  # a count always returns one row
+        return int(row[0])
 
     return {
         "cartwheel_rows": count(a),
