@@ -142,17 +142,17 @@ def ranked_user_topk(
     spark: SparkSession,
     config: ScoreConfig,
     events: DataFrame,
-    inputs: DataFrame,
+    active: DataFrame,
     catalog: DataFrame,
     model: registry.ResolvedModel,
     candidates: Any,
     held: Held,
 ) -> tuple[DataFrame, dict[str, Any]]:
-    """``USER_TOPK`` rows of the ranker's lists for every user of ``inputs`` (the window's
-    ``events`` up to the run date), and what the manifest says of them: the ranker and each
-    generator's candidates."""
+    """``USER_TOPK`` rows of the ranker's lists for every user of ``active`` (the user history
+    state's: anyone with an event in the window), from the window's ``events`` up to the run
+    date, and what the manifest says of them: the ranker and each generator's candidates."""
     ranker = registry.resolve_ranker(config.ranker_uri or "")
-    users = held.keep(inputs.select("user_id"))
+    users = held.keep(active.select("user_id"))
     f = E.EvalFrames(
         events, users, held.keep(scoring.candidate_items(spark, model, candidates)),
         held.keep(E.exclusions_of(events, users, config.exclude)), config.k,
@@ -217,13 +217,20 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
                     storage, tonight, state_folder, root, day, config.lookback_days, length,
                     state_plan,
                 )  # fmt: skip
-                inputs = R.scoring_inputs_from_state(
-                    spark.read.schema(S.USER_HISTORY.schema).parquet(state_folder),
-                    events, item_index, cutoff, length, config.exclude,
-                ).persist(StorageLevel.MEMORY_AND_DISK)  # fmt: skip
+                stored = spark.read.schema(S.USER_HISTORY.schema).parquet(state_folder)
+                if config.ranker_uri:
+                    # The ranker's generators read the window themselves: of the two-tower's
+                    # inputs only who is active (and who has no item event) is needed.
+                    inputs = stored.select(
+                        "user_id", F.size("events").alias(S.HISTORY_LENGTH)
+                    ).persist(StorageLevel.MEMORY_AND_DISK)
+                else:
+                    inputs = R.scoring_inputs_from_state(
+                        stored, events, item_index, cutoff, length, config.exclude
+                    ).persist(StorageLevel.MEMORY_AND_DISK)
                 users = inputs.agg(
                     F.count(F.lit(1)).alias("users"),
-                    F.sum((F.col("hist_len") == 0).cast("int")).alias("cold"),
+                    F.sum((F.col(S.HISTORY_LENGTH) == 0).cast("int")).alias("cold"),
                 ).first()
                 assert users is not None
                 active, cold = int(users["users"]), int(users["cold"] or 0)

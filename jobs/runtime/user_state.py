@@ -53,7 +53,7 @@ def clean_digests(storage: Storage, root: str, days: list[dt.date]) -> dict[str,
     }
 
 
-def _depends_on(run_date: dt.date, lookback_days: int) -> list[dt.date]:
+def depends_on(run_date: dt.date, lookback_days: int) -> list[dt.date]:
     """The clean partitions a state of ``run_date`` read that tomorrow's still depends on."""
     return U.rebuild_partitions(run_date, lookback_days)[1:]
 
@@ -81,7 +81,7 @@ def plan(
             f"the {WHAT} of {yesterday} was built for --lookback-days {built_for[0]} and "
             f"history length {built_for[1]}, tonight needs {lookback_days} and {length}",
         )
-    now = clean_digests(storage, root, _depends_on(yesterday, lookback_days))
+    now = clean_digests(storage, root, depends_on(yesterday, lookback_days))
     changed = [p for p, digest in now.items() if recorded.get(p) != digest]
     if changed:
         return StatePlan(
@@ -121,7 +121,7 @@ def write_state(
             "window_start": U.window_start(run_date, lookback_days).isoformat(),
             "users": users,
             **state_plan.to_dict(),
-            "clean_partitions": clean_digests(storage, root, _depends_on(run_date, lookback_days)),
+            "clean_partitions": clean_digests(storage, root, depends_on(run_date, lookback_days)),
         },
     )
     log.info("[score] %s of %s: %s users (%s)", WHAT, run_date, f"{users:,}", state_plan.reason)

@@ -33,7 +33,7 @@ def data_root(tmp_path: Path) -> tuple[Storage, str]:
     meta = {
         "lookback_days": LOOKBACK,
         "history_length": LENGTH,
-        "clean_partitions": US.clean_digests(storage, root, US._depends_on(YESTERDAY, LOOKBACK)),
+        "clean_partitions": US.clean_digests(storage, root, US.depends_on(YESTERDAY, LOOKBACK)),
     }
     (state / "_meta.json").write_text(json.dumps(meta))
     return storage, root
