@@ -213,39 +213,28 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
                 else:
                     log.info("[score] rebuilding the user history state: %s", state_plan.reason)
                     tonight = U.rebuild(window, day, config.lookback_days, length)
-                state_users = user_state.write_state(
+                active, cold = user_state.write_state(
                     storage, tonight, state_folder, root, day, config.lookback_days, length,
                     state_plan,
                 )  # fmt: skip
-                stored = spark.read.schema(S.USER_HISTORY.schema).parquet(state_folder)
-                if config.ranker_uri:
-                    # The ranker's generators read the window themselves: of the two-tower's
-                    # inputs only who is active (and who has no item event) is needed.
-                    inputs = stored.select(
-                        "user_id", F.size("events").alias(S.HISTORY_LENGTH)
-                    ).persist(StorageLevel.MEMORY_AND_DISK)
-                else:
-                    inputs = R.scoring_inputs_from_state(
-                        stored, events, item_index, cutoff, length, config.exclude
-                    ).persist(StorageLevel.MEMORY_AND_DISK)
-                users = inputs.agg(
-                    F.count(F.lit(1)).alias("users"),
-                    F.sum((F.col(S.HISTORY_LENGTH) == 0).cast("int")).alias("cold"),
-                ).first()
-                assert users is not None
-                active, cold = int(users["users"]), int(users["cold"] or 0)
                 if active == 0:
                     raise InputError(f"no active users: no events in {days[0]} .. {days[-1]}")
+                stored = spark.read.schema(S.USER_HISTORY.schema).parquet(state_folder)
                 log.info(
                     "[score] %s active users (%s cold), %s candidate items, model %s v%s",
                     f"{active:,}", f"{cold:,}", f"{catalog_counts['candidate_items']:,}", model.name, model.version,
                 )  # fmt: skip
                 ranked: dict[str, Any] = {}
                 if config.ranker_uri:
+                    # The ranker's generators read the window themselves: of the two-tower's
+                    # inputs only who is active is needed, and the state holds that.
                     topk, ranked = ranked_user_topk(
-                        spark, config, events, inputs, catalog, model, candidates, held
+                        spark, config, events, stored, catalog, model, candidates, held
                     )
                 else:
+                    inputs = R.scoring_inputs_from_state(
+                        stored, events, item_index, cutoff, length, config.exclude
+                    ).persist(StorageLevel.MEMORY_AND_DISK)
                     scored, bc = scoring.score_users(spark, inputs, data, config.k)
                     broadcasts.append(bc)
                     topk = with_model_columns(scored, model, day, S.USER_TOPK)
@@ -321,7 +310,7 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
             **coverage,
             **catalog_counts,
             "ranker": ranked or None,
-            "user_history": {**state_plan.to_dict(), "users": state_users},
+            "user_history": {**state_plan.to_dict(), "users": active},
         }
     return run.result()
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from jobs.runtime import layout
 from jobs.runtime.fingerprint import paths_digest
@@ -106,12 +107,23 @@ def write_state(
     lookback_days: int,
     length: int,
     state_plan: StatePlan,
-) -> int:
-    """Write ``state`` and its ``_meta.json`` to ``folder`` (a staging partition); the users it
-    holds. The first action over yesterday's state runs here, so a damaged file is named."""
+) -> tuple[int, int]:
+    """Write ``state`` and its ``_meta.json`` to ``folder`` (a staging partition); (the users
+    it holds, those of them without an item event), from one pass over the written files. The
+    first action over yesterday's state runs here, so a damaged file is named."""
     with naming_bad_files(WHAT):
         state.write.parquet(folder)
-    users = state.sparkSession.read.parquet(folder).count()
+    counts = (
+        state.sparkSession.read.schema(S.USER_HISTORY.schema)
+        .parquet(folder)
+        .agg(
+            F.count(F.lit(1)).alias("users"),
+            F.sum((F.size("events") == 0).cast("long")).alias("without_items"),
+        )
+        .first()
+    )
+    assert counts is not None  # a global aggregate has one row
+    users, without_items = int(counts["users"]), int(counts["without_items"] or 0)
     storage.write_json(
         join(folder, "_meta.json"),
         {
@@ -125,4 +137,4 @@ def write_state(
         },
     )
     log.info("[score] %s of %s: %s users (%s)", WHAT, run_date, f"{users:,}", state_plan.reason)
-    return users
+    return users, without_items
