@@ -17,7 +17,7 @@ filtered (valid records we deliberately drop; counted by reason):
   blank_line              an empty line
   ignored_event_type      a recognised non-interaction event (cancel, return, refund)
   bot_user                a user-day over the configured event-rate rule
-  exact_duplicate         the same record again in the same partition day
+  exact_duplicate         the same record again in the same partition day (equal raw fields)
   double_fire             same user, item (or query) and type within ``double_fire_seconds``
                           of the previous such event
 
@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
 from pipelines import schemas as S
@@ -307,18 +307,38 @@ def canonical_event_type(raw: Column, rules: CleanRules) -> Column:
 
 
 def assign_record_reasons(parsed: DataFrame, rules: CleanRules) -> DataFrame:
-    """Parsed lines -> typed columns and the first record-level ``reason`` (null if valid)."""
+    """Parsed lines -> typed columns and the first record-level ``reason`` (null if valid).
+
+    Two projections: the typed columns first, then the reason over them. Written as one, the
+    reason's conditions would each evaluate the time parser (three regular expressions and a
+    parse) and the event-type map again, since Spark shares a subexpression only when every
+    branch evaluates it; kept apart, Spark does not collapse the two projections, because that
+    would repeat those non-trivial expressions."""
     event_type = canonical_event_type(F.col("raw_event_type"), rules)
+    # Without a producer-assigned id, the record's content is its identity.
+    content_id = F.substring(
+        F.sha2(F.to_json(F.struct(*[f"raw_{n}" for n in S.RAW_EVENT_FIELDS])), 256), 1, 32
+    )
+    typed = parsed.select(
+        "*",
+        F.coalesce(_null_if_blank(F.col("raw_event_id")), content_id).alias("event_id"),
+        F.trim(F.col("raw_user_id")).alias("user_id"),
+        F.when(event_type == S.SEARCH, _null_if_blank(F.col("raw_item_id")))
+        .otherwise(F.trim(F.col("raw_item_id")))
+        .alias("item_id"),
+        event_type.alias("event_type"),
+        parse_event_time(F.col("raw_event_time")).alias("event_time"),
+        _null_if_blank(F.col("raw_session_id")).alias("raw_session"),
+        F.trim(F.col("raw_price")).cast("double").alias("price"),
+        F.trim(F.col("raw_quantity")).cast("double").alias("_quantity"),
+        _null_if_blank(F.col("raw_query")).alias("query_raw"),
+    )
+    event_type, event_time = F.col("event_type"), F.col("event_time")
     is_canonical = event_type.isin(*S.CANONICAL_EVENT_TYPES)
     is_ignored = event_type.isin(*[t.lower() for t in rules.ignored_event_types])
-    event_time = parse_event_time(F.col("raw_event_time"))
     day_end = F.to_timestamp(F.date_add(F.col("dt"), 1))
     latest_allowed = day_end + F.expr(f"INTERVAL {int(rules.max_clock_skew_minutes)} MINUTES")
-    price_text = F.trim(F.col("raw_price"))
-    price = price_text.cast("double")
-    quantity_text = F.trim(F.col("raw_quantity"))
-    quantity = quantity_text.cast("double")
-
+    price, quantity = F.col("price"), F.col("_quantity")
     price_bad = ~_blank(F.col("raw_price")) & (
         price.isNull() | F.isnan(price) | (price < 0) | (price > F.lit(rules.max_price))
     )
@@ -342,23 +362,9 @@ def assign_record_reasons(parsed: DataFrame, rules: CleanRules) -> DataFrame:
         .when(quantity_bad, F.lit(INVALID_QUANTITY))
         .when(F.length(F.col("raw_query")) > F.lit(rules.max_query_chars), F.lit(OVERSIZED_QUERY))
     )
-    # Without a producer-assigned id, the record's content is its identity.
-    content_id = F.substring(
-        F.sha2(F.to_json(F.struct(*[f"raw_{n}" for n in S.RAW_EVENT_FIELDS])), 256), 1, 32
-    )
-    return parsed.select(
-        "*",
-        F.coalesce(_null_if_blank(F.col("raw_event_id")), content_id).alias("event_id"),
-        F.trim(F.col("raw_user_id")).alias("user_id"),
-        F.when(event_type == S.SEARCH, _null_if_blank(F.col("raw_item_id")))
-        .otherwise(F.trim(F.col("raw_item_id")))
-        .alias("item_id"),
-        event_type.alias("event_type"),
-        event_time.alias("event_time"),
-        _null_if_blank(F.col("raw_session_id")).alias("raw_session"),
-        price.alias("price"),
+    return typed.select(
+        *[c for c in typed.columns if c != "_quantity"],
         quantity.cast("int").alias("quantity"),
-        _null_if_blank(F.col("raw_query")).alias("query_raw"),
         reason.alias("reason"),
     )
 
@@ -379,35 +385,97 @@ def _user_key() -> Column:
     return F.col(USER_KEY)
 
 
+# the record's identity for the exact-duplicate rule: two 64-bit hashes of its raw fields
+DUP_KEY: tuple[str, str] = ("_dup_a", "_dup_b")
+
+
+def record_key() -> tuple[Column, Column]:
+    """Two independent 64-bit hashes of a row's raw fields and which of them are null (a hash
+    alone skips nulls, so a value moved to another field would hash the same). Two records are
+    the same record when both agree: a false match needs a 128-bit collision between two rows
+    of one user-day, the odds the content ids of records without an id already accept."""
+    raw = [F.col(f"raw_{n}") for n in S.RAW_EVENT_FIELDS]
+    nulls = sum(
+        (F.when(c.isNull(), F.lit(1 << i)).otherwise(F.lit(0)) for i, c in enumerate(raw)),
+        F.lit(0),
+    )
+    values = [nulls, *[F.coalesce(c, F.lit("")) for c in raw]]
+    return F.xxhash64(*values), F.xxhash64(F.lit("cartwheel:record"), *values)
+
+
 def by_user_day(events: DataFrame) -> DataFrame:
-    """Add ``_user_key`` and hash-partition by (dt, _user_key) once.
+    """Keep what the row-set rules and the outputs need, add ``_user_key`` and hash-partition
+    by (dt, _user_key) once.
 
     Every later window partitions by (dt, _user_key, ...), which this distribution already
     satisfies, so the bot, duplicate, double-fire and session rules share one shuffle instead
-    of one each. Rows without a user are already quarantined; keying them by their line
-    spreads them instead of piling them onto one task.
+    of one each. What travels through the shuffle and the rules' sorts is narrow: a
+    quarantined row's line is made here (``quarantine_record``: every quarantine reason is a
+    record reason, known before the shuffle) and the others carry none, and the nine raw
+    fields travel as the exact-duplicate rule's two hashes (``record_key``). ``_minute`` (the
+    event's minute) is added here for the bot rule and the sessions, which share its sort.
+    Rows without a user are quarantined; keying them by their line spreads them instead of
+    piling them onto one task.
     """
-    keyed = events.withColumn(USER_KEY, F.coalesce(F.col("user_id"), F.col("raw_record")))
+    quarantined = F.col("reason").isin(*QUARANTINE_REASONS)
+    dup_a, dup_b = record_key()
+    narrow = events.select(
+        "source_file",
+        "dt",
+        "present_fields",
+        "reason",
+        "event_id",
+        "user_id",
+        "item_id",
+        "event_type",
+        "event_time",
+        "raw_session",
+        "price",
+        "quantity",
+        "query_raw",
+        F.when(quarantined, quarantine_record()).alias("raw_record"),
+        F.when(_candidate(), dup_a).alias(DUP_KEY[0]),
+        F.when(_candidate(), dup_b).alias(DUP_KEY[1]),
+    )
+    keyed = narrow.withColumn(
+        USER_KEY, F.coalesce(F.col("user_id"), F.col("raw_record"))
+    ).withColumn(MINUTE, F.date_trunc("minute", F.col("event_time")))
     return keyed.repartition("dt", USER_KEY)
 
 
+MINUTE = "_minute"
+
+
+def user_day_order() -> WindowSpec:
+    """A user-day's rows by minute, time and event id: the bot rule's per-day counts and the
+    sessions share this window's sort (the minute leads, which the time already orders, so
+    that the per-minute counts' window, partitioned by minute, needs the same sort)."""
+    return Window.partitionBy("dt", USER_KEY).orderBy(MINUTE, "event_time", "event_id")
+
+
 def flag_bots(events: DataFrame, rules: CleanRules) -> DataFrame:
-    """Mark every still-valid row of a user-day over the rate rule as ``bot_user``."""
+    """Mark every row of a user-day over the rate rule as ``bot_user`` if it passed the record
+    rules, overriding ``exact_duplicate`` and ``double_fire`` (the bot rule comes first in the
+    precedence; ``flag_duplicates`` runs before it only so that this rule and the sessions can
+    share a sort). The rule counts the rows that passed the record rules, duplicates
+    included, per minute and per user-day."""
     if rules.bot_max_events_per_minute == 0 and rules.bot_max_events_per_day == 0:
         return events
-    # The windows' keys are columns, not expressions (Spark aliases an expression key anew in
-    # each window, so equal keys would not be seen as equal): the per-minute count, a frame of
-    # the rows of the same minute in the user-day's order by minute, leaves the rows sorted as
-    # the two per-user-day windows need them. One sort instead of three.
-    keyed = events.withColumn(CANDIDATE, _candidate()).withColumn(
-        "_minute", F.date_trunc("minute", F.col("event_time"))
-    )
-    user_day = Window.partitionBy("dt", USER_KEY, CANDIDATE)
-    minute = user_day.orderBy("_minute").rangeBetween(Window.currentRow, Window.currentRow)
+    valid = F.col("reason").isNull() | F.col("reason").isin(EXACT_DUPLICATE, DOUBLE_FIRE)
+    one = F.when(F.col(CANDIDATE), F.lit(1))
+    whole = (Window.unboundedPreceding, Window.unboundedFollowing)
+    minute = (
+        Window.partitionBy("dt", USER_KEY, MINUTE).orderBy("event_time", "event_id")
+    ).rowsBetween(*whole)
+    user_day = user_day_order().rowsBetween(*whole)
     with_counts = (
-        keyed.withColumn("_per_minute", F.count(F.lit(1)).over(minute))
-        .withColumn("_per_day", F.count(F.lit(1)).over(user_day))
-        .withColumn("_max_per_minute", F.max("_per_minute").over(user_day))
+        events.withColumn(CANDIDATE, valid)
+        .withColumn("_per_minute", F.count(one).over(minute))
+        .withColumn("_per_day", F.count(one).over(user_day))
+        .withColumn(
+            "_max_per_minute",
+            F.max(F.when(F.col(CANDIDATE), F.col("_per_minute"))).over(user_day),
+        )
     )
     over = F.lit(False)
     if rules.bot_max_events_per_minute > 0:
@@ -415,59 +483,77 @@ def flag_bots(events: DataFrame, rules: CleanRules) -> DataFrame:
     if rules.bot_max_events_per_day > 0:
         over = over | (F.col("_per_day") > rules.bot_max_events_per_day)
     return with_counts.withColumn(
-        "reason", F.when(_candidate() & over, F.lit(BOT_USER)).otherwise(F.col("reason"))
-    ).drop(CANDIDATE, "_minute", "_per_minute", "_per_day", "_max_per_minute")
+        "reason", F.when(F.col(CANDIDATE) & over, F.lit(BOT_USER)).otherwise(F.col("reason"))
+    ).drop(CANDIDATE, "_per_minute", "_per_day", "_max_per_minute")
+
+
+TARGET = "_target"
 
 
 def flag_duplicates(events: DataFrame, rules: CleanRules) -> DataFrame:
-    """Mark repeats of a record (``exact_duplicate``) and fast re-fires (``double_fire``)."""
-    raw_fields = [f"raw_{n}" for n in S.RAW_EVENT_FIELDS]
-    exact = Window.partitionBy("dt", _user_key(), _candidate(), *raw_fields).orderBy(
-        "source_file", "raw_record"
-    )
-    events = events.withColumn(
-        "reason",
-        F.when(_candidate() & (F.row_number().over(exact) > 1), F.lit(EXACT_DUPLICATE)).otherwise(
-            F.col("reason")
-        ),
-    )
+    """Mark repeats of a record (``exact_duplicate``) and fast re-fires (``double_fire``), in one
+    sort.
+
+    The still-valid rows of a user-day are ordered per action (event type and item, or query)
+    by time, event id and record key (``DUP_KEY``), then file. The copies of a record share
+    every key but the file, so they are consecutive, and each after the first repeats the row
+    before it: an exact duplicate. A copy also shares its original's time, so the gap from a
+    row to the row before it is the gap to the previous distinct record of the same action,
+    which is what the double-fire rule measures. Which copy stays changes no output: the copies
+    share their raw fields, hence their clean columns, and the first file keeps it, so the
+    counts per file are deterministic too."""
     target = F.coalesce(
         F.col("item_id"),
         F.concat(F.lit("query:"), F.lower(F.coalesce(F.col("query_raw"), F.lit("")))),
     )
-    same_action = Window.partitionBy("dt", _user_key(), _candidate(), "event_type", target).orderBy(
-        "event_time", "event_id"
+    # The keys are columns, not expressions: Spark aliases an expression key anew in each
+    # window, so equal keys would not be seen as equal.
+    keyed = events.withColumn(CANDIDATE, _candidate()).withColumn(TARGET, target)
+    same_action = Window.partitionBy("dt", USER_KEY, CANDIDATE, "event_type", TARGET).orderBy(
+        "event_time", "event_id", *DUP_KEY, "source_file"
     )
-    gap = F.col("event_time").cast("double") - F.lag(F.col("event_time").cast("double")).over(
-        same_action
-    )
-    return events.withColumn(
+
+    def before(column: str) -> Column:
+        return F.lag(F.col(column)).over(same_action)
+
+    repeat = (before(DUP_KEY[0]) == F.col(DUP_KEY[0])) & (before(DUP_KEY[1]) == F.col(DUP_KEY[1]))
+    seconds = F.col("event_time").cast("double")
+    gap = seconds - F.lag(seconds).over(same_action)
+    return keyed.withColumn(
         "reason",
-        F.when(
+        F.when(_candidate() & F.coalesce(repeat, F.lit(False)), F.lit(EXACT_DUPLICATE))
+        .when(
             _candidate() & gap.isNotNull() & (gap < F.lit(rules.double_fire_seconds)),
             F.lit(DOUBLE_FIRE),
-        ).otherwise(F.col("reason")),
-    )
+        )
+        .otherwise(F.col("reason")),
+    ).drop(CANDIDATE, TARGET)
 
 
 def assign_sessions(events: DataFrame, rules: CleanRules) -> DataFrame:
-    """``session_id``: the log's own when present, else user-day sessions split at inactivity gaps."""
-    # a column as the key (see flag_bots): the gap and its running sum share one sort
-    ordered = Window.partitionBy("dt", USER_KEY, CANDIDATE).orderBy("event_time", "event_id")
-    gap = F.col("event_time").cast("long") - F.lag(F.col("event_time").cast("long")).over(ordered)
-    starts = F.when(gap.isNull() | (gap > rules.session_gap_minutes * 60), 1).otherwise(0)
-    running = ordered.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    with_seq = (
-        events.withColumn(CANDIDATE, _candidate())
-        .withColumn("_new_session", starts)
-        .withColumn("_session_seq", F.sum("_new_session").over(running))
+    """``session_id``: the log's own when present, else user-day sessions split at inactivity gaps.
+
+    Over ``user_day_order`` (the bot rule's sort) with the rows that did not pass every rule
+    masked out: a still-valid row's gap is to the latest still-valid row before it, and the
+    running count of session starts counts still-valid rows only."""
+    ordered = user_day_order()
+    seconds = F.col("event_time").cast("long")
+    previous = F.last(F.when(_candidate(), seconds), ignorenulls=True).over(
+        ordered.rowsBetween(Window.unboundedPreceding, -1)
+    )
+    starts = _candidate() & (
+        previous.isNull() | (seconds - previous > rules.session_gap_minutes * 60)
+    )
+    with_seq = events.withColumn("_new_session", F.when(starts, 1).otherwise(0)).withColumn(
+        "_session_seq",
+        F.sum("_new_session").over(ordered.rowsBetween(Window.unboundedPreceding, 0)),
     )
     derived = F.concat_ws(
         "-", F.col("user_id"), F.date_format("dt", "yyyyMMdd"), F.col("_session_seq").cast("string")
     )
     return with_seq.withColumn(
         "session_id", F.when(_candidate(), F.coalesce(F.col("raw_session"), derived))
-    ).drop(CANDIDATE, "_new_session", "_session_seq")
+    ).drop("_new_session", "_session_seq", MINUTE)
 
 
 def scrub_text(text: Column) -> Column:
@@ -555,8 +641,8 @@ def label_events(lines: DataFrame, catalog: DataFrame, rules: CleanRules) -> Dat
         lines.transform(parse_raw_lines)
         .transform(lambda df: assign_record_reasons(df, rules))
         .transform(by_user_day)
-        .transform(lambda df: flag_bots(df, rules))
         .transform(lambda df: flag_duplicates(df, rules))
+        .transform(lambda df: flag_bots(df, rules))
         .transform(lambda df: assign_sessions(df, rules))
         .transform(scrub_pii)
         .transform(lambda df: join_catalog(df, catalog))
@@ -565,13 +651,12 @@ def label_events(lines: DataFrame, catalog: DataFrame, rules: CleanRules) -> Dat
 
 def compact_labeled(labeled: DataFrame) -> DataFrame:
     """Just what the outputs and counts need: contract columns, ``reason``, the original line
-    (kept only for quarantined rows, scrubbed of PII), ``source_file``, ``pii_scrubbed``,
-    ``present_fields``."""
-    keep_line = F.col("reason").isin(*QUARANTINE_REASONS)
+    (quarantined rows only, scrubbed of PII: ``by_user_day`` made it), ``source_file``,
+    ``pii_scrubbed``, ``present_fields``."""
     return labeled.select(
         *S.CLEAN_EVENTS.columns,
         "reason",
-        F.when(keep_line, quarantine_record()).alias("raw_record"),
+        "raw_record",
         "source_file",
         "pii_scrubbed",
         "present_fields",

@@ -281,6 +281,31 @@ def test_same_record_with_keys_in_another_order_is_a_duplicate(spark: SparkSessi
     assert sorted(str(r["reason"]) for r in labeled.collect()) == ["None", C.EXACT_DUPLICATE]
 
 
+def test_a_field_moved_or_blanked_is_not_the_same_record(spark: SparkSession) -> None:
+    """The record key hashes which raw fields are null: a value in another field, or an empty
+    field instead of a missing one, is another record, not a duplicate."""
+    raw = lines(
+        spark,
+        event(event_id="s", event_type="search", item_id=None, price=None, query="x"),
+        event(event_id="s", event_type="search", item_id="x", price=None, query=None),
+        event(
+            event_id="s", event_type="search", item_id=None, price=None, query="x", session_id=""
+        ),
+    )
+    labeled = label(spark, raw)
+    got = {(r["item_id"], r["reason"]) for r in labeled.collect()}
+    # the item "x" is another action; the empty session id makes another record of the same
+    # action at the same time: a double fire, not an exact duplicate
+    assert got == {(None, None), ("x", None), (None, C.DOUBLE_FIRE)}
+
+
+def test_the_first_file_keeps_a_duplicated_record(spark: SparkSession) -> None:
+    a, b = "file:/raw/events/dt=2026-11-20/a.json", "file:/raw/events/dt=2026-11-20/b.json"
+    raw = lines(spark, event(), source_file=b).union(lines(spark, event(), source_file=a))
+    got = {r["source_file"]: r["reason"] for r in label(spark, raw).collect()}
+    assert got == {a: None, b: C.EXACT_DUPLICATE}
+
+
 def test_double_fire_within_a_second_is_filtered(spark: SparkSession) -> None:
     raw = lines(
         spark,
@@ -353,21 +378,41 @@ def test_the_minute_rate_counts_each_minute_on_its_own(spark: SparkSession) -> N
     assert got == {**{f"b{i}": None for i in range(6)}, **{f"o{i}": C.BOT_USER for i in range(4)}}
 
 
-def test_the_user_day_rules_sort_the_rows_once_per_rule(spark: SparkSession) -> None:
-    """Bots, exact duplicates, double fires and sessions: four sorts of the user-day's rows
-    (the bot rule's three windows share one, the session gap and its running sum another)."""
+def test_the_user_day_rules_sort_the_rows_twice(spark: SparkSession) -> None:
+    """Bots, exact duplicates, double fires and sessions: two sorts of the user-day's rows
+    after the one shuffle (exact duplicates and double fires share one, the bot rule's counts
+    and the sessions the other)."""
     rules = C.CleanRules()
     ruled = (
         lines(spark, event(), event(event_id="e2"))
         .transform(C.parse_raw_lines)
         .transform(lambda df: C.assign_record_reasons(df, rules))
         .transform(C.by_user_day)
-        .transform(lambda df: C.flag_bots(df, rules))
         .transform(lambda df: C.flag_duplicates(df, rules))
+        .transform(lambda df: C.flag_bots(df, rules))
         .transform(lambda df: C.assign_sessions(df, rules))
     )
     plan = ruled._jdf.queryExecution().executedPlan().toString()
-    assert plan.count("Window [") == 6 and plan.count("Sort [") == 4, plan
+    assert plan.count("Sort [") == 2 and plan.count("Exchange ") == 1, plan
+    assert plan.count("Window [") == 6, plan
+
+
+def test_the_bot_rule_counts_and_overrides_duplicates(spark: SparkSession) -> None:
+    """The bot rule comes first: it counts the rows the later rules would drop, and a bot's
+    duplicates and double fires are bot_user, not exact_duplicate or double_fire."""
+    rules = C.CleanRules(bot_max_events_per_minute=0, bot_max_events_per_day=3)
+    bot = [
+        event(user_id="bot"),
+        event(user_id="bot"),  # an exact duplicate of the first
+        event(event_id="b2", user_id="bot", event_time="2026-11-20T10:00:00.300Z"),  # re-fire
+        event(event_id="b3", user_id="bot", item_id="i3", event_time="2026-11-20T12:00:00Z"),
+    ]  # 4 rows over the day's 3, though only 2 would survive the duplicate rules
+    human = [event(user_id="human"), event(user_id="human")]
+    labeled = label(spark, lines(spark, *bot, *human), rules)
+    got = sorted((r["user_id"], str(r["reason"])) for r in labeled.collect())
+    assert got == sorted(
+        [*[("bot", C.BOT_USER)] * 4, ("human", C.EXACT_DUPLICATE), ("human", "None")]
+    )
 
 
 def test_bot_over_the_day_rate_is_filtered(spark: SparkSession) -> None:
@@ -407,6 +452,26 @@ def test_sessions_split_at_thirty_minutes_of_inactivity(spark: SparkSession) -> 
         "b": "u1-20261120-1",
         "c": "u1-20261120-2",
         "d": "u2-20261120-1",
+    }
+
+
+def test_session_gaps_skip_the_rows_other_rules_dropped(spark: SparkSession) -> None:
+    """A quarantined row, a double fire and a duplicate between two kept events do not bridge
+    their gap: 40 minutes between the kept rows start a new session."""
+    raw = lines(
+        spark,
+        event(event_id="a", event_time="2026-11-20T10:00:00Z"),
+        event(event_id="q", event_time="2026-11-20T10:20:00Z", price=-1),  # invalid_price
+        event(event_id="b", event_time="2026-11-20T10:40:00Z", item_id="i2"),
+        event(event_id="b", event_time="2026-11-20T10:40:00Z", item_id="i2"),  # duplicate
+        event(event_id="f", event_time="2026-11-20T10:40:00.5Z", item_id="i2"),  # double fire
+        event(event_id="c", event_time="2026-11-20T11:20:00Z", item_id="i3"),
+    )
+    labeled = label(spark, raw)
+    assert {r["event_id"]: r["session_id"] for r in kept(labeled)} == {
+        "a": "u1-20261120-1",
+        "b": "u1-20261120-2",
+        "c": "u1-20261120-3",
     }
 
 
