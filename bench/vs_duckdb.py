@@ -689,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not steps_wanted:
         p.error(f"--steps: one or both of clean, label (not {a.steps!r})")
     from bench.common import RESULTS, cleaned_root, write_result
+    from jobs.runtime.manifest import code_version
 
     root = a.root or cleaned_root(
         a.work_dir / f"vs-duckdb-{a.rows}", a.rows, a.days, END, a.work_dir / "logs"
@@ -702,7 +703,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{step} vs its DuckDB twin on {root}: {a.rounds} rounds ...", flush=True)
         measure = measure_clean if step == "clean" else measure_label
         result = measure(root, a.days, a.rounds, a.work_dir)
-        steps[step] = {"rows_target": a.rows if a.root is None else None, "days": a.days, **result}
+        steps[step] = {
+            "rows_target": a.rows if a.root is None else None,
+            "days": a.days,
+            # a run may measure one step and keep the other's figures: each says when and on what
+            "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "code_version": code_version(),
+            **result,
+        }
         print(f"  {step}: {result['ratio']}x DuckDB, rows equal {result['rows_equal']}", flush=True)
     path = write_result(RESULT, steps)
     print(f"-> {path}")
