@@ -381,10 +381,6 @@ USER_KEY = "_user_key"
 CANDIDATE = "_candidate"
 
 
-def _user_key() -> Column:
-    return F.col(USER_KEY)
-
-
 # the record's identity for the exact-duplicate rule: two 64-bit hashes of its raw fields
 DUP_KEY: tuple[str, str] = ("_dup_a", "_dup_b")
 
