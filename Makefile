@@ -76,6 +76,7 @@ bench: install ## run the benchmarks in bench/ (results in bench/results/; long:
 	$(PY) bench/score_chunks.py
 	$(PY) bench/user_state_bench.py --rows 10000000 --days 30
 	$(PY) bench/vs_duckdb.py --rows 4000000
+	$(PY) bench/clean_profile.py --root /tmp/cartwheel-vs-duckdb/vs-duckdb-4000000
 	$(PY) bench/nightly_bench.py --rows 200000 1000000
 	$(PY) bench/quality.py demo
 	$(PY) bench/quality.py movielens
