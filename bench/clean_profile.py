@@ -69,28 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with shuffle_sized_for(spark, raw.bytes, "clean"):
             lines = read_raw_lines(spark, raw)
-            parsed = lines.transform(C.parse_raw_lines)
-            reasons = parsed.transform(lambda df: C.assign_record_reasons(df, rules))
-            keyed = reasons.transform(C.by_user_day)
-            duplicates = keyed.transform(lambda df: C.flag_duplicates(df, rules))
-            bots = duplicates.transform(lambda df: C.flag_bots(df, rules))
-            sessions = bots.transform(lambda df: C.assign_sessions(df, rules))
-            labeled = C.compact_labeled(
-                sessions.transform(C.scrub_pii).transform(lambda df: C.join_catalog(df, catalog))
-            )
-            prefixes = {
-                "1 read lines (first run: JVM warm-up)": lines,
-                "2 + parse": parsed,
-                "3 + record reasons": reasons,
-                "4 + shuffle by user-day": keyed,
-                "5 + duplicate rules (sort 1)": duplicates,
-                "6 + bot rule (sort 2)": bots,
-                "7 + sessions (sort 2)": sessions,
-                "8 + scrub, catalog, output columns": labeled,
-            }
-            for name, frame in prefixes.items():
-                timed(name, noop(frame))
-            timed("9 the whole pipeline again, warm", noop(labeled))
+            prefixes = {"1 read lines (first run: JVM warm-up)": lines}
+            frame = lines
+            for n, (name, step) in enumerate(C.stages(catalog, rules), start=2):
+                frame = frame.transform(step)
+                prefixes[f"{n} + {name}"] = frame
+            labeled = C.compact_labeled(frame)
+            prefixes[f"{len(prefixes) + 1} + output columns"] = labeled
+            for name, prefix in prefixes.items():
+                timed(name, noop(prefix))
+            timed(f"{len(prefixes) + 1} the whole pipeline again, warm", noop(labeled))
             cached = labeled.persist(StorageLevel.MEMORY_AND_DISK)
             timed("persist + disposition counts", lambda: C.disposition_counts(cached).collect())
             timed("quality figures", lambda: C.quality_by_day(cached).collect())

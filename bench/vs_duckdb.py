@@ -60,7 +60,6 @@ RESULT = "vs-duckdb"
 def twin_label(root: Path, run_date: dt.date, rules: dict[str, Any], out: Path) -> dict[str, int]:
     """Label the window ending at ``run_date`` with DuckDB; write ``out/examples`` (Parquet,
     ``split=`` folders) and ``out/vocab_items``; return examples per split."""
-    import duckdb
 
     L = rules["history_length"]
     days = [run_date - dt.timedelta(days=k) for k in range(rules["lookback_days"] - 1, -1, -1)]
@@ -87,9 +86,7 @@ def twin_label(root: Path, run_date: dt.date, rules: dict[str, Any], out: Path) 
     t_ref = "date_trunc('day', event_time)" if day else "event_time"
     secs = "CAST(epoch_us({}) AS DOUBLE) / CAST(1000000 AS DOUBLE)"  # Spark's timestamp -> double
 
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_progress_bar = false")
+    con = _connect()
     con.execute(
         f"""
         CREATE TEMP TABLE ev AS
@@ -190,13 +187,38 @@ _PY_PHONE = (
 _PY_TAIL = rf"(?<![^{_J_SPACE},;\"'])[^{_J_SPACE},;\"']*+$"
 
 
-def _scrubbers() -> tuple[Any, Any]:
+def _connect() -> Any:
+    """A DuckDB connection in UTC, without a progress bar."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def _multiset_diff(con: Any, a: str, b: str) -> dict[str, int]:
+    """Each query's rows, and the rows only in ``a`` and only in ``b`` as multisets."""
+
+    def count(sql: str) -> int:
+        row = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
+        assert row is not None  # a count always returns one row
+        return int(row[0])
+
+    return {
+        "cartwheel_rows": count(a),
+        "twin_rows": count(b),
+        "only_cartwheel": count(f"{a} EXCEPT ALL {b}"),
+        "only_twin": count(f"{b} EXCEPT ALL {a}"),
+    }
+
+
+def _scrubbers(limit: int) -> tuple[Any, Any]:
     """(scrub_text, quarantine_record) in plain Python: the clean rules' PII scrubber and the
-    line a quarantined row keeps."""
+    line a quarantined row keeps (truncated beyond ``limit`` characters)."""
     import re
 
     email, phone, tail = re.compile(_PY_EMAIL), re.compile(_PY_PHONE), re.compile(_PY_TAIL)
-    limit = 65_536  # pipelines.clean.MAX_QUARANTINE_RECORD_CHARS
 
     def scrub(text: str | None) -> str | None:
         if text is None:
@@ -234,7 +256,6 @@ def twin_clean(
     ``out/quarantine`` (Parquet, ``dt=`` folders), ``out/dispositions.json`` (rows per day and
     disposition) and ``out/quality.json`` (per-day figures like the step's quality report);
     return the rows per disposition."""
-    import duckdb
 
     from_dates = [run_date - dt.timedelta(days=k) for k in range(days - 1, -1, -1)]
     files = sorted(
@@ -245,13 +266,12 @@ def twin_clean(
     )
     if not files:
         raise SystemExit(f"no raw events under {root / 'raw' / 'events'} for {from_dates}")
-    other = [f for f in files if not f.endswith((".json", ".json.gz", ".jsonl", ".jsonl.gz"))]
+    other = [f for f in files if not f.endswith(tuple(rules["json_suffixes"]))]
     if other:
         raise SystemExit(f"the twin reads JSON lines only, not {other[0]}")
-    fields = ("event_id", "event_time", "user_id", "item_id", "event_type", "session_id",
-              "price", "quantity", "query")  # fmt: skip
+    fields = rules["raw_fields"]
     synonyms = {k.lower(): v for k, v in rules["event_type_synonyms"].items()}
-    canonical = ("view", "click", "cart", "purchase", "search")
+    canonical = rules["canonical_types"]
     ignored = [t.lower() for t in rules["ignored_event_types"]]
 
     def strings(values: Any) -> str:
@@ -307,17 +327,15 @@ def twin_clean(
         WHEN {price_bad} THEN 'invalid_price' WHEN {quantity_bad} THEN 'invalid_quantity'
         WHEN length(raw_query) > {int(rules["max_query_chars"])} THEN 'oversized_query' END"""
 
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_progress_bar = false")
-    scrub, quarantine = _scrubbers()
+    con = _connect()
+    scrub, quarantine = _scrubbers(int(rules["max_quarantine_record_chars"]))
     # null_handling "special": the functions see nulls (a null query is not a null record); the
     # string form works on every duckdb this project allows, the enum's module moved (1.x -> 2.x)
-    con.create_function("scrub_text", scrub, ["VARCHAR"], "VARCHAR", null_handling="special")  # type: ignore[call-overload]
+    con.create_function("scrub_text", scrub, ["VARCHAR"], "VARCHAR", null_handling="special")
     con.create_function(
         "quarantine_record", quarantine, ["VARCHAR", "BOOLEAN", "VARCHAR", "VARCHAR"], "VARCHAR",
         null_handling="special",
-    )  # type: ignore[call-overload]  # fmt: skip
+    )  # fmt: skip
     paths = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     extract = ", ".join(f"'$.{n}'" for n in fields)
     con.execute(
@@ -418,9 +436,7 @@ def twin_clean(
         ON k.item_id = c.item_id
         """
     )  # fmt: skip
-    quarantine_reasons = ("malformed_record", "missing_id", "unknown_event_type",
-                          "unparseable_timestamp", "future_timestamp", "invalid_price",
-                          "invalid_quantity", "oversized_query")  # fmt: skip
+    quarantine_reasons = rules["quarantine_reasons"]
     fields_json = "json_object(" + ", ".join(f"'{n}', raw_{n}" for n in fields) + ")"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -464,40 +480,20 @@ def twin_clean(
 
 def compare_examples(cartwheel: Path, twin: Path) -> dict[str, int]:
     """Rows only in cartwheel's examples, only in the twin's (multisets), and each side's rows."""
-    import duckdb
-
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_progress_bar = false")
     from pipelines.schemas import EXAMPLES
 
     cols = ", ".join(EXAMPLES.columns)
     a = f"SELECT {cols} FROM read_parquet('{cartwheel}/split=*/*.parquet', hive_partitioning = true)"
     b = f"SELECT {cols} FROM read_parquet('{twin}/split=*/*.parquet', hive_partitioning = true)"
-
-    def count(sql: str) -> int:
-        row = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
-        assert row is not None  # a count always returns one row
-        return int(row[0])
-
-    return {
-        "cartwheel_rows": count(a),
-        "twin_rows": count(b),
-        "only_cartwheel": count(f"{a} EXCEPT ALL {b}"),
-        "only_twin": count(f"{b} EXCEPT ALL {a}"),
-    }
+    return _multiset_diff(_connect(), a, b)
 
 
 def compare_clean(root: Path, twin: Path, days: list[dt.date]) -> dict[str, int]:
     """Rows only in cartwheel's clean events / quarantine of ``days``, only in the twin's
     (multisets, every column), and each side's rows."""
-    import duckdb
-
     from pipelines.schemas import CLEAN_EVENTS, QUARANTINE
 
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_progress_bar = false")
+    con = _connect()
 
     def select(folder: Path, columns: list[str]) -> str:
         parts = [
@@ -513,22 +509,13 @@ def compare_clean(root: Path, twin: Path, days: list[dt.date]) -> dict[str, int]
         )  # fmt: skip
         return f"SELECT {cols} FROM read_parquet({parts!r}, hive_partitioning = true)"
 
-    def count(sql: str) -> int:
-        row = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
-        assert row is not None  # a count always returns one row
-        return int(row[0])
-
     out: dict[str, int] = {}
     for name, table, columns in (
         ("events", "clean/events", CLEAN_EVENTS.columns),
         ("quarantine", "quarantine/events", QUARANTINE.columns),
     ):
-        a = select(root / table, list(columns))
-        b = select(twin / name, list(columns))
-        out[f"{name}_cartwheel_rows"] = count(a)
-        out[f"{name}_twin_rows"] = count(b)
-        out[f"{name}_only_cartwheel"] = count(f"{a} EXCEPT ALL {b}")
-        out[f"{name}_only_twin"] = count(f"{b} EXCEPT ALL {a}")
+        diff = _multiset_diff(con, select(root / table, columns), select(twin / name, columns))
+        out.update({f"{name}_{k}": n for k, n in diff.items()})
     return out
 
 
@@ -546,13 +533,24 @@ def label_rules(rules: Any) -> dict[str, Any]:
 
 
 def clean_rules(rules: Any) -> dict[str, Any]:
-    """A ``pipelines.clean.CleanRules`` (or a clean config) as the twin's plain rules."""
-    from pipelines.clean import CleanRules
+    """A ``pipelines.clean.CleanRules`` (or a clean config) as the twin's plain rules, with the
+    contract the twin implements (raw fields, canonical types, quarantine reasons, the
+    quarantined line's limit, the JSON suffixes) taken from the code, not copied: the twin's
+    process imports nothing but duckdb."""
+    from pipelines import clean as C
+    from pipelines import schemas as S
 
-    plain = {f.name: getattr(rules, f.name) for f in dataclasses.fields(CleanRules)}
+    plain = {f.name: getattr(rules, f.name) for f in dataclasses.fields(C.CleanRules)}
     plain["event_type_synonyms"] = dict(plain["event_type_synonyms"])
     plain["ignored_event_types"] = list(plain["ignored_event_types"])
-    return plain
+    return {
+        **plain,
+        "raw_fields": list(S.RAW_EVENT_FIELDS),
+        "canonical_types": list(S.CANONICAL_EVENT_TYPES),
+        "quarantine_reasons": list(C.QUARANTINE_REASONS),
+        "max_quarantine_record_chars": C.MAX_QUARANTINE_RECORD_CHARS,
+        "json_suffixes": list(S.JSON_SUFFIXES),
+    }
 
 
 def _timed(command: list[str], log: Path, what: str, twin: bool = False) -> dict[str, float]:
@@ -579,11 +577,11 @@ def _summary(runs: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
 
 
 def measure_clean(root: Path, days: int, rounds: int, work: Path) -> dict[str, Any]:
+    from jobs.runtime.readers import date_window
     from pipelines.clean import CleanRules
 
     rules = clean_rules(CleanRules())
-    end = dt.date.fromisoformat(END)
-    window = [end - dt.timedelta(days=k) for k in range(days - 1, -1, -1)]
+    window = date_window(dt.date.fromisoformat(END), days)
     twin_out = work / "twin-clean"
     runs: list[dict[str, Any]] = []
     for n in range(1, rounds + 1):

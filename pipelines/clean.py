@@ -30,7 +30,7 @@ expression sits beside the precedence list that orders it, so a reviewer checks 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, Window, WindowSpec
@@ -630,19 +630,30 @@ def join_catalog(events: DataFrame, catalog: DataFrame) -> DataFrame:
     ).drop("_in_catalog")
 
 
+def stages(
+    catalog: DataFrame, rules: CleanRules
+) -> list[tuple[str, Callable[[DataFrame], DataFrame]]]:
+    """The pipeline of ``label_events``, in order, as named steps (``bench/clean_profile.py``
+    times their prefixes)."""
+    return [
+        ("parse", parse_raw_lines),
+        ("record reasons", lambda df: assign_record_reasons(df, rules)),
+        ("shuffle by user-day", by_user_day),
+        ("duplicate rules (sort 1)", lambda df: flag_duplicates(df, rules)),
+        ("bot rule (sort 2)", lambda df: flag_bots(df, rules)),
+        ("sessions (sort 2)", lambda df: assign_sessions(df, rules)),
+        ("PII scrub", scrub_pii),
+        ("catalog join", lambda df: join_catalog(df, catalog)),
+    ]
+
+
 def label_events(lines: DataFrame, catalog: DataFrame, rules: CleanRules) -> DataFrame:
     """(value, source_file, dt) lines -> one row per line with its ``reason`` (null = kept),
     typed clean columns, ``session_id``, scrubbed ``query``, ``category`` and flags."""
-    return (
-        lines.transform(parse_raw_lines)
-        .transform(lambda df: assign_record_reasons(df, rules))
-        .transform(by_user_day)
-        .transform(lambda df: flag_duplicates(df, rules))
-        .transform(lambda df: flag_bots(df, rules))
-        .transform(lambda df: assign_sessions(df, rules))
-        .transform(scrub_pii)
-        .transform(lambda df: join_catalog(df, catalog))
-    )
+    labeled = lines
+    for _, step in stages(catalog, rules):
+        labeled = labeled.transform(step)
+    return labeled
 
 
 def compact_labeled(labeled: DataFrame) -> DataFrame:
