@@ -150,3 +150,17 @@ def test_a_difference_is_found(root: Path, tmp_path: Path) -> None:
     shutil.move(changed, part / "data.parquet")
     diff = compare_clean(root, tmp_path / "twin", [END])
     assert diff["events_only_cartwheel"] == diff["events_only_twin"] == 1, diff
+
+
+def test_the_twin_names_what_it_cannot_read(tmp_path: Path) -> None:
+    """No raw events for the window, or a raw file that is not JSON lines: the twin stops with
+    a message naming the folder or the file, before it writes anything."""
+    rules = clean_rules(clean.CleanConfig(data_root=str(tmp_path), run_date=END, days=1))
+    with pytest.raises(SystemExit, match=r"no raw events under .*raw/events"):
+        twin_clean(tmp_path, END, 1, rules, tmp_path / "out")
+    day = tmp_path / "raw" / "events" / f"dt={END}"
+    day.mkdir(parents=True)
+    (day / "export.csv").write_text("e1,2026-11-21T10:00:00Z,u1,i1,view,,,,\n")
+    with pytest.raises(SystemExit, match=r"JSON lines only, not .*export\.csv"):
+        twin_clean(tmp_path, END, 1, rules, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
