@@ -64,7 +64,13 @@ from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import date_window, read_catalog, read_clean_events
 from jobs.runtime.registry import ModelUri
 from jobs.runtime.render import metrics_view, recall_svg, render
-from jobs.runtime.scoring import AUTO_EXCLUDE, EXCLUDE_HELP, ExcludeRule
+from jobs.runtime.scoring import (
+    AUTO_EXCLUDE,
+    EXCLUDE_HELP,
+    PRECISION_HELP,
+    ExcludeRule,
+    Precision,
+)
 from jobs.runtime.session import default_parallelism
 from jobs.runtime.step import run_cli
 from jobs.runtime.storage import Storage, join
@@ -99,6 +105,7 @@ class EvaluateConfig(DatedStepConfig):
     )
     ks: tuple[AtLeast1, ...] = opt(default=(10, 20, 50), help="cut-offs K of every metric")
     exclude: ExcludeRule = opt(default=AUTO_EXCLUDE, help=EXCLUDE_HELP)
+    precision: Precision = opt(default="float32", help=PRECISION_HELP)
     promotion_metric: str = opt(default="recall", help="recall, ndcg, map or hit_rate")
     promotion_k: AtLeast1 = opt(default=20, help="K of the promotion metric")
     promote: bool = opt(
@@ -267,6 +274,7 @@ def model_lists(
     exclude: str,
     method: str,
     held: Held,
+    precision: str = "float32",
 ) -> DataFrame:
     """A registered model's top-K for the evaluated users from histories cut at the test start;
     ``mask`` marks its candidates (its own sellable vocabulary items)."""
@@ -277,7 +285,9 @@ def model_lists(
     inputs = R.scoring_inputs(
         f.before, item_index, f.test_start, model.history_length, exclude, users=f.users
     )
-    scored, bc = scoring.score_users(spark, inputs, scoring.payload(model, mask, popularity), f.k)
+    scored, bc = scoring.score_users(
+        spark, inputs, scoring.payload(model, mask, popularity, precision), f.k
+    )
     held.broadcasts.append(bc)
     lists = S.RANKED_LISTS.select(scored.withColumn("method", F.lit(method)))
     return held.lists(method, lists)
@@ -301,7 +311,7 @@ def all_lists(
     ranker's (likewise) and each baseline of ``config.baselines`` with its ``settings`` (tuned
     on val; the defaults where absent); (lists, labels, the baselines taken from the ranker's
     generator lists instead of built again). A champion ranker this code cannot score (other features) is left out."""
-    parts = [model_lists(spark, model, mask, f, config.exclude, E.MODEL, held)]
+    parts = [model_lists(spark, model, mask, f, config.exclude, E.MODEL, held, config.precision)]
     labels = {E.MODEL: f"model v{model.version}"}
     reused: dict[str, DataFrame] = {}
     taken: list[str] = []
@@ -322,7 +332,9 @@ def all_lists(
             labels[E.CHAMPION_RANKED] = f"champion ranker v{champion_ranker.version}"
     if champion is not None:
         previous, own = champion
-        parts.append(model_lists(spark, previous, own, f, config.exclude, E.CHAMPION, held))
+        parts.append(
+            model_lists(spark, previous, own, f, config.exclude, E.CHAMPION, held, config.precision)
+        )
         labels[E.CHAMPION] = f"champion v{previous.version}"
     # every list's fallback, and the popularity baseline
     if B.POPULARITY in reused:

@@ -43,7 +43,13 @@ from jobs.runtime.lists import Held, ranked_top
 from jobs.runtime.manifest import RunResult, StepRun
 from jobs.runtime.readers import date_window, partition_name, read_catalog, read_clean_events
 from jobs.runtime.registry import ModelUri
-from jobs.runtime.scoring import AUTO_EXCLUDE, EXCLUDE_HELP, ExcludeRule
+from jobs.runtime.scoring import (
+    AUTO_EXCLUDE,
+    EXCLUDE_HELP,
+    PRECISION_HELP,
+    ExcludeRule,
+    Precision,
+)
 from jobs.runtime.step import run_cli, staging_area
 from jobs.runtime.storage import Storage, join
 from pipelines import baselines as B
@@ -75,6 +81,7 @@ class ScoreConfig(DatedStepConfig):
         "becomes recs/user_topk; item_similar stays the two-tower's",
     )
     exclude: ExcludeRule = opt(default=AUTO_EXCLUDE, help=EXCLUDE_HELP)
+    precision: Precision = opt(default="float32", help=PRECISION_HELP)
     min_vocab_coverage: Fraction = opt(
         default=0.2,
         help="fail if fewer of the window's item events than this fraction are in the model's vocabulary",
@@ -189,7 +196,7 @@ def main(spark: SparkSession, config: ScoreConfig) -> RunResult:
         popularity = scoring.popularity_order(
             R.item_popularity(events, item_index, cutoff), candidates, config.k + 10_000
         )
-        data = scoring.payload(model, candidates, popularity)
+        data = scoring.payload(model, candidates, popularity, config.precision)
         part = partition_name(day)
         length = model.history_length
         state_plan = user_state.plan(storage, root, day, config.lookback_days, length)

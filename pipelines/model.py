@@ -35,6 +35,14 @@ from pipelines.errors import ConfigError, require_at_least_1
 NUM_AGE_BUCKETS = 32  # log2 buckets of seconds: 0 (< 1 s) .. 31 (>= ~34 years)
 
 
+# What scoring computes in (``--precision``): bfloat16 halves the item table and runs the user
+# tower and the product in bfloat16. It is fast where the hardware has bfloat16 arithmetic (GPUs;
+# CPUs with AVX-512 BF16 or AMX) and may be slower than float32 elsewhere. Scores keep bfloat16's
+# 8 significant bits, so near-equal items may swap places: bench/score_precision.py measures the
+# speed and the quality delta.
+PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelShape:
     """The model's shape as a user chooses it: declared once, these fields are also the flags of

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipelines.model import ModelConfig, TwoTower
+from pipelines.model import PRECISIONS, ModelConfig, TwoTower
 from pipelines.schemas import HISTORY_COLUMNS, HISTORY_LISTS
 
 INPUT_COLUMNS = HISTORY_COLUMNS
@@ -52,11 +52,18 @@ def _column(frame: pd.DataFrame, name: str, length: int) -> np.ndarray:
 
 
 class UserTower:
-    """Histories -> user vectors, in batches, on the GPU when one is visible."""
+    """Histories -> user vectors, in batches, on the GPU when one is visible; the weights in
+    ``precision`` (``pipelines.recs.PRECISIONS``), the vectors always float32."""
 
     def __init__(
-        self, folder: str | None, batch_size: int = 4096, state: dict[str, Any] | None = None
+        self,
+        folder: str | None,
+        batch_size: int = 4096,
+        state: dict[str, Any] | None = None,
+        precision: str = "float32",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}: must be one of {', '.join(PRECISIONS)}")
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if state is None:
             if folder is None:
@@ -67,7 +74,8 @@ class UserTower:
         config = ModelConfig(**state["model_config"])
         self.model = TwoTower(config, state["model"]["item_category"], state["model"]["item_log_q"])
         self.model.load_state_dict(state["model"])
-        self.model.to(self.device).eval()
+        self.model.to(self.device, PRECISIONS[precision]).eval()
+        self.precision = precision
         self.config = config
         self.batch_size = batch_size
         self.folder = folder
@@ -85,9 +93,9 @@ class UserTower:
         return buffer.getvalue()
 
     @classmethod
-    def from_state_bytes(cls, data: bytes) -> UserTower:
+    def from_state_bytes(cls, data: bytes, precision: str = "float32") -> UserTower:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
-        return cls(None, state=state)
+        return cls(None, state=state, precision=precision)
 
     def item_vectors(self) -> np.ndarray:
         """The item tower's table: (num_items, dim) float32."""

@@ -25,17 +25,20 @@ from udfs.pyfunc import UserTower
 @dataclass(frozen=True)
 class ScoringPayload:
     """What every scoring task needs (broadcast once). ``key`` is a digest of all of it: what a
-    Python worker caches its rebuilt tower and scorer under."""
+    Python worker caches its rebuilt tower and scorer under. ``precision``: what the tower and
+    the scorer compute in (``pipelines.model.PRECISIONS``); the payload itself holds float32."""
 
     model_state: bytes
     item_vectors: np.ndarray  # (num_items, dim) float32
     candidates: np.ndarray  # (num_items,) bool
     item_ids: np.ndarray  # (num_items,) object: index -> item id ("" for PAD/OOV)
     popularity: np.ndarray  # candidate indices, most popular first
+    precision: str = "float32"
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
         h = hashlib.sha256(self.model_state)
+        h.update(self.precision.encode())
         for array in (self.item_vectors, self.candidates, self.popularity):
             a = np.ascontiguousarray(array)
             h.update(f"{a.dtype}{a.shape}".encode())
@@ -64,8 +67,13 @@ def _load(broadcast: Any) -> _Loaded:
     payload: ScoringPayload = broadcast.value if hasattr(broadcast, "value") else broadcast
     loaded = _CACHE.get(payload.key)
     if loaded is None:
-        tower = UserTower.from_state_bytes(payload.model_state)
-        scorer = R.TopKScorer(payload.item_vectors, payload.candidates, device=tower.device)
+        tower = UserTower.from_state_bytes(payload.model_state, payload.precision)
+        scorer = R.TopKScorer(
+            payload.item_vectors,
+            payload.candidates,
+            device=tower.device,
+            precision=payload.precision,
+        )
         _CACHE.clear()  # one model per worker at a time
         loaded = _CACHE[payload.key] = _Loaded(tower, scorer, payload)
     return loaded

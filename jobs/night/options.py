@@ -17,7 +17,13 @@ from jobs.runtime.config import (
     opt,
     step_config,
 )
-from jobs.runtime.scoring import AUTO_EXCLUDE, EXCLUDE_HELP, ExcludeRule
+from jobs.runtime.scoring import (
+    AUTO_EXCLUDE,
+    EXCLUDE_HELP,
+    PRECISION_HELP,
+    ExcludeRule,
+    Precision,
+)
 from pipelines.errors import ConfigError
 
 # Set by the night itself; a --step-config section may not override them.
@@ -52,6 +58,9 @@ class NightOptions:
     k: AtLeast1 = opt(default=50, help="recommendations per user and similar items per item")
     exclude: ExcludeRule = opt(
         default=AUTO_EXCLUDE, help=f"{EXCLUDE_HELP} (the same rule for score and evaluate)"
+    )
+    precision: Precision = opt(
+        default="float32", help=f"{PRECISION_HELP} (the same for score and evaluate)"
     )
     gate_min_ratio: NonNegativeFloat = opt(
         default=1.0,

@@ -162,6 +162,7 @@ STEPS: tuple[NightStep, ...] = (
             "model_uri": _model(n, check),
             "k": n.config.k,
             "exclude": n.config.exclude,
+            "precision": n.config.precision,
             "lookback_days": n.config.lookback_days,
             "output_root": layout.pending(n.root, n.day),
             **_ranker(n, check),
@@ -175,6 +176,7 @@ STEPS: tuple[NightStep, ...] = (
         lambda n, check: {
             "model_uri": _model(n, check),
             "exclude": n.config.exclude,
+            "precision": n.config.precision,
             "gate_min_ratio": n.config.gate_min_ratio,
             "champion_tolerance": n.config.champion_tolerance,
             "tune_baselines": n.config.tune_baselines,

@@ -44,14 +44,17 @@ def model_similar(
     mask: np.ndarray,
     f: E.EvalFrames,
     held: Held,
+    precision: str,
 ) -> DataFrame:
     """The model's nearest candidate items per vocabulary item (``SIMILAR_SCORED``), as score
-    writes ``recs/item_similar``."""
+    writes ``recs/item_similar`` (in ``precision``)."""
     item_index = model.item_index(spark)
     popularity = scoring.popularity_order(
         R.item_popularity(f.before, item_index, f.test_start), mask, f.k
     )
-    similar, bc = scoring.similar_items(spark, scoring.payload(model, mask, popularity), f.k)
+    similar, bc = scoring.similar_items(
+        spark, scoring.payload(model, mask, popularity, precision), f.k
+    )
     held.broadcasts.append(bc)
     return similar
 
@@ -175,7 +178,7 @@ def measure(
     popular = held.lists("popularity (next click)", E.popularity_lists(f))
     parts = []
     for method, (model, mask) in models.items():
-        similar = model_similar(spark, model, mask, f, held)
+        similar = model_similar(spark, model, mask, f, held, config.precision)
         parts.append(
             held.lists(f"{method} (next click)", N.similar_lists(similar, f, popular, method))
         )

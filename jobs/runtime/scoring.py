@@ -21,6 +21,7 @@ from pipelines import label as L
 from pipelines import recs as R
 from pipelines import schemas as S
 from pipelines.errors import InputError
+from pipelines.model import PRECISIONS
 from udfs.score import ScoringPayload
 
 log = logging.getLogger("cartwheel")
@@ -43,6 +44,21 @@ EXCLUDE_HELP = (
     "items hidden from a user: purchased, interacted (any item event) or none; auto: the rule "
     "the ingested source suits (raw/_source.json: none for Online Retail, whose customers "
     "re-order, interacted for MovieLens ratings), else purchased"
+)
+
+
+def _known_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+# The ``--precision`` of score and evaluate.
+Precision = Annotated[str, AfterValidator(_known_precision)]
+PRECISION_HELP = (
+    "what the user tower and the item table compute in: float32, or bfloat16 (faster where the "
+    "hardware has bfloat16 arithmetic: GPUs, CPUs with AVX-512 BF16 or AMX; near-equal scores "
+    "may swap places; bench/results/score-precision.json has its speed and quality here)"
 )
 
 
@@ -126,13 +142,16 @@ def popularity_order(popularity: DataFrame, candidates: np.ndarray, limit: int) 
     return np.asarray((order + rest)[:limit], dtype=np.int64)
 
 
-def payload(model: ResolvedModel, candidates: np.ndarray, popularity: np.ndarray) -> ScoringPayload:
+def payload(
+    model: ResolvedModel, candidates: np.ndarray, popularity: np.ndarray, precision: str
+) -> ScoringPayload:
     return ScoringPayload(
         model_state=model.tower.state_bytes(),
         item_vectors=np.ascontiguousarray(model.vectors, dtype=np.float32),
         candidates=candidates,
         item_ids=model.item_ids,
         popularity=popularity,
+        precision=precision,
     )
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import evaluate, score
@@ -266,6 +266,39 @@ def test_scores_agree_with_mlflow_spark_udf(
         got = table[row["user_id"]]
         assert [i for i, _ in got] == list(model.item_ids[items])
         np.testing.assert_allclose([s for _, s in got], scores, rtol=1e-4, atol=1e-5)
+
+
+def test_bfloat16_scoring_publishes_lists_close_to_float32(
+    spark: SparkSession, scored: RunResult, trained_root: Path, tmp_path: Path
+) -> None:
+    config = score.ScoreConfig(
+        data_root=str(trained_root), run_date=END, k=K, precision="bfloat16",
+        similar_items=False, output_root=str(tmp_path),
+    )  # fmt: skip
+    half = score.main(spark, config)
+    assert half.succeeded and half.manifest["config"]["precision"] == "bfloat16"
+    assert half.manifest["active_users"] == scored.manifest["active_users"]
+    part = f"dt={END}"
+    got = spark.read.parquet(str(tmp_path / "recs" / "user_topk" / part))
+    want = spark.read.parquet(str(trained_root / "recs" / "user_topk" / part))
+
+    def low_bits(df: DataFrame) -> np.ndarray:
+        """The low 16 bits of every model score (zero for a bfloat16 score widened to float32)."""
+        rows = df.where(F.col("source") == R.MODEL).select("score").collect()
+        return np.array([r["score"] for r in rows], dtype=np.float32).view(np.uint32) & 0xFFFF
+
+    assert (low_bits(got) == 0).all()
+    assert (low_bits(want) != 0).any()
+    lists = {
+        name: {
+            r["user_id"]: set(r["items"])
+            for r in df.groupBy("user_id").agg(F.collect_set("item_id").alias("items")).collect()
+        }
+        for name, df in (("bfloat16", got), ("float32", want))
+    }
+    assert lists["bfloat16"].keys() == lists["float32"].keys()
+    overlap = [len(lists["bfloat16"][u] & v) / K for u, v in lists["float32"].items()]
+    assert np.mean(overlap) >= 0.8
 
 
 def test_unknown_model_uri_fails_naming_it_and_publishes_nothing(

@@ -83,6 +83,25 @@ def test_top_k_over_many_items_matches_a_naive_loop() -> None:
     assert got.items.tolist() == naive_top_k(users, items, candidates, 20, excluded)
 
 
+def test_bfloat16_scoring_holds_the_table_in_bfloat16_and_keeps_separated_orders() -> None:
+    # user (1, 0): an item's score is its first coordinate, rounded to bfloat16's 8 bits
+    firsts = np.array([0.0, 0.0, 1 / 3, 0.9, 0.6, -0.2, 0.7071], dtype=np.float32)
+    items = np.stack([firsts, np.sqrt(1 - firsts**2)], axis=1).astype(np.float32)
+    candidates = np.array([False, False, True, True, True, True, True])
+    user = np.array([[1.0, 0.0]], dtype=np.float32)
+    full = R.TopKScorer(items, candidates, device=torch.device("cpu")).top_k(user, 4)
+    bf16 = R.TopKScorer(items, candidates, device=torch.device("cpu"), precision="bfloat16")
+    got = bf16.top_k(user, 4)
+    assert bf16.items.dtype == torch.bfloat16
+    assert got.items.tolist() == full.items.tolist() == [[3, 6, 4, 2]]
+    rounded = torch.as_tensor(firsts[[3, 6, 4, 2]]).to(torch.bfloat16).float().numpy()
+    assert got.scores.dtype == np.float32
+    np.testing.assert_array_equal(got.scores[0], rounded)
+    assert not np.array_equal(full.scores[0], rounded)  # float32 keeps 1/3 and 0.7071 exact
+    with pytest.raises(ValueError, match="precision 'int8'"):
+        R.TopKScorer(items, candidates, precision="int8")
+
+
 def test_fewer_candidates_than_k_leaves_minus_one() -> None:
     items = np.eye(4, dtype=np.float32)
     candidates = np.array([False, False, True, True])

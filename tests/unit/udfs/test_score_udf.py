@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -59,6 +61,27 @@ def test_payload_key_changes_with_any_part_of_the_payload() -> None:
     assert a.key != b.key
     fewer = U.ScoringPayload(a.model_state, a.item_vectors, ~a.candidates, a.item_ids, a.popularity)
     assert fewer.key != a.key
+
+
+def test_a_bfloat16_payload_scores_in_bfloat16_close_to_float32() -> None:
+    full = payload(40, seed=1)
+    half = dataclasses.replace(full, precision="bfloat16")
+    assert half.key != full.key  # a worker never reuses the float32 scorer for it
+    loaded = U._load(half)
+    assert {p.dtype for p in loaded.tower.model.parameters()} == {torch.bfloat16}
+    assert loaded.scorer.items.dtype == torch.bfloat16
+    frame = inputs(40)
+    got = U.score_frame(loaded, frame, k=5)
+    want = U.score_frame(U._load(full), frame, k=5)
+    assert got["score"].dtype == np.float32
+    # bfloat16 scores widened to float32: the low 16 bits are zero
+    assert (got["score"].to_numpy().view(np.uint32) & 0xFFFF == 0).all()
+    assert (want["score"].to_numpy().view(np.uint32) & 0xFFFF != 0).any()
+    overlap = [
+        len(set(g["item_id"]) & set(w["item_id"])) / 5
+        for (_, g), (_, w) in zip(got.groupby("user_id"), want.groupby("user_id"), strict=True)
+    ]
+    assert np.mean(overlap) >= 0.8
 
 
 def test_two_models_scored_in_turn_on_reused_workers_each_use_their_own(
