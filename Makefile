@@ -74,6 +74,7 @@ bench: install ## run the benchmarks in bench/ (results in bench/results/; long:
 	$(PY) bench/warm_start_bench.py
 	$(PY) bench/score_bench.py
 	$(PY) bench/score_chunks.py
+	$(PY) bench/score_precision.py
 	$(PY) bench/user_state_bench.py --rows 10000000 --days 30
 	$(PY) bench/vs_duckdb.py --rows 4000000
 	$(PY) bench/clean_profile.py --root /tmp/cartwheel-vs-duckdb/vs-duckdb-4000000
