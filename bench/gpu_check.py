@@ -8,7 +8,9 @@ the end):
   train        training steps of ``pipelines.model.TwoTower`` (in-batch sampled softmax with
                logQ, sparse embedding tables with SparseAdam, as ``cartwheel train``), examples/s
                in float32 and under ``autocast_for(device, "bf16")``
-  score        user tower + scores against every item + top-k, users/s in float32 and bf16
+  score        user tower + scores against every item + top-k, users/s in float32, under
+               bf16 autocast, and with the weights and item table cast to bfloat16
+               (``bf16_weights``: what ``cartwheel score --precision bfloat16`` runs)
   collective   ``torch.distributed`` all-reduce over NCCL (one process per GPU, at most 2) or
                Gloo (2 processes on the CPU): the sum checked, bus bandwidth in GB/s
 
@@ -21,6 +23,7 @@ usage: python bench/gpu_check.py [--out bench/results] [--quick]
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import json
 import os
@@ -30,6 +33,8 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,7 @@ import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipelines.model import PRECISIONS as MODEL_PRECISIONS
 from pipelines.model import (
     ModelConfig,
     TwoTower,
@@ -121,10 +127,17 @@ def train_rates(device: torch.device, s: dict[str, int]) -> dict[str, Any]:
 def score_rates(device: torch.device, s: dict[str, int], k: int = 50) -> dict[str, Any]:
     """users/s of the user tower, the scores against every item and the top k, per precision."""
     torch.manual_seed(0)
-    model = build_model(device, s["items"]).eval()
+    full = build_model(device, s["items"]).eval()
     out: dict[str, Any] = {}
-    for precision in PRECISIONS:
-        autocast, dtype = autocast_for(device, precision)
+    for precision in (*PRECISIONS, "bf16_weights"):
+        autocast: Callable[[], AbstractContextManager[Any]]
+        dtype: torch.dtype | None
+        model = full
+        if precision == "bf16_weights":
+            model = copy.deepcopy(full).to(MODEL_PRECISIONS["bfloat16"])
+            autocast, dtype = nullcontext, MODEL_PRECISIONS["bfloat16"]
+        else:
+            autocast, dtype = autocast_for(device, precision)
         with torch.no_grad(), autocast():
             items = model.all_item_vectors()
             top = histories(2, s["items"], model.config.history_length, device)  # warm-up

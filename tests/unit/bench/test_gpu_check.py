@@ -30,6 +30,8 @@ def test_the_gpu_check_runs_its_cpu_fallback_to_the_end(tmp_path: Path) -> None:
         assert train["dtype"] == score["dtype"] == dtype
         assert train["examples_per_s"] > 0 and train["losses_finite"]
         assert score["users_per_s"] > 0 and score["items"] == result["sizes"]["items"]
+    weights = result["score"]["bf16_weights"]  # what score --precision bfloat16 runs
+    assert weights["dtype"] == "torch.bfloat16" and weights["users_per_s"] > 0
     reduced = result["collective"]
     assert (reduced["backend"], reduced["processes"], reduced["sum_ok"]) == ("gloo", 2, True)
     assert reduced["bus_gb_per_s"] > 0
