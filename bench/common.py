@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,18 @@ def tree_rss(proc: psutil.Process) -> int:
         with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
     return total
+
+
+def best_of(fn: Callable[[], Any], repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls of ``fn`` (seconds), after one untimed warm-up
+    call (the first pass allocates and picks kernels)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 class PeakMemory:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import torch
 
-from bench.common import write_result
+from bench.common import best_of, write_result
 
 DIM, K = 64, 50
 
@@ -36,16 +36,6 @@ DIM, K = 64, 50
 def unit(rows: int, rng: np.random.Generator) -> np.ndarray:
     v = rng.standard_normal((rows, DIM)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def best_of(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> int:
@@ -70,7 +60,7 @@ def main() -> int:
         # the machine's float32 matmul rate at the largest chunk's shape: the bound on users/s
         u = torch.as_tensor(users[: min(a.users, (1 << max(a.caps)) // n_items)])
         it = torch.as_tensor(items)
-        wall = best_of(lambda u=u, it=it: u @ it.T, a.repeats)
+        wall = best_of(partial(torch.matmul, u, it.T), a.repeats)
         gflops = 2 * len(u) * n_items * DIM / wall / 1e9
         bound = gflops * 1e9 / (2 * n_items * DIM)
         for cap, grouped in [(c, g) for c in a.caps for g in (False, True)]:
@@ -78,7 +68,7 @@ def main() -> int:
                 items, candidates, torch.device("cpu"), max_scores_per_chunk=1 << cap,
                 grouped=grouped,
             )  # fmt: skip
-            wall = best_of(lambda s=scorer: s.top_k(users, K), a.repeats)
+            wall = best_of(partial(scorer.top_k, users, K), a.repeats)
             row = {
                 "items": n_items,
                 "cap_log2": cap,

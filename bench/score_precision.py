@@ -34,7 +34,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,22 +44,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.common import PeakMemory, run_measured, write_result
+from bench.common import PeakMemory, best_of, run_measured, write_result
 
 RESULT = "score-precision"
 MODEL_URI = "models:/cartwheel-two-tower@candidate"
 PRECISIONS = ("float32", "bfloat16")
 K_SCORE, K_EVAL = 50, 20
-
-
-def best_of(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up: the first pass allocates and picks kernels
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def cpu_flags() -> list[str]:
@@ -156,9 +146,9 @@ def catalog_speed(items: int, repeats: int) -> dict[str, Any]:
     for precision in PRECISIONS:
         scorer = R.TopKScorer(vectors, candidates, precision=precision)
         users = unit(scorer.chunk * 4)
-        seconds = best_of(lambda s=scorer, u=users: s.top_k(u, K_SCORE), repeats)
+        seconds = best_of(partial(scorer.top_k, users, K_SCORE), repeats)
         chunk = torch.as_tensor(users[: scorer.chunk]).to(scorer.items.dtype)
-        product = best_of(lambda c=chunk, s=scorer: c @ s.items.T, repeats)
+        product = best_of(partial(torch.matmul, chunk, scorer.items.T), repeats)
         out[precision] = {
             "users_per_chunk": scorer.chunk,
             "users_per_s": round(len(users) / seconds, 1),
@@ -210,7 +200,7 @@ def main() -> int:
             )
             loaded = U._load(payload)
             lists[precision] = U.score_frame(loaded, inputs, K_EVAL)
-            seconds = best_of(lambda ld=loaded: U.score_frame(ld, timed, K_SCORE), a.repeats)
+            seconds = best_of(partial(U.score_frame, loaded, timed, K_SCORE), a.repeats)
             speed[precision] = {"users_per_s": round(len(timed) / seconds, 1)}
             print(f"  {precision}: {speed[precision]['users_per_s']:,.0f} users/s", flush=True)
         speed["speedup"] = round(

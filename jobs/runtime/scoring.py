@@ -32,14 +32,19 @@ AUTO_EXCLUDE = "auto"
 DEFAULT_EXCLUDE = "purchased"
 
 
-def _known_rule(rule: str) -> str:
-    if rule not in (*R.EXCLUDE_RULES, AUTO_EXCLUDE):
-        raise ValueError(f"one of {', '.join(R.EXCLUDE_RULES)} or {AUTO_EXCLUDE}")
-    return rule
+def one_of(*values: str) -> AfterValidator:
+    """A pydantic validator: the value must be one of ``values``."""
+
+    def check(value: str) -> str:
+        if value not in values:
+            raise ValueError(f"one of {', '.join(values[:-1])} or {values[-1]}")
+        return value
+
+    return AfterValidator(check)
 
 
 # The ``--exclude`` rule of score and evaluate: which of a user's items are never recommended.
-ExcludeRule = Annotated[str, AfterValidator(_known_rule)]
+ExcludeRule = Annotated[str, one_of(*R.EXCLUDE_RULES, AUTO_EXCLUDE)]
 EXCLUDE_HELP = (
     "items hidden from a user: purchased, interacted (any item event) or none; auto: the rule "
     "the ingested source suits (raw/_source.json: none for Online Retail, whose customers "
@@ -47,14 +52,8 @@ EXCLUDE_HELP = (
 )
 
 
-def _known_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ValueError(f"one of {', '.join(PRECISIONS)}")
-    return precision
-
-
 # The ``--precision`` of score and evaluate.
-Precision = Annotated[str, AfterValidator(_known_precision)]
+Precision = Annotated[str, one_of(*PRECISIONS)]
 PRECISION_HELP = (
     "what the user tower and the item table compute in: float32, or bfloat16 (faster where the "
     "hardware has bfloat16 arithmetic: GPUs, CPUs with AVX-512 BF16 or AMX; near-equal scores "
