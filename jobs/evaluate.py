@@ -274,7 +274,7 @@ def model_lists(
     exclude: str,
     method: str,
     held: Held,
-    precision: str = "float32",
+    precision: str,
 ) -> DataFrame:
     """A registered model's top-K for the evaluated users from histories cut at the test start;
     ``mask`` marks its candidates (its own sellable vocabulary items)."""
