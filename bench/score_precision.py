@@ -45,10 +45,11 @@ import pandas as pd
 import torch
 
 from bench.common import PeakMemory, best_of, run_measured, write_result
+from pipelines.model import PRECISIONS as MODEL_PRECISIONS
 
 RESULT = "score-precision"
 MODEL_URI = "models:/cartwheel-two-tower@candidate"
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = tuple(MODEL_PRECISIONS)  # float32 first: the reference
 K_SCORE, K_EVAL = 50, 20
 
 
@@ -171,7 +172,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
 
-    from jobs.runtime import registry
+    from jobs.runtime import registry, scoring
     from jobs.runtime.session import get_spark
     from pipelines.label import FIRST_INDEX
     from udfs import score as U
@@ -190,14 +191,8 @@ def main() -> int:
         lists: dict[str, pd.DataFrame] = {}
         speed: dict[str, Any] = {}
         for precision in PRECISIONS:
-            payload = U.ScoringPayload(
-                model_state=model.tower.state_bytes(),
-                item_vectors=np.ascontiguousarray(model.vectors, dtype=np.float32),
-                candidates=candidates,
-                item_ids=model.item_ids,
-                popularity=np.flatnonzero(candidates),
-                precision=precision,
-            )
+            # the payload score builds; no user is cold here, so the popularity order is unused
+            payload = scoring.payload(model, candidates, np.flatnonzero(candidates), precision)
             loaded = U._load(payload)
             lists[precision] = U.score_frame(loaded, inputs, K_EVAL)
             seconds = best_of(partial(U.score_frame, loaded, timed, K_SCORE), a.repeats)

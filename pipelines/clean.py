@@ -383,6 +383,7 @@ CANDIDATE = "_candidate"
 
 # the record's identity for the exact-duplicate rule: two 64-bit hashes of its raw fields
 DUP_KEY: tuple[str, str] = ("_dup_a", "_dup_b")
+MINUTE = "_minute"  # the event's minute: the bot rule's and the sessions' shared sort leads with it
 
 
 def record_key() -> tuple[Column, Column]:
@@ -437,9 +438,6 @@ def by_user_day(events: DataFrame) -> DataFrame:
         USER_KEY, F.coalesce(F.col("user_id"), F.col("raw_record"))
     ).withColumn(MINUTE, F.date_trunc("minute", F.col("event_time")))
     return keyed.repartition("dt", USER_KEY)
-
-
-MINUTE = "_minute"
 
 
 def user_day_order() -> WindowSpec:
@@ -517,9 +515,9 @@ def flag_duplicates(events: DataFrame, rules: CleanRules) -> DataFrame:
     gap = seconds - F.lag(seconds).over(same_action)
     return keyed.withColumn(
         "reason",
-        F.when(_candidate() & F.coalesce(repeat, F.lit(False)), F.lit(EXACT_DUPLICATE))
+        F.when(F.col(CANDIDATE) & F.coalesce(repeat, F.lit(False)), F.lit(EXACT_DUPLICATE))
         .when(
-            _candidate() & gap.isNotNull() & (gap < F.lit(rules.double_fire_seconds)),
+            F.col(CANDIDATE) & gap.isNotNull() & (gap < F.lit(rules.double_fire_seconds)),
             F.lit(DOUBLE_FIRE),
         )
         .otherwise(F.col("reason")),

@@ -43,6 +43,13 @@ NUM_AGE_BUCKETS = 32  # log2 buckets of seconds: 0 (< 1 s) .. 31 (>= ~34 years)
 PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
+def precision_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a ``PRECISIONS`` name; a ValueError naming it otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: must be one of {', '.join(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelShape:
     """The model's shape as a user chooses it: declared once, these fields are also the flags of

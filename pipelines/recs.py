@@ -25,7 +25,7 @@ from torch import Tensor
 from pipelines import label as L
 from pipelines import schemas as S
 from pipelines import user_state as U
-from pipelines.model import PRECISIONS
+from pipelines.model import precision_dtype
 
 MODEL, POPULARITY = "model", "popularity"
 EXCLUDE_RULES: dict[str, tuple[str, ...]] = {
@@ -186,8 +186,9 @@ class TopKScorer:
     ``item_vectors`` (num_items, dim); ``candidates`` (num_items,) bool: only these may be
     recommended (PAD, OOV and unsellable items are not). Scores are dot products (the vectors
     are unit length, so cosine similarity). Users are scored in chunks so that at most
-    ``max_scores_per_chunk`` scores exist at once. ``precision`` (a ``PRECISIONS`` key): the
-    dtype the item table is held and the product computed in; scores come back as float32.
+    ``max_scores_per_chunk`` scores exist at once. ``precision`` (a key of
+    ``pipelines.model.PRECISIONS``): the dtype the item table is held and the product computed
+    in; scores come back as float32.
     """
 
     def __init__(
@@ -199,14 +200,13 @@ class TopKScorer:
         grouped: bool = True,
         precision: str = "float32",
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision {precision!r}: must be one of {', '.join(PRECISIONS)}")
+        dtype = precision_dtype(precision)
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         # columns padded to a whole number of top-k groups (the padding is never a candidate)
         width = -(-len(candidates) // TOPK_GROUP) * TOPK_GROUP
         vectors = np.zeros((width, item_vectors.shape[1]), dtype=item_vectors.dtype)
         vectors[: len(item_vectors)] = item_vectors
-        self.items = torch.as_tensor(vectors, device=self.device).to(PRECISIONS[precision])
+        self.items = torch.as_tensor(vectors, device=self.device).to(dtype)
         mask = torch.full((width,), float("-inf"), dtype=self.items.dtype, device=self.device)
         mask[: len(candidates)][torch.as_tensor(candidates, device=self.device)] = 0.0
         self.mask = mask

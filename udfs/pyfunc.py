@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipelines.model import PRECISIONS, ModelConfig, TwoTower
+from pipelines.model import ModelConfig, TwoTower, precision_dtype
 from pipelines.schemas import HISTORY_COLUMNS, HISTORY_LISTS
 
 INPUT_COLUMNS = HISTORY_COLUMNS
@@ -53,7 +53,7 @@ def _column(frame: pd.DataFrame, name: str, length: int) -> np.ndarray:
 
 class UserTower:
     """Histories -> user vectors, in batches, on the GPU when one is visible; the weights in
-    ``precision`` (``pipelines.recs.PRECISIONS``), the vectors always float32."""
+    ``precision`` (``pipelines.model.PRECISIONS``), the vectors always float32."""
 
     def __init__(
         self,
@@ -62,8 +62,7 @@ class UserTower:
         state: dict[str, Any] | None = None,
         precision: str = "float32",
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision {precision!r}: must be one of {', '.join(PRECISIONS)}")
+        dtype = precision_dtype(precision)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if state is None:
             if folder is None:
@@ -74,7 +73,7 @@ class UserTower:
         config = ModelConfig(**state["model_config"])
         self.model = TwoTower(config, state["model"]["item_category"], state["model"]["item_log_q"])
         self.model.load_state_dict(state["model"])
-        self.model.to(self.device, PRECISIONS[precision]).eval()
+        self.model.to(self.device, dtype).eval()
         self.precision = precision
         self.config = config
         self.batch_size = batch_size
