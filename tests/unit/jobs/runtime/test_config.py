@@ -9,8 +9,11 @@ import pytest
 
 from jobs import cli
 from jobs.clean import CleanConfig
+from jobs.evaluate import EvaluateConfig
 from jobs.generate import GenerateConfig
+from jobs.night.options import NightlyConfig
 from jobs.runtime.config import parse_config
+from jobs.score import ScoreConfig
 from pipelines.errors import ConfigError
 
 pytestmark = pytest.mark.unit
@@ -174,3 +177,13 @@ def test_night_options_are_checked_before_spark_starts(
             data_root=str(tmp_path), from_date=dt.date(2026, 11, 20),
             to_date=dt.date(2026, 11, 21), **{flag: value},
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("config", [ScoreConfig, EvaluateConfig, NightlyConfig])
+def test_precision_is_float32_or_bfloat16_and_anything_else_is_named(config: type) -> None:
+    flags = ["--data-root", "/x", "--run-date", "2026-11-20"]
+    half = parse_config(config, [*flags, "--precision", "bfloat16"], prog="p", description="")
+    assert half.precision == "bfloat16"
+    assert parse_config(config, flags, prog="p", description="").precision == "float32"
+    with pytest.raises(ConfigError, match=r"precision=int8: one of float32 or bfloat16"):
+        parse_config(config, [*flags, "--precision", "int8"], prog="p", description="")
